@@ -1,0 +1,126 @@
+"""The training loop on real (small) MNIST-1D runs: learning, resume, divergence, continuation."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from tests.conftest import tiny_preset_dict
+from tunekit.presets import load_preset, range_test_preset
+from tunekit.train.loop import Trainer, train
+
+pytestmark = pytest.mark.slow
+
+
+def _run(trainer: Trainer) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    results: list[dict[str, Any]] = []
+    states: dict[int, dict[str, Any]] = {}
+
+    def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        results.append(metrics)
+        if state is not None:  # the state shares tensors with the live model: copy it now
+            states[metrics["epoch"]] = copy.deepcopy(state)
+
+    trainer.run(report)
+    return results, states
+
+
+def test_one_cycle_on_mnist1d_learns_far_above_chance() -> None:
+    torch.set_num_threads(1)
+    results = train(load_preset(tiny_preset_dict(), {"epochs": 6}))
+    # ten classes: chance is 10 %; a short 1cycle run on 1 600 samples gets well past it
+    assert results[-1]["test_acc"] > 0.6
+    assert [r["epoch"] for r in results] == [1, 2, 3, 4, 5, 6]
+    assert not results[-1]["diverged"]
+    # the 1cycle run ends annihilated: final LR ≈ max_lr / div / annihilation
+    assert results[-1]["lr"] == pytest.approx(0.5 / 10 / 100, rel=0.05)
+
+
+def test_resume_from_checkpoint_matches_the_unbroken_run() -> None:
+    preset = load_preset(tiny_preset_dict(), {"epochs": 4})
+    unbroken, states = _run(Trainer(preset, "cpu"))
+    resumed = Trainer(preset, "cpu")
+    resumed.load_state_dict(states[2])
+    later, _ = _run(resumed)
+    # the epochs after the resume give the same metrics as the unbroken run (CPU, same seed)
+    assert [r["epoch"] for r in later] == [3, 4]
+    for a, b in zip(later, unbroken[2:], strict=True):
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
+
+
+def test_nan_loss_ends_the_run_cleanly_with_diverged_flag() -> None:
+    preset = load_preset(tiny_preset_dict(), {"max_lr": 1e6, "epochs": 3})
+    results = train(preset)
+    # no exception; the last result says diverged and training stopped there
+    assert results[-1]["diverged"] is True
+    assert math.isnan(results[-1]["test_loss"])
+    assert len(results) < 3 or results[-1]["epoch"] <= 3
+
+
+def test_continuation_with_same_config_reproduces_the_parent() -> None:
+    preset = load_preset(tiny_preset_dict(), {"epochs": 4})
+    parent, states = _run(Trainer(preset, "cpu"))
+    child = Trainer(preset, "cpu")
+    child.load_snapshot(states[2], "parent@2")
+    results, _ = _run(child)
+    # schedule fast-forwarded to the snapshot's iteration, momentum buffers restored: same path
+    assert [r["epoch"] for r in results] == [3, 4]
+    assert results[-1]["test_loss"] == pytest.approx(parent[-1]["test_loss"], rel=1e-6)
+
+
+def _weight_norm(trainer: Trainer) -> float:
+    return float(sum(p.detach().pow(2).sum() for n, p in trainer.model.named_parameters() if "weight" in n))
+
+
+def test_continuation_really_trains_with_the_new_weight_decay() -> None:
+    base = tiny_preset_dict(weight_decay=1e-4)
+    _, states = _run(Trainer(load_preset(base, {"epochs": 4}), "cpu"))
+    norms = {}
+    for wd in (1e-4, 3e-2):
+        child = Trainer(load_preset(base, {"epochs": 4, "weight_decay": wd}), "cpu")
+        child.load_snapshot(states[2], "parent@2")
+        results, _ = _run(child)
+        # the optimiser itself carries the new value, not the snapshot's
+        assert all(r["weight_decay"] == pytest.approx(wd) for r in results)
+        norms[wd] = _weight_norm(child)
+    # and it acts: a 300× larger weight decay shrinks the weights
+    assert norms[3e-2] < 0.8 * norms[1e-4]
+
+
+def test_continuation_past_its_budget_reports_once_and_stops() -> None:
+    preset = load_preset(tiny_preset_dict(), {"epochs": 2})
+    _, states = _run(Trainer(preset, "cpu"))
+    child = Trainer(preset, "cpu")
+    child.load_snapshot(states[2], "parent@2")
+    results, _ = _run(child)
+    # epoch budgets are absolute: nothing left to train, one evaluation reported
+    assert len(results) == 1 and results[0]["epoch"] == 2
+
+
+def test_range_test_reports_every_k_iterations_with_rising_lr() -> None:
+    preset = range_test_preset(load_preset(tiny_preset_dict()))
+    results = train(preset)
+    steps = [r["step"] for r in results]
+    # 1 epoch of 25 iterations, evaluated every 5 → 5 points, at steps 5, 10, … 25
+    assert steps == [5, 10, 15, 20, 25]
+    lrs = [r["lr"] for r in results]
+    assert lrs == sorted(lrs) and lrs[-1] == pytest.approx(3.0)
+    # momentum decreases as the LR increases (0.95 → 0.85)
+    moms = [r["momentum"] for r in results]
+    assert moms == sorted(moms, reverse=True) and moms[-1] == pytest.approx(0.85)
+    assert all(0 <= r["test_acc"] <= 1 for r in results if not r["diverged"])
+
+
+def test_batchnorm_recalibration_makes_eval_statistics_current() -> None:
+    trainer = Trainer(load_preset(tiny_preset_dict()), "cpu")
+    bn = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    trainer.recalibrate_batchnorm(2)
+    # fresh statistics from real batches (not the init values 0 / 1), momentum restored
+    assert float(bn.running_mean.abs().sum()) > 0
+    assert bn.momentum == pytest.approx(0.1)

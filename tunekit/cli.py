@@ -1,0 +1,226 @@
+"""``tunekit`` on the command line: parse, build, run — no logic of its own.
+
+Bad input (an unknown preset key, a negative LR, a missing data folder) prints one
+``error: <field>: <what to do>`` line and exits with code 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tunekit.presets import PresetError, RangeTestPolicy, bundled_presets, load_preset, parse_overrides, range_test_preset
+from tunekit.train.data import DatasetError, preflight
+
+app = typer.Typer(
+    help="Leslie Smith's disciplined approach to hyper-parameters, run as Ray Tune searches.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+PresetArg = Annotated[str, typer.Argument(help="A preset YAML file, or the name of a bundled preset (see `tunekit presets`).")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a preset value: key=value (dotted path or alias, e.g. max_lr=0.8, train.epochs=5). Repeatable."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else.")]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        help="Where Ray Tune keeps trials and checkpoints (folder or URI). Default ~/tunekit_runs or $TUNEKIT_STORAGE.",
+    ),
+]
+NameOpt = Annotated[str | None, typer.Option("--name", help="Experiment name (default: preset name and a timestamp).")]
+AddressOpt = Annotated[str | None, typer.Option("--address", help="Use an existing Ray cluster (auto or ray://host:port).")]
+
+USAGE_ERROR = 2
+#: Trial-config keys accepted by --set that are not preset fields.
+TRIAL_KEYS = ("restore_from",)
+
+
+def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _load(preset: str, sets: list[str] | None) -> tuple[Any, dict[str, Any]]:
+    """Validate the preset with its overrides; split off trial-only keys. Exits 2 on bad input."""
+    try:
+        overrides = parse_overrides(sets or [])
+        extra = {k: overrides.pop(k) for k in TRIAL_KEYS if k in overrides}
+        loaded = load_preset(preset, overrides)
+        preflight(loaded.dataset)
+    except (PresetError, DatasetError) as exc:
+        raise _fail(str(exc)) from None
+    if "restore_from" in extra and not Path(str(extra["restore_from"])).exists() and "://" not in str(extra["restore_from"]):
+        raise _fail(f"restore_from: {extra['restore_from']} does not exist; give a checkpoint folder of an earlier trial")
+    return loaded, extra
+
+
+@contextlib.contextmanager
+def _quiet_stdout(enabled: bool) -> Iterator[None]:
+    """With --json, whatever Ray prints goes to stderr so stdout holds only the JSON."""
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps({k: _finite(v) for k, v in obj.items()}, allow_nan=False))
+
+
+_SUMMARY_KEYS = (
+    "test_acc",
+    "test_loss",
+    "train_loss",
+    "epoch",
+    "step",
+    "lr",
+    "weight_decay",
+    "diverged",
+    "samples_per_s",
+    "train_time_s",
+)
+
+
+def _summary(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: metrics.get(k) for k in _SUMMARY_KEYS}
+    out["epochs"] = out.pop("epoch")
+    return {**out, **extra}
+
+
+@app.command()
+def train(
+    preset: PresetArg,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    storage: StorageOpt = None,
+    name: NameOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Train one preset as a Ray Tune trial and print its final metrics."""
+    from tunekit.runner import run_trial
+
+    loaded, extra = _load(preset, set_)
+    with _quiet_stdout(json_):
+        outcome = run_trial(loaded, storage=storage, name=name, config=extra, address=address)
+    if outcome.error:
+        raise _fail(f"the trial failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
+    result = _summary(outcome.metrics, {"trial_dir": outcome.path, "checkpoint": outcome.checkpoint})
+    if json_:
+        _emit_json(result)
+        return
+    m = outcome.metrics
+    status = "DIVERGED" if m.get("diverged") else "done"
+    typer.echo(
+        f"{loaded.name}: {status} after {m.get('epoch')} epochs — test_acc {m.get('test_acc', math.nan):.4f}, test_loss {m.get('test_loss', math.nan):.4f}"
+    )
+    typer.echo(f"trial: {outcome.path}")
+    if outcome.checkpoint:
+        typer.echo(f"checkpoint: {outcome.checkpoint}")
+
+
+@app.command("range-test")
+def range_test(
+    preset: PresetArg,
+    set_: SetOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the curve as CSV (lr,test_loss,test_acc,step,…). Default: range_test.csv in the trial folder."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    storage: StorageOpt = None,
+    name: NameOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
+    from tunekit.runner import run_trial
+
+    loaded, extra = _load(preset, set_)
+    try:
+        test = range_test_preset(loaded)
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
+    with _quiet_stdout(json_):
+        outcome = run_trial(
+            test, storage=storage, name=name or f"{loaded.name}-range-test", config=extra, address=address, max_failures=0
+        )
+    if outcome.error:
+        raise _fail(f"the range test failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
+    columns = ["lr", "test_loss", "test_acc", "step", "momentum", "train_loss", "weight_decay", "diverged"]
+    rows = [{c: row.get(c) for c in columns} for row in outcome.history]
+    path = out or Path(outcome.path) / "range_test.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    finite = [r for r in rows if isinstance(r["test_loss"], float) and math.isfinite(r["test_loss"])]
+    best = min(finite, key=lambda r: r["test_loss"]) if finite else None  # type: ignore[arg-type,return-value]
+    result = {
+        "curve": str(path),
+        "points": len(rows),
+        "diverged": bool(rows and rows[-1]["diverged"]),
+        "lowest_test_loss": best["test_loss"] if best else None,
+        "lr_at_lowest_test_loss": best["lr"] if best else None,
+        "trial_dir": outcome.path,
+    }
+    if json_:
+        _emit_json(result)
+        return
+    policy = test.policy
+    assert isinstance(policy, RangeTestPolicy)
+    typer.echo(
+        f"{loaded.name}: range test of {len(rows)} points, LR {policy.min_lr:g} → {policy.max_lr:g} (weight decay {test.weight_decay:g})"
+    )
+    if best:
+        typer.echo(
+            f"lowest test loss {best['test_loss']:.4f} at lr {best['lr']:.4g}{' (then diverged)' if result['diverged'] else ''}"
+        )
+    typer.echo(f"curve: {path}")
+
+
+@app.command()
+def presets(json_: JsonOpt = False) -> None:
+    """List the bundled presets."""
+    found = bundled_presets()
+    if json_:
+        _emit_json({name: str(path) for name, path in sorted(found.items())})
+        return
+    for name, path in sorted(found.items()):
+        try:
+            description = load_preset(path).description
+        except PresetError as exc:  # a broken bundled preset is a bug; show it rather than hide it
+            description = f"INVALID: {exc}"
+        typer.echo(f"{name:24s} {description}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

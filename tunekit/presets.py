@@ -1,0 +1,487 @@
+"""Presets: YAML files under ``search_spaces/`` validated into typed objects.
+
+A preset says everything one training needs (dataset, model, optimiser, LR policy, epochs,
+batch size, seed, resources) and the candidate values a search will try. Loading is strict:
+an unknown key or an impossible value raises one :class:`PresetError` naming the field and
+the fix, before anything starts.
+
+Overrides (``--set key=value`` on the CLI, searched values in a Tune config) use dotted paths
+(``policy.max_lr=0.8``) or the short aliases in :data:`ALIASES` (``max_lr=0.8``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASETS = ("mnist1d", "digits", "mnist", "cifar10", "cifar100", "imagenet")
+MODELS = ("cnn1d", "mlp", "shallow3", "lenet", "resnet20", "resnet56", "wrn32x4", "densenet40", "resnet50")
+
+#: Short names accepted by overrides, mapped to their dotted path in a preset.
+ALIASES: dict[str, str] = {
+    "max_lr": "policy.max_lr",
+    "min_lr": "policy.min_lr",
+    "lr": "policy.lr",
+    "div": "policy.div",
+    "momentum": "policy.momentum",
+    "annihilation": "policy.annihilation",
+    "pct_start": "policy.pct_start",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+    "init": "model.init",
+}
+
+
+class PresetError(ValueError):
+    """A preset or an override is invalid; the message names the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+#: Momentum: one number (constant) or ``[max, min]`` (cyclical, inverse to the LR).
+Momentum = float | tuple[float, float]
+
+
+def _check_momentum(value: Momentum) -> Momentum:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {v}")
+    if isinstance(value, tuple) and value[0] < value[1]:
+        raise ValueError(f"cyclical momentum is [max, min] with max ≥ min, got {list(value)}")
+    return value
+
+
+class DatasetConfig(_Strict):
+    """Which data, where it lives and how it is split."""
+
+    name: Literal["mnist1d", "digits", "mnist", "cifar10", "cifar100", "imagenet"]
+    root: str | None = None  # folder holding the torchvision files (mnist, cifar*, imagenet)
+    download: bool = False  # only for machines with internet; never in tests
+    verify_checksums: bool = True  # torchvision's md5 check of CIFAR batches
+    num_samples: int | None = Field(default=None, gt=0)  # mnist1d: samples generated (train + test)
+    train_subset: int | None = Field(default=None, gt=0)  # keep only the first N training samples
+    test_subset: int | None = Field(default=None, gt=0)  # keep only the first N test samples
+    augment: bool | None = None  # None: the dataset's default (crop+flip for CIFAR/ImageNet)
+    image_size: int = Field(default=224, gt=0)  # imagenet crop size
+    num_workers: int = Field(default=2, ge=0)  # DataLoader workers for large datasets
+
+
+class ModelConfig(_Strict):
+    """Which architecture and how its weights start."""
+
+    name: Literal["cnn1d", "mlp", "shallow3", "lenet", "resnet20", "resnet56", "wrn32x4", "densenet40", "resnet50"]
+    width: int | None = Field(default=None, gt=0)  # channels of the first layer (model's default if None)
+    init: Literal["msra", "xavier"] = "msra"  # the paper alternates these across replicates
+
+
+class OptimizerConfig(_Strict):
+    """The optimiser; momentum and LR come from the policy."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    nesterov: bool = False
+    beta2: float = Field(default=0.999, gt=0.0, lt=1.0)  # Adam's second-moment decay
+    eps: float = Field(default=1e-8, gt=0.0)
+
+
+class TrainConfig(_Strict):
+    """The length and granularity of a training run."""
+
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=128, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(default=1, gt=0)  # epochs between checkpoints (and always at the end)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision on CUDA only
+    grad_clip: float | None = Field(default=None, gt=0.0)
+
+
+class OneCyclePolicy(_Strict):
+    """1cycle (Sec. 4.1): ``max_lr/div → max_lr → max_lr/div → max_lr/div/annihilation``."""
+
+    name: Literal["one_cycle"]
+    max_lr: float = Field(gt=0.0)
+    div: float = Field(default=10.0, gt=1.0)  # max_lr / min_lr
+    annihilation: float = Field(default=100.0, ge=1.0)  # min_lr / final lr
+    pct_start: float = Field(default=0.45, gt=0.0, lt=0.5)  # fraction of iterations spent climbing
+    momentum: Momentum = (0.95, 0.85)
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum_range(cls, value: Momentum) -> Momentum:
+        return _check_momentum(value)
+
+    @property
+    def min_lr(self) -> float:
+        return self.max_lr / self.div
+
+
+class CLRPolicy(_Strict):
+    """Triangular cyclical LR between ``min_lr`` and ``max_lr``, ``stepsize`` epochs per half-cycle."""
+
+    name: Literal["clr"]
+    min_lr: float = Field(gt=0.0)
+    max_lr: float = Field(gt=0.0)
+    stepsize: float = Field(gt=0.0)  # epochs
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CLRPolicy:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got min_lr={self.min_lr}, max_lr={self.max_lr}")
+        return self
+
+
+class ConstantPolicy(_Strict):
+    """One LR and one momentum for the whole run."""
+
+    name: Literal["constant"]
+    lr: float = Field(gt=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+
+class StepPolicy(_Strict):
+    """``lr`` multiplied by ``factor`` at each milestone epoch."""
+
+    name: Literal["step"]
+    lr: float = Field(gt=0.0)
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    milestones: tuple[float, ...] = ()
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+
+class RangeTestPolicy(_Strict):
+    """LR range test (Sec. 4.1): LR linear from ``min_lr`` to ``max_lr`` over ``epochs``.
+
+    The test loss is measured every ``eval_every`` iterations on the first ``eval_samples``
+    test samples (a fixed subset), after re-estimating BatchNorm statistics on
+    ``bn_recalibration_batches`` training batches at the current weights.
+    """
+
+    name: Literal["range_test"]
+    min_lr: float = Field(gt=0.0)
+    max_lr: float = Field(gt=0.0)
+    epochs: float = Field(default=3.0, gt=0.0)
+    momentum: Momentum = (0.95, 0.85)  # start, end (decreasing as the LR increases, Fig. 10)
+    eval_every: int = Field(default=20, gt=0)  # iterations between test-loss evaluations
+    eval_samples: int = Field(default=1000, gt=0)
+    bn_recalibration_batches: int = Field(default=4, ge=0)
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum_range(cls, value: Momentum) -> Momentum:
+        return _check_momentum(value)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RangeTestPolicy:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got min_lr={self.min_lr}, max_lr={self.max_lr}")
+        return self
+
+
+_POLICIES: dict[str, type[BaseModel]] = {
+    "one_cycle": OneCyclePolicy,
+    "clr": CLRPolicy,
+    "constant": ConstantPolicy,
+    "step": StepPolicy,
+    "range_test": RangeTestPolicy,
+}
+
+Policy = Annotated[
+    OneCyclePolicy | CLRPolicy | ConstantPolicy | StepPolicy | RangeTestPolicy,
+    Field(discriminator="name"),
+]
+
+
+class Resources(_Strict):
+    """What one trial asks Ray for; ``gpu`` may be fractional (several small trials per GPU)."""
+
+    cpu: float = Field(default=1.0, gt=0.0)
+    gpu: float = Field(default=0.0, ge=0.0)
+
+
+class RangeTestSearch(_Strict):
+    min_lr: float = Field(gt=0.0)
+    max_lr: float = Field(gt=0.0)
+    epochs: float = Field(default=3.0, gt=0.0)
+    momentum: tuple[float, float] = (0.95, 0.85)
+    weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
+    eval_every: int = Field(default=20, gt=0)
+    eval_samples: int = Field(default=1000, gt=0)
+    bn_recalibration_batches: int = Field(default=4, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> RangeTestSearch:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got min_lr={self.min_lr}, max_lr={self.max_lr}")
+        if not self.weight_decays:
+            raise ValueError("weight_decays is empty: give at least one candidate, e.g. [1.0e-3, 1.0e-4, 1.0e-5, 0]")
+        if any(w < 0 for w in self.weight_decays):
+            raise ValueError(f"weight_decays must be ≥ 0, got {list(self.weight_decays)}")
+        _check_momentum(self.momentum)
+        return self
+
+
+class MomentumSearch(_Strict):
+    candidates: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9)
+    min: float = Field(default=0.85, ge=0.0, lt=1.0)  # the cyclical momentum's low point
+    epochs: int = Field(default=3, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MomentumSearch:
+        if not self.candidates:
+            raise ValueError("candidates is empty: give at least one maximum momentum, e.g. [0.99, 0.97, 0.95, 0.9]")
+        for c in self.candidates:
+            _check_momentum((c, self.min))
+        return self
+
+
+class WeightDecaySearch(_Strict):
+    strategy: Literal["full", "snapshot"] = "full"
+    epochs: int = Field(default=3, gt=0)
+    candidates: tuple[float, ...] | None = None  # None: the range test's weight_decays
+    max_trials: int = Field(default=8, gt=0)
+
+
+class BatchSizeSearch(_Strict):
+    candidates: tuple[int, ...] = Field(min_length=1)
+    time_budget_s: float = Field(gt=0.0)
+
+
+class FinalTraining(_Strict):
+    epochs: int | None = Field(default=None, gt=0)  # None: train.epochs
+    replicates: int = Field(default=1, gt=0)
+    batch_jitter: int = Field(default=12, ge=0)  # App. A.1: batch sizes within [b, b + 12]
+
+
+class SearchConfig(_Strict):
+    """The candidate values a disciplined search tries, phase by phase."""
+
+    range_test: RangeTestSearch
+    momentum: MomentumSearch = MomentumSearch()
+    weight_decay: WeightDecaySearch = WeightDecaySearch()
+    batch_size: BatchSizeSearch | None = None
+    final: FinalTraining = FinalTraining()
+
+
+class Preset(_Strict):
+    """One training configuration and the search space around it."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    dataset: DatasetConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+    policy: Policy
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    resources: Resources = Resources()
+    search: SearchConfig | None = None
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def bundled_presets() -> dict[str, Path]:
+    """The presets shipped with tunekit (package data), by name."""
+    folder = resources.files("tunekit") / "search_spaces"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_preset_path(preset: str | Path) -> Path:
+    """A path to an existing YAML file, or the name of a bundled preset (``mnist1d``)."""
+    path = Path(preset)
+    if path.is_file():
+        return path
+    bundled = bundled_presets()
+    if str(preset) in bundled:
+        return bundled[str(preset)]
+    raise PresetError(
+        f"preset {str(preset)!r}: no such file and no bundled preset of that name; "
+        f"give a path to a YAML file or one of: {', '.join(sorted(bundled))}"
+    )
+
+
+def load_preset(preset: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Preset:
+    """Load, override and validate a preset from a path, a bundled name or a mapping.
+
+    Raises:
+        PresetError: the file is missing or not YAML, a key is unknown, or a value is invalid.
+    """
+    if isinstance(preset, Mapping):
+        raw: dict[str, Any] = copy.deepcopy(dict(preset))
+        source = "preset"
+    else:
+        path = resolve_preset_path(preset)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise PresetError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise PresetError(f"{source}: a preset is a YAML mapping (name:, dataset:, model:, …), got {type(loaded).__name__}")
+        raw = loaded
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return validate_preset(raw, source)
+
+
+def validate_preset(raw: Mapping[str, Any], source: str = "preset") -> Preset:
+    """Validate a raw mapping; the first problem becomes one readable :class:`PresetError`."""
+    try:
+        return Preset.model_validate(raw)
+    except ValidationError as exc:
+        raise PresetError(f"{source}: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in _field_path(err["loc"]))
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(list(err["loc"][:-1]))
+            hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+            lines.append(f"{loc}: unknown key; remove it or fix its spelling{hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{loc}: required; add it to the preset")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            value = err.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
+            lines.append(f"{loc or 'preset'}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def _allowed_keys(path: list[Any]) -> list[str]:
+    """The field names of the section at ``path`` (a pydantic error location)."""
+    model: Any = Preset
+    for i, part in enumerate(path):
+        if i and path[i - 1] == "policy" and part in _POLICIES:
+            model = _POLICIES[part]
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _section_type(field.annotation)
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _section_type(annotation: Any) -> Any:
+    # Unwrap Optional[...] / unions to the BaseModel inside, if any.
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _field_path(loc: tuple[Any, ...]) -> list[Any]:
+    """The error location without the union tags pydantic inserts (``policy.one_cycle.max_lr``)."""
+    out: list[Any] = []
+    for part in loc:
+        tag = isinstance(part, str) and ((out and out[-1] == "policy" and part in _POLICIES) or "[" in part)
+        if not tag:
+            out.append(part)
+    return out
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML (``0.1``, ``[0.95, 0.85]``, ``true``)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PresetError(f"--set {pair!r}: expected key=value, e.g. --set max_lr=0.8 or --set train.epochs=5")
+        try:
+            out[key] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            out[key] = text
+    return out
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each dotted path (or alias) set to its value."""
+    result: dict[str, Any] = copy.deepcopy(dict(raw))
+    for key, value in overrides.items():
+        path = ALIASES.get(key, key).split(".")
+        node = result
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise PresetError(f"--set {key}: {where} is a value, not a section; set {where} itself")
+            node = child
+        node[path[-1]] = _plain(value)
+    return result
+
+
+def _plain(value: Any) -> Any:
+    # Floats from Tune search spaces may be numpy scalars; YAML/pydantic want plain Python.
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, float) and math.isnan(value):
+        raise PresetError("override value is NaN; give a number")
+    return value
+
+
+def preset_to_dict(preset: Preset) -> dict[str, Any]:
+    """A plain mapping (lists, not tuples) that :func:`load_preset` turns back into ``preset``."""
+    return _listify(preset.model_dump(mode="python", exclude_none=True))
+
+
+def _listify(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _listify(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_listify(v) for v in obj]
+    return obj
+
+
+def preset_to_yaml(preset: Preset) -> str:
+    """The preset as YAML, ready to save as a new preset file."""
+    return yaml.safe_dump(preset_to_dict(preset), sort_keys=False)
+
+
+def range_test_preset(preset: Preset, weight_decay: float | None = None) -> Preset:
+    """The preset turned into one LR range test (its ``search.range_test`` section).
+
+    The test runs for the section's ``epochs`` with LR linear from ``min_lr`` to ``max_lr``
+    and momentum linear over ``momentum`` (start, end); weight decay is ``weight_decay`` or
+    the preset's own.
+    """
+    if preset.search is None:
+        raise PresetError(
+            f"preset {preset.name!r} has no search.range_test section; add one "
+            "(search: {range_test: {min_lr: 0.01, max_lr: 3.0}}) or pass --set search.range_test.min_lr=… "
+            "--set search.range_test.max_lr=…"
+        )
+    rt = preset.search.range_test
+    policy = RangeTestPolicy(
+        name="range_test",
+        min_lr=rt.min_lr,
+        max_lr=rt.max_lr,
+        epochs=rt.epochs,
+        momentum=rt.momentum,
+        eval_every=rt.eval_every,
+        eval_samples=rt.eval_samples,
+        bn_recalibration_batches=rt.bn_recalibration_batches,
+    )
+    wd = preset.weight_decay if weight_decay is None else weight_decay
+    return preset.model_copy(update={"policy": policy, "weight_decay": wd})

@@ -1,0 +1,1 @@
+"""Training with torch, without Ray: datasets, models, schedules, the loop, checkpoints."""

@@ -1,0 +1,329 @@
+"""The training loop: one run of one preset, reported as it goes.
+
+Read it top to bottom: :class:`Trainer` builds data, model, optimiser and schedule from a
+preset; :meth:`Trainer.run` trains epoch by epoch (or, for a range test, iteration by
+iteration with evaluations every ``eval_every``) and hands each result to a ``report``
+callback, with a checkpoint state when one is due. Nothing here knows about Ray.
+
+Results always carry ``epoch`` (completed epochs, counted across continuations), ``step``
+(iterations), ``test_loss``, ``test_acc``, ``train_loss``, ``lr``, ``momentum``,
+``weight_decay``, ``samples_per_s`` and ``diverged``. A NaN or infinite loss ends the run:
+its last result has ``diverged=True`` and no exception escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
+from tunekit.train.data import Data, load_data
+from tunekit.train.models import build_model
+from tunekit.train.schedules import build_optimizer, build_schedule, fast_forward, get_momentum, total_iterations
+
+#: ``report(metrics, checkpoint_state)``: the state is a dict for ``torch.save`` or None. It
+#: shares tensors with the live model, so save (or deep-copy) it before returning.
+Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
+
+CHECKPOINT_FORMAT = 1
+_DIVERGENCE_CHECK_EVERY = 50  # iterations between finiteness checks (each one is a device sync)
+
+
+def pick_device(gpu: float = 0.0) -> torch.device:
+    """CUDA device 0 when a GPU is asked for and visible (Ray sets ``CUDA_VISIBLE_DEVICES``), else CPU."""
+    if gpu > 0 and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 where the GPU supports it, else fp16; None on CPU or when off."""
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+@dataclass
+class Evaluation:
+    test_loss: float
+    test_acc: float
+
+
+class Trainer:
+    """One training run of ``preset`` on ``device`` (CPU unless told otherwise)."""
+
+    def __init__(self, preset: Preset, device: torch.device | str | None = None, data: Data | None = None) -> None:
+        self.preset = preset
+        self.device = torch.device(device) if device is not None else pick_device(preset.resources.gpu)
+        train = preset.train
+        self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed)
+        torch.manual_seed(train.seed)
+        self.model = build_model(preset.model, self.data.num_classes, self.data.input_shape).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay)
+        self.steps_per_epoch = max(1, self.data.num_train // train.batch_size)
+        self.total_steps = total_iterations(preset.policy, self.steps_per_epoch, train.epochs)
+        self.schedule = build_schedule(self.optimizer, preset.policy, self.steps_per_epoch, train.epochs)
+        self.range_test = isinstance(preset.policy, RangeTestPolicy)
+        self.epoch = 0  # completed epochs, global across continuations
+        self.step = 0  # completed iterations, global
+        self.restored_from: str | None = None
+        self.loss_fn = nn.CrossEntropyLoss()
+        self.amp = amp_dtype(train.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs; loadable with ``torch.load(weights_only=True)``."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "step": self.step,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "preset": preset_to_dict(self.preset),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume exactly where ``state`` was saved (a retry of the same run)."""
+        self._load_weights(state)
+        self.schedule.load_state_dict(state["schedule"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and state.get("rng_cuda"):
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def load_snapshot(self, state: dict[str, Any], source: str) -> None:
+        """Continue from another run's snapshot with *this* preset's hyper-parameters.
+
+        Weights, BatchNorm statistics, momentum buffers and the epoch/iteration counters come
+        from the snapshot; LR schedule, momentum and weight decay come from this preset (the
+        schedule is rebuilt and advanced to the snapshot's iteration). Epoch budgets are
+        absolute: the run trains until ``train.epochs`` in total.
+        """
+        self._load_weights(state)
+        # The optimizer state dict carries the parent's hyper-parameters: put ours back.
+        for group in self.optimizer.param_groups:
+            group["weight_decay"] = self.preset.weight_decay
+        fresh = build_optimizer(self.model.parameters(), self.preset.optimizer, self.preset.policy, self.preset.weight_decay)
+        for group, ref in zip(self.optimizer.param_groups, fresh.param_groups, strict=True):
+            for key in ("nesterov", "eps"):
+                if key in ref:
+                    group[key] = ref[key]
+            if "betas" in ref:
+                group["betas"] = (group["betas"][0], ref["betas"][1])
+        self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
+        fast_forward(self.schedule, min(self.step, self.total_steps))
+        self.restored_from = source
+
+    def _load_weights(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}; it was written by another tunekit version"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ pieces
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step and one schedule step; returns the (detached) batch loss."""
+        with self._autocast():
+            loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            self._clip()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self._clip()
+            self.optimizer.step()
+        self.schedule.step()
+        self.step += 1
+        return loss.detach()
+
+    def _clip(self) -> None:
+        if self.preset.train.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.preset.train.grad_clip)
+
+    @torch.no_grad()
+    def evaluate(self, limit: int | None = None) -> Evaluation:
+        """Mean test loss and accuracy over the test set (or its first ``limit`` samples)."""
+        self.model.eval()
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        count = 0
+        for x, y in self.data.test_batches(max(self.preset.train.batch_size, 256), limit):
+            with self._autocast():
+                logits = self.model(x)
+            total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            count += len(y)
+        self.model.train()
+        if count == 0:
+            return Evaluation(math.nan, math.nan)
+        return Evaluation(float(total_loss) / count, float(correct) / count)
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self, batches: int) -> None:
+        """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches.
+
+        During a range test the weights move faster than BN's running averages follow; without
+        this the eval-mode test loss is chaos (see DESIGN.md, "Range tests on BN networks").
+        """
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms or batches <= 0:
+            return
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        self.model.train()
+        source = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1 - self.step)
+        for _, (x, _y) in zip(range(batches), source, strict=False):
+            with self._autocast():
+                self.model(x)
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
+
+    def _result(
+        self, train_loss: float, lr: float, momentum: float, samples_per_s: float, evaluation: Evaluation, diverged: bool
+    ) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "test_loss": evaluation.test_loss,
+            "test_acc": evaluation.test_acc,
+            "train_loss": train_loss,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": float(self.optimizer.param_groups[0]["weight_decay"]),
+            "samples_per_s": samples_per_s,
+            "diverged": diverged,
+        }
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, report: Report) -> dict[str, Any]:
+        """Train to the end (or to divergence), reporting as it goes; returns the last result."""
+        self.model.train()
+        if self.range_test:
+            return self._run_range_test(report)
+        train = self.preset.train
+        last: dict[str, Any] | None = None
+        while self.epoch < train.epochs:
+            # -- train one epoch; the loss sum stays on the device (no per-step sync)
+            started = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device)
+            seen = batches = 0
+            lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
+            diverged = False
+            for x, y in self.data.train_batches(train.batch_size, train.seed, self.epoch):
+                # the LR and momentum this step uses (the schedule moves them after the step)
+                lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
+                loss_sum += self.train_step(x, y)
+                seen += len(y)
+                batches += 1
+                # finiteness check is a CPU-GPU sync point: only every few dozen steps
+                if batches % _DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                    diverged = True
+                    break
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - started
+            train_loss = float(loss_sum) / max(1, batches)
+            diverged = diverged or not math.isfinite(train_loss)
+            self.epoch += 1
+            # -- evaluate (skipped once diverged: the weights are NaN)
+            evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate()
+            diverged = diverged or not math.isfinite(evaluation.test_loss)
+            last = self._result(train_loss, lr, momentum, seen / max(elapsed, 1e-9), evaluation, diverged)
+            # -- report, with a checkpoint every checkpoint_every epochs and at the end
+            done = diverged or self.epoch >= train.epochs
+            due = not diverged and (done or self.epoch % train.checkpoint_every == 0)
+            report(last, self.state_dict() if due else None)
+            if diverged:
+                break
+        if last is None:  # a continuation whose snapshot already reached the budget
+            lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
+            last = self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False)
+            report(last, self.state_dict())
+        return last
+
+    def _run_range_test(self, report: Report) -> dict[str, Any]:
+        policy = self.preset.policy
+        assert isinstance(policy, RangeTestPolicy)
+        train = self.preset.train
+        batches = self._range_test_batches()
+        last: dict[str, Any] = {}
+        window_loss = torch.zeros((), device=self.device)
+        window_steps = 0
+        started = time.perf_counter()
+        while self.step < self.total_steps:
+            x, y = next(batches)
+            lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
+            window_loss += self.train_step(x, y)
+            window_steps += 1
+            if self.step % policy.eval_every and self.step < self.total_steps:
+                continue
+            # -- evaluate on the fixed subset, BN statistics re-estimated at these weights
+            elapsed = time.perf_counter() - started
+            train_loss = float(window_loss) / window_steps
+            diverged = not math.isfinite(train_loss)
+            if not diverged:
+                self.recalibrate_batchnorm(policy.bn_recalibration_batches)
+            evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate(policy.eval_samples)
+            diverged = diverged or not math.isfinite(evaluation.test_loss)
+            self.epoch = self.step // self.steps_per_epoch
+            speed = window_steps * train.batch_size / max(elapsed, 1e-9)
+            last = self._result(train_loss, lr, momentum, speed, evaluation, diverged)
+            report(last, None)
+            if diverged:
+                break
+            window_loss.zero_()
+            window_steps = 0
+            started = time.perf_counter()
+        return last
+
+    def _range_test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = 0
+        while True:
+            yield from self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch)
+            epoch += 1
+
+
+def train(preset: Preset, report: Report | None = None, device: torch.device | str | None = None) -> list[dict[str, Any]]:
+    """Run ``preset`` bare (no Ray) and return every result; handy in notebooks and benchmarks."""
+    results: list[dict[str, Any]] = []
+
+    def collect(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        results.append(metrics)
+        if report is not None:
+            report(metrics, state)
+
+    Trainer(preset, device).run(collect)
+    return results
