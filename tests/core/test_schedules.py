@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -38,7 +39,7 @@ def test_range_test_momentum_decreases_while_lr_increases() -> None:
     values = [range_test_momentum(s, 11, 0.95, 0.85) for s in range(11)]
     assert values[0] == pytest.approx(0.95)
     assert values[-1] == pytest.approx(0.85)
-    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(values))
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ def test_mnist1d_is_generated_without_network() -> None:
 def test_mnist1d_generation_is_deterministic() -> None:
     a = load_data(DatasetConfig(name="mnist1d", num_samples=500))
     b = load_data(DatasetConfig(name="mnist1d", num_samples=500))
-    assert isinstance(a, TensorData) and isinstance(b, TensorData)
+    assert isinstance(a, TensorData)
+    assert isinstance(b, TensorData)
     # the same samples every time: a search's trials see one dataset
     assert torch.equal(a.x_train, b.x_train)
 
@@ -52,7 +53,8 @@ def test_fabricated_mnist_reads_through_torchvision(tmp_path: Path) -> None:
     assert (data.num_train, data.num_test, data.input_shape) == (64, 32, (1, 28, 28))
     x, y = next(data.test_batches(8))
     # normalised with MNIST's mean and std: the bright bar is far above zero
-    assert x.dtype == torch.float32 and float(x.max()) == pytest.approx((1.0 - 0.1307) / 0.3081, rel=1e-4)
+    assert x.dtype == torch.float32
+    assert float(x.max()) == pytest.approx((1.0 - 0.1307) / 0.3081, rel=1e-4)
     assert y.dtype == torch.long
 
 
@@ -84,7 +86,8 @@ def test_fabricated_imagenet_streams_through_image_folder(tmp_path: Path) -> Non
     assert (data.num_classes, data.num_train, data.input_shape) == (3, 18, (3, 32, 32))
     batches = list(data.train_batches(4, seed=0, epoch=0))
     # drop_last: 18 samples in batches of 4
-    assert len(batches) == 4 and batches[0][0].shape == (4, 3, 32, 32)
+    assert len(batches) == 4
+    assert batches[0][0].shape == (4, 3, 32, 32)
     assert sum(len(y) for _, y in data.test_batches(5)) == 18
 
 

@@ -100,7 +100,8 @@ def test_continuation_past_its_budget_reports_once_and_stops() -> None:
     child.load_snapshot(states[2], "parent@2")
     results, _ = _run(child)
     # epoch budgets are absolute: nothing left to train, one evaluation reported
-    assert len(results) == 1 and results[0]["epoch"] == 2
+    assert len(results) == 1
+    assert results[0]["epoch"] == 2
 
 
 def test_range_test_reports_every_k_iterations_with_rising_lr() -> None:
@@ -110,10 +111,12 @@ def test_range_test_reports_every_k_iterations_with_rising_lr() -> None:
     # 1 epoch of 25 iterations, evaluated every 5 → 5 points, at steps 5, 10, … 25
     assert steps == [5, 10, 15, 20, 25]
     lrs = [r["lr"] for r in results]
-    assert lrs == sorted(lrs) and lrs[-1] == pytest.approx(3.0)
+    assert lrs == sorted(lrs)
+    assert lrs[-1] == pytest.approx(3.0)
     # momentum decreases as the LR increases (0.95 → 0.85)
     moms = [r["momentum"] for r in results]
-    assert moms == sorted(moms, reverse=True) and moms[-1] == pytest.approx(0.85)
+    assert moms == sorted(moms, reverse=True)
+    assert moms[-1] == pytest.approx(0.85)
     assert all(0 <= r["test_acc"] <= 1 for r in results if not r["diverged"])
 
 

@@ -168,7 +168,7 @@ def _mnist1d_arrays(num_samples: int) -> dict[str, np.ndarray]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"])
         os.replace(tmp, path)  # atomic: concurrent trials never read half a file
     except OSError:
         pass  # a read-only home is no reason to fail; we just regenerate next time
