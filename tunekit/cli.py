@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from tunekit.presets import PresetError, RangeTestPolicy, bundled_presets, load_preset, parse_overrides, range_test_preset
-from tunekit.train.data import DatasetError, preflight
+from tunekit.train.paths import DatasetError, preflight
 
 app = typer.Typer(
     help="Leslie Smith's disciplined approach to hyper-parameters, run as Ray Tune searches.",

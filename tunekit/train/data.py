@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 from tunekit.presets import DatasetConfig
+from tunekit.train.paths import DatasetError, preflight, require_root
+
+__all__ = ["Data", "DatasetError", "LoaderData", "TensorData", "crop_flip", "load_data", "preflight"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -29,10 +32,6 @@ _CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865,
 _CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class DatasetError(ValueError):
-    """The data cannot be found or read; the message says where it looked and what to do."""
 
 
 class Data(Protocol):
@@ -205,18 +204,6 @@ def _digits(cfg: DatasetConfig, seed: int) -> TensorData:
     )
 
 
-def _require_root(cfg: DatasetConfig) -> Path:
-    if cfg.root is None:
-        raise DatasetError(
-            f"dataset.root: {cfg.name} is read from a local folder; set dataset.root "
-            f"(e.g. --set dataset.root=/data/{cfg.name}), or dataset.download=true on a machine with internet"
-        )
-    root = Path(os.path.expanduser(cfg.root))
-    if not root.is_dir() and not cfg.download:
-        raise DatasetError(f"dataset.root: {root} is not a folder; point it at the {cfg.name} files")
-    return root
-
-
 def _torchvision_error(cfg: DatasetConfig, root: Path, exc: Exception) -> DatasetError:
     return DatasetError(
         f"dataset.root: no readable {cfg.name} under {root} ({exc}); put the torchvision files there "
@@ -227,7 +214,7 @@ def _torchvision_error(cfg: DatasetConfig, root: Path, exc: Exception) -> Datase
 def _mnist(cfg: DatasetConfig, seed: int) -> TensorData:
     from torchvision.datasets import MNIST
 
-    root = _require_root(cfg)
+    root = require_root(cfg)
     try:
         train = MNIST(str(root), train=True, download=cfg.download)
         test = MNIST(str(root), train=False, download=cfg.download)
@@ -263,7 +250,7 @@ def _cifar(cfg: DatasetConfig, seed: int) -> TensorData:
     cls: Any = CIFAR10 if cfg.name == "cifar10" else CIFAR100
     if not cfg.verify_checksums:
         cls = _without_md5(cls)
-    root = _require_root(cfg)
+    root = require_root(cfg)
     try:
         train = cls(str(root), train=True, download=cfg.download)
         test = cls(str(root), train=False, download=cfg.download)
@@ -323,7 +310,7 @@ class LoaderData:
 def _imagenet(cfg: DatasetConfig, device: torch.device) -> LoaderData:
     from torchvision import datasets, transforms
 
-    root = _require_root(cfg)
+    root = require_root(cfg)
     size = cfg.image_size
     normalize = transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)
     augment = cfg.augment if cfg.augment is not None else True
@@ -356,16 +343,6 @@ _TENSOR_LOADERS: dict[str, Callable[[DatasetConfig, int], TensorData]] = {
     "cifar10": _cifar,
     "cifar100": _cifar,
 }
-
-
-def preflight(cfg: DatasetConfig) -> None:
-    """Cheap checks that the data can be found, run before any trial starts.
-
-    Raises:
-        DatasetError: a folder-based dataset has no ``root``, or the folder is missing.
-    """
-    if cfg.name in {"mnist", "cifar10", "cifar100", "imagenet"}:
-        _require_root(cfg)
 
 
 def load_data(cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0) -> Data:

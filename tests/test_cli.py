@@ -1,0 +1,110 @@
+"""The command line: bad input exits 2 with one line naming the field; real runs print real results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_preset_dict
+from tunekit.cli import app
+
+
+@pytest.fixture
+def tiny_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_preset_dict()))
+    return path
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tunekit.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["train", "{preset}", "--set", "max_lr=-1"], "policy.max_lr"),
+        (["train", "{preset}", "--set", "train.epoch=3"], "train.epoch"),
+        (["train", "{preset}", "--set", "search.range_test.weight_decays=[]"], "weight_decays"),
+        (["train", "{preset}", "--set", "nonsense"], "key=value"),
+        (["train", "no_such_preset.yaml"], "no_such_preset"),
+        (["train", "cifar10_resnet56", "--set", "dataset.root=/nonexistent/data"], "dataset.root"),
+        (["train", "{preset}", "--set", "restore_from=/nonexistent/ckpt"], "restore_from"),
+        (["range-test", "{preset}", "--set", "search.range_test.min_lr=5"], "min_lr must be < max_lr"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line_and_starts_nothing(
+    tiny_file: Path, tmp_path: Path, args: list[str], names: str
+) -> None:
+    storage = tmp_path / "runs"
+    argv = [a.format(preset=tiny_file) for a in args] + ["--storage", str(storage)]
+    proc = _cli(*argv, cwd=tmp_path)
+    # exit code 2, one "error:" line naming the field, no traceback
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ")
+    assert names in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    # nothing was started: no experiment folder
+    assert not storage.exists()
+
+
+def test_presets_lists_the_bundled_recipes(tmp_path: Path) -> None:
+    proc = _cli("presets", "--json", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert {"mnist1d", "cifar10_resnet56"} <= set(json.loads(proc.stdout))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_train_json_prints_one_object_with_final_metrics(tiny_file: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_file), "--set", "epochs=2", "--json", "--storage", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # the documented keys, from a real two-epoch run
+    assert data["epochs"] == 2
+    assert data["diverged"] is False
+    assert 0.2 < data["test_acc"] <= 1.0
+    assert data["test_loss"] > 0
+    assert Path(data["checkpoint"]).is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_train_reports_divergence_without_a_traceback(tiny_file: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", str(tiny_file), "--set", "max_lr=1e6", "--json", "--storage", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # NaN becomes null in JSON; the run says it diverged
+    assert data["diverged"] is True
+    assert data["test_loss"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_range_test_writes_the_curve_as_csv(tiny_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "curve.csv"
+    result = CliRunner().invoke(
+        app, ["range-test", str(tiny_file), "--out", str(out), "--json", "--storage", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    rows = list(csv.DictReader(out.open()))
+    # lr,test_loss,test_acc,step columns, one row per evaluation, LR rising to max_lr
+    assert list(rows[0])[:4] == ["lr", "test_loss", "test_acc", "step"]
+    assert summary["points"] == len(rows) == 5
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs == sorted(lrs)
+    assert lrs[-1] == pytest.approx(3.0)
+    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25]

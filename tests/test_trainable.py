@@ -1,0 +1,109 @@
+"""The trainable inside real Ray Tune runs: learning, retry from checkpoint, continuation, resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray import tune
+
+from tests.conftest import tiny_preset_dict
+from tunekit.presets import load_preset, preset_to_dict
+from tunekit.runner import run_trial
+from tunekit.trainable import load_state, preset_from_config, train_fn
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+REPORTED = {"epoch", "step", "test_loss", "test_acc", "train_loss", "lr", "momentum", "samples_per_s", "diverged", "weight_decay"}
+
+
+def test_one_cycle_trial_learns_and_reports_every_epoch(tmp_path: Path) -> None:
+    outcome = run_trial(load_preset(tiny_preset_dict(), {"epochs": 4}), storage=str(tmp_path), name="learn")
+    assert outcome.error is None
+    # every epoch reported with the loop's metrics
+    assert [row["epoch"] for row in outcome.history] == [1, 2, 3, 4]
+    assert set(outcome.metrics) >= REPORTED
+    # well above the 10 % of chance, and a final checkpoint that loads with weights_only
+    assert outcome.metrics["test_acc"] > 0.5
+    assert outcome.checkpoint is not None
+    assert load_state(outcome.checkpoint)["epoch"] == 4
+    # the trial tells where its files live (the searchers need it for snapshots)
+    assert outcome.metrics["trial_dir"] == outcome.path
+
+
+def _flaky(config: dict[str, Any]) -> None:
+    """train_fn, but the first attempt dies right after epoch 2's checkpoint is reported."""
+    import tunekit.trainable as trainable
+
+    marker = Path(config["marker"])
+    real_report = trainable._report
+
+    def report_then_crash(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        real_report(metrics, state)
+        if metrics["epoch"] == 2 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("simulated crash after epoch 2")
+
+    trainable._report = report_then_crash
+    try:
+        train_fn({k: v for k, v in config.items() if k != "marker"})
+    finally:
+        trainable._report = real_report
+
+
+def test_retry_resumes_from_checkpoint_and_matches_the_unbroken_run(tmp_path: Path) -> None:
+    preset = load_preset(tiny_preset_dict(), {"epochs": 4})
+    unbroken = run_trial(preset, storage=str(tmp_path), name="unbroken")
+    tuner = tune.Tuner(
+        tune.with_resources(_flaky, {"cpu": 1}),
+        param_space={"preset": preset_to_dict(preset), "marker": str(tmp_path / "crashed")},
+        run_config=tune.RunConfig(
+            name="flaky", storage_path=str(tmp_path), failure_config=tune.FailureConfig(max_failures=1), verbose=0
+        ),
+    )
+    result = tuner.fit()[0]
+    # it really crashed once, and the retry finished the run
+    assert (tmp_path / "crashed").exists()
+    assert result.error is None
+    # the retry started from the epoch-2 checkpoint: epochs 3 and 4 only, nothing trained twice
+    epochs = result.metrics_dataframe["epoch"].tolist()
+    assert epochs == [1, 2, 3, 4]
+    # and the later epochs equal the unbroken run's (CPU, same seed)
+    resumed = result.metrics_dataframe.set_index("epoch")
+    for row in unbroken.history[2:]:
+        assert resumed.loc[row["epoch"], "test_loss"] == pytest.approx(row["test_loss"], rel=1e-6)
+
+
+def test_continuation_trial_restores_snapshot_and_uses_new_weight_decay(tmp_path: Path) -> None:
+    parent = run_trial(load_preset(tiny_preset_dict(), {"epochs": 2}), storage=str(tmp_path), name="parent")
+    assert parent.checkpoint is not None
+    child = run_trial(
+        load_preset(tiny_preset_dict(), {"epochs": 4, "weight_decay": 3e-2}),
+        storage=str(tmp_path),
+        name="child",
+        config={"restore_from": parent.checkpoint},
+    )
+    # epochs continue the parent's count; the new weight decay is what the optimiser used
+    assert [row["epoch"] for row in child.history] == [3, 4]
+    assert all(row["weight_decay"] == pytest.approx(3e-2) for row in child.history)
+    assert child.metrics["restored_from"] == parent.checkpoint
+
+
+def test_resources_from_the_preset_size_torch_threads(tmp_path: Path) -> None:
+    preset = load_preset(tiny_preset_dict(), {"epochs": 1, "resources.cpu": 2})
+    outcome = run_trial(preset, storage=str(tmp_path), name="threads")
+    # tune.with_resources gave the trial 2 CPUs, and torch uses as many threads
+    assert outcome.metrics["threads"] == 2
+    assert outcome.metrics["device"] == "cpu"
+
+
+def test_trial_config_overrides_are_applied() -> None:
+    preset = preset_from_config({"preset": tiny_preset_dict(), "max_lr": 0.3, "weight_decay": 0.0, "restore_from": "x"})
+    assert preset.policy.max_lr == 0.3  # type: ignore[union-attr]
+    assert preset.weight_decay == 0.0
+
+
+def test_trial_config_without_preset_is_refused() -> None:
+    with pytest.raises(ValueError, match="'preset'"):
+        preset_from_config({"max_lr": 0.3})
