@@ -203,6 +203,72 @@ def range_test(
 
 
 @app.command()
+def diagnose(
+    curve: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns step,test_loss (or lr,test_loss with --range-test, as `tunekit range-test` writes)."
+        ),
+    ],
+    range_test_: Annotated[
+        bool, typer.Option("--range-test", help="Read an LR range test: also pick max_lr and min_lr.")
+    ] = False,
+    min_lr_factor: Annotated[
+        float, typer.Option("--min-lr-factor", help="min_lr = max_lr / this (10 for 1cycle, 3-4 for CLR).")
+    ] = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Read a test-loss curve: horizontal, underfitting, overfitting or diverging — and why."""
+    from tunekit.core.curves import diagnose as diagnose_curve
+    from tunekit.core.lr_range import RangeTestError, analyse_range_test
+
+    x_col = "lr" if range_test_ else "step"
+    xs, ys = _read_curve(curve, x_col)
+    verdict = diagnose_curve(xs, ys)
+    result: dict[str, Any] = verdict.to_dict()
+    if range_test_:
+        try:
+            found = analyse_range_test(xs, ys, min_lr_factor=min_lr_factor)
+        except RangeTestError as exc:
+            raise _fail(f"{curve}: {exc}") from None
+        result.update({k: v for k, v in found.to_dict().items() if k not in result or k in ("noise", "tolerance")})
+        result["range_test"] = found.to_dict()
+    if json_:
+        _emit_json(result)
+        return
+    typer.echo(f"{curve.name}: {verdict.shape.value} — {verdict.reason}")
+    if range_test_:
+        typer.echo(
+            f"max_lr {found.max_lr:.4g}, min_lr {found.min_lr:.4g} (÷{min_lr_factor:g}); lowest test loss at lr {found.lr_at_min_loss:.4g}"
+        )
+        if found.turn_up_lr is not None:
+            typer.echo(f"the test loss turns up at lr {found.turn_up_lr:.4g}")
+        typer.echo(f"for comparison, fastai's steep {found.steepest_lr:.4g} and valley {found.valley_lr:.4g}")
+        for note in found.notes:
+            typer.echo(f"note: {note}")
+
+
+def _read_curve(path: Path, x_col: str) -> tuple[list[float], list[float]]:
+    """Two float columns from a CSV; one clear error (exit 2) for a missing file, column or number."""
+    if not path.is_file():
+        raise _fail(f"{path}: no such file")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = reader.fieldnames or []
+        for col in (x_col, "test_loss"):
+            if col not in columns:
+                raise _fail(f"{path}: needs a '{col}' column (has: {', '.join(columns) or 'none'})")
+        xs, ys = [], []
+        for line, row in enumerate(reader, start=2):
+            try:
+                xs.append(float(row[x_col]))
+                ys.append(float(row["test_loss"]) if row["test_loss"] not in ("", None) else math.nan)
+            except ValueError:
+                raise _fail(f"{path}:{line}: '{row[x_col]}', '{row['test_loss']}' are not numbers") from None
+    return xs, ys
+
+
+@app.command()
 def presets(json_: JsonOpt = False) -> None:
     """List the bundled presets."""
     found = bundled_presets()

@@ -224,6 +224,8 @@ class Trainer:
             "weight_decay": float(self.optimizer.param_groups[0]["weight_decay"]),
             "samples_per_s": samples_per_s,
             "diverged": diverged,
+            "epochs_total": self.preset.policy.epochs if self.range_test else self.preset.train.epochs,  # type: ignore[union-attr]
+            "chance_loss": math.log(self.data.num_classes),  # cross-entropy of a uniform guess
         }
 
     # ------------------------------------------------------------------ the loop

@@ -1,0 +1,125 @@
+"""analyse_range_test() against the paper's rule, on constructed and recorded MNIST-1D range tests."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tunekit.core.lr_range import RangeTestError, analyse_range_test, valley_lr
+
+CURVES = Path(__file__).parents[1] / "data" / "curves"
+LRS = np.linspace(0.01, 3.0, 60)
+
+
+def u_shape(lrs: np.ndarray, best: float = 1.0, turn: float = 1.5) -> np.ndarray:
+    """Falls towards ``best``, flat until ``turn``, then rises steeply."""
+    return 0.2 + 2.0 * np.exp(-lrs / (best / 4)) + 3.0 * np.maximum(0, lrs - turn) ** 2
+
+
+def test_max_lr_is_the_last_lr_before_the_loss_turns_up() -> None:
+    r = analyse_range_test(LRS, u_shape(LRS))
+    # the rise begins just after lr 1.5: max_lr is the largest LR before it is significant
+    assert r.turned_up
+    assert 1.4 <= r.max_lr <= 1.75
+    assert r.turn_up_lr is not None
+    assert r.turn_up_lr > r.max_lr
+    # min_lr = max_lr / 10 for 1cycle
+    assert r.min_lr == pytest.approx(r.max_lr / 10)
+
+
+def test_min_lr_factor_is_configurable_for_clr() -> None:
+    r = analyse_range_test(LRS, u_shape(LRS), min_lr_factor=4)
+    # 3-4 for CLR (Sec. 4.1)
+    assert r.min_lr == pytest.approx(r.max_lr / 4)
+
+
+def test_nan_tail_is_cut_and_reported() -> None:
+    losses = u_shape(LRS)
+    losses[45:] = np.nan
+    r = analyse_range_test(LRS, losses)
+    # the LR where it diverged is reported; max_lr comes from the finite part
+    assert r.diverged_at_lr == pytest.approx(LRS[45])
+    assert r.max_lr < LRS[45]
+    assert any("diverged" in n for n in r.notes)
+
+
+def test_flat_to_the_end_is_super_convergence() -> None:
+    losses = 0.2 + 2.0 * np.exp(-LRS / 0.1)
+    r = analyse_range_test(LRS, losses)
+    # the test loss stays at its floor up to the largest LR tested (Fig. 5a)
+    assert r.super_convergence
+    assert not r.turned_up
+    assert r.max_lr == pytest.approx(3.0)
+
+
+def test_still_falling_at_the_end_asks_for_a_larger_range() -> None:
+    r = analyse_range_test(LRS, 3.0 - 0.5 * LRS)
+    assert r.still_falling
+    assert any("extend max_lr" in n for n in r.notes)
+
+
+def test_early_overfitting_bump_is_found() -> None:
+    losses = u_shape(LRS) + 1.5 * np.exp(-(((LRS - 0.35) / 0.15) ** 2))
+    r = analyse_range_test(LRS, losses)
+    # a rise and fall at small LRs before the global minimum (Fig. 1a)
+    assert r.early_overfitting is not None
+    lo, hi = r.early_overfitting
+    assert lo < 0.35 < hi
+
+
+def test_fastai_suggestions_are_inside_the_falling_part() -> None:
+    r = analyse_range_test(LRS, u_shape(LRS))
+    # steepest descent and valley sit before the minimum: both are below max_lr
+    assert LRS[0] <= r.steepest_lr <= r.lr_at_min_loss
+    assert LRS[0] <= r.valley_lr <= r.max_lr
+
+
+def test_valley_follows_fastai() -> None:
+    # the longest descending run ends at index 6 (length 7); fastai's indexing then lands on index 2
+    losses = [5, 4, 3, 2, 1, 0.5, 0.2, 3, 4, 5]
+    assert valley_lr(list(range(1, 11)), losses) == 3
+
+
+@pytest.mark.parametrize(
+    ("lrs", "losses", "match"),
+    [
+        ([0.1, 0.2, 0.3], [1.0, 0.9, 0.8], "too few finite points"),
+        ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [1.0, math.nan, 0.8, 0.7, 0.6, 0.5], "too few finite points"),
+        ([0.3, 0.2, 0.1, 0.4, 0.5], [1.0, 0.9, 0.8, 0.7, 0.6], "must increase"),
+        ([0.0, 0.1, 0.2, 0.3, 0.4], [1.0, 0.9, 0.8, 0.7, 0.6], "positive"),
+        ([0.1, 0.2], [1.0, 0.9, 0.8], "differ in length"),
+    ],
+)
+def test_unreadable_curves_raise_one_clear_error(lrs: list[float], losses: list[float], match: str) -> None:
+    with pytest.raises(RangeTestError, match=match):
+        analyse_range_test(lrs, losses)
+
+
+def test_negative_losses_are_analysed_with_a_warning_note() -> None:
+    r = analyse_range_test(LRS, u_shape(LRS) - 5.0)
+    # the rule is shift-invariant, so the answer stands; the note flags a suspicious column
+    assert 1.4 <= r.max_lr <= 1.75
+    assert any("negative" in n for n in r.notes)
+
+
+def test_never_below_chance_level_is_refused() -> None:
+    with pytest.raises(RangeTestError, match="chance level"):
+        analyse_range_test(LRS, 2.5 + 0.01 * np.sin(LRS), chance_loss=math.log(10))
+
+
+def _recorded(name: str) -> tuple[list[float], list[float]]:
+    rows = list(csv.DictReader((CURVES / f"{name}.csv").open()))
+    return [float(r["lr"]) for r in rows], [float(r["test_loss"]) for r in rows]
+
+
+@pytest.mark.parametrize("name", ["range_wd0.0001", "range_wd0", "range_to1_wd1e-4"])
+def test_recorded_mnist1d_range_tests_turn_up_near_lr_one(name: str) -> None:
+    r = analyse_range_test(*_recorded(name), chance_loss=math.log(10))
+    # MNIST-1D's CNN with BN re-estimated: minimum near 0.6-0.9, sharp rise after ≈ 1.0 (DESIGN.md)
+    assert 0.6 <= r.lr_at_min_loss <= 0.9
+    assert 0.7 <= r.max_lr <= 1.1
+    assert r.turned_up
