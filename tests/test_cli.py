@@ -108,3 +108,65 @@ def test_range_test_writes_the_curve_as_csv(tiny_file: Path, tmp_path: Path) -> 
     assert lrs == sorted(lrs)
     assert lrs[-1] == pytest.approx(3.0)
     assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25]
+
+
+def _write_curve(path: Path, header: str, rows: list[tuple[float, float]]) -> Path:
+    path.write_text(header + "\n" + "\n".join(f"{a},{b}" for a, b in rows) + "\n")
+    return path
+
+
+def test_diagnose_json_reports_shape_and_evidence(tmp_path: Path) -> None:
+    losses = [2.0, 1.0, 0.6, 0.55, 0.65, 0.75, 0.85, 0.95, 1.05]
+    curve = _write_curve(tmp_path / "c.csv", "step,test_loss", list(enumerate(losses, start=1)))
+    proc = _cli("diagnose", str(curve), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["shape"] == "overfitting"
+    # the evidence comes with the verdict
+    assert data["min_step"] in (3, 4)
+    assert data["rise"] > data["tolerance"]
+
+
+def test_diagnose_range_test_reads_a_recorded_curve(tmp_path: Path) -> None:
+    recorded = Path(__file__).parent / "data" / "curves" / "range_wd0.0001.csv"
+    proc = _cli("diagnose", str(recorded), "--range-test", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    # max_lr before the turn-up near 1.0, min_lr a tenth of it
+    assert data["shape"] in ("diverging", "overfitting")
+    assert 0.7 <= data["max_lr"] <= 1.1
+    assert data["min_lr"] == pytest.approx(data["max_lr"] / 10)
+
+
+def test_diagnose_human_output_names_the_bounds(tmp_path: Path) -> None:
+    recorded = Path(__file__).parent / "data" / "curves" / "range_wd0.0001.csv"
+    proc = _cli("diagnose", str(recorded), "--range-test", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "max_lr" in proc.stdout
+    assert "turns up at lr" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "flag", "message"),
+    [
+        ("epoch,loss", [(1, 2.0)], [], "needs a 'step' column"),
+        ("step,test_loss", [(1, 2.0), (2, 1.5)], ["--range-test"], "needs a 'lr' column"),
+        ("lr,test_loss", [(0.1, 2.0), (0.2, 1.5)], ["--range-test"], "too few finite points"),
+    ],
+)
+def test_diagnose_bad_csv_exits_2_naming_the_problem(
+    tmp_path: Path, header: str, rows: list[tuple[float, float]], flag: list[str], message: str
+) -> None:
+    curve = _write_curve(tmp_path / "bad.csv", header, rows)
+    proc = _cli("diagnose", str(curve), *flag, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_diagnose_non_numeric_cell_names_the_line(tmp_path: Path) -> None:
+    curve = tmp_path / "bad.csv"
+    curve.write_text("step,test_loss\n1,2.0\n2,oops\n")
+    proc = _cli("diagnose", str(curve), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "bad.csv:3" in proc.stderr

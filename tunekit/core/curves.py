@@ -135,20 +135,23 @@ def diagnose(
     relative_tolerance: float = 0.05,
     diverge_ratio: float = 0.75,
     chance_loss: float | None = None,
+    explode_multiple: float = 10.0,
 ) -> Diagnosis:
     """Classify a test-loss curve as horizontal, underfitting, overfitting or diverging.
 
     Rules, in order:
 
     1. a NaN/inf loss → DIVERGING (the curve is judged up to that point for the evidence);
-    2. fewer than ``min_points`` finite points → UNKNOWN;
-    3. the smoothed curve ends ``diverge_ratio`` × its drop above its minimum — it climbed
+    2. with ``chance_loss`` given (ln of the number of classes, for a cross-entropy), a last loss
+       over ``explode_multiple`` × chance level → DIVERGING, however few the points;
+    3. fewer than ``min_points`` finite points → UNKNOWN;
+    4. the smoothed curve ends ``diverge_ratio`` × its drop above its minimum — it climbed
        back to (or past) where it started — and that rise is significant → DIVERGING;
-    4. with ``chance_loss`` given (ln of the number of classes, for a cross-entropy), a curve
-       whose tail is no longer falling and stays at or above it learned nothing → DIVERGING;
-    5. the smoothed curve ends significantly above its minimum → OVERFITTING;
-    6. the tail (last ``tail_fraction`` of the points) still falls significantly → UNDERFITTING;
-    7. otherwise → HORIZONTAL.
+    5. with ``chance_loss``, a curve whose tail is no longer falling and stays at or above chance
+       level learned nothing → DIVERGING;
+    6. the smoothed curve ends significantly above its minimum → OVERFITTING;
+    7. the tail (last ``tail_fraction`` of the points) still falls significantly → UNDERFITTING;
+    8. otherwise → HORIZONTAL.
 
     "Significant" means larger than ``tolerance = max(noise_multiple·σ, relative_tolerance·excursion)``
     where σ is the robust point noise and the excursion is the larger of the curve's drop and
@@ -203,6 +206,10 @@ def diagnose(
     }
     if nonfinite_step is not None:
         return Diagnosis(Shape.DIVERGING, f"loss is NaN/inf from step {nonfinite_step:g}", **evidence)
+    if chance_loss is not None and chance_loss > 0 and y[-1] > explode_multiple * chance_loss:
+        return Diagnosis(
+            Shape.DIVERGING, f"loss {y[-1]:.3g} is over {explode_multiple:g}× chance level ({chance_loss:.3g})", **evidence
+        )
     if n < min_points:
         return Diagnosis(Shape.UNKNOWN, f"too few points to judge ({n} < {min_points})", **evidence)
     if rise > tolerance and rise >= diverge_ratio * drop:
