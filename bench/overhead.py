@@ -60,10 +60,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--width", type=int, default=32, help="cnn1d width: 32 is the preset; larger means heavier steps")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    preset = load_preset("mnist1d", {"epochs": args.epochs, "resources.cpu": args.threads})
+    preset = load_preset("mnist1d", {"epochs": args.epochs, "resources.cpu": args.threads, "model.width": args.width})
     t0 = time.perf_counter()
     ensure_ray(num_cpus=max(2, args.threads))
     ray_start = time.perf_counter() - t0
@@ -86,11 +87,12 @@ def main() -> None:
         "epochs": args.epochs,
         "repeats": args.repeats,
         "threads": args.threads,
+        "width": args.width,
     }
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"MNIST-1D cnn1d, {args.epochs} epochs, {args.threads} thread(s), median of {args.repeats} interleaved pairs")
+    print(f"MNIST-1D cnn1d (width {args.width}), {args.epochs} epochs, {args.threads} thread(s), median of {args.repeats} interleaved pairs")
     print(
         f"  training samples/s   bare {summary['bare_samples_per_s']:>8}   in Tune {summary['tune_samples_per_s']:>8}   ratio {throughput:.3f}"
     )

@@ -63,6 +63,7 @@ def run_trial(
     config: dict[str, Any] | None = None,
     max_failures: int = 1,
     address: str | None = None,
+    keep_checkpoints: int | None = None,
 ) -> TrialOutcome:
     """Train ``preset`` as one Tune trial and wait for it.
 
@@ -73,6 +74,8 @@ def run_trial(
         config: extra trial-config keys (overrides, ``restore_from``).
         max_failures: retries from the last checkpoint after a crash.
         address: a Ray cluster to use instead of a local one.
+        keep_checkpoints: keep only the newest N checkpoints (None: all). Ray forces an
+            experiment-state sync every N checkpoints, so a small N costs time every epoch.
     """
     from ray import tune
 
@@ -89,7 +92,7 @@ def run_trial(
             name=name,
             storage_path=storage_path(storage),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
             verbose=0,
         ),
     )
