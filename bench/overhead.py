@@ -92,7 +92,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"MNIST-1D cnn1d (width {args.width}), {args.epochs} epochs, {args.threads} thread(s), median of {args.repeats} interleaved pairs")
+    print(
+        f"MNIST-1D cnn1d (width {args.width}), {args.epochs} epochs, {args.threads} thread(s), median of {args.repeats} interleaved pairs"
+    )
     print(
         f"  training samples/s   bare {summary['bare_samples_per_s']:>8}   in Tune {summary['tune_samples_per_s']:>8}   ratio {throughput:.3f}"
     )
