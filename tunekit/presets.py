@@ -104,6 +104,10 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(default=1, gt=0)  # epochs between checkpoints (and always at the end)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision on CUDA only
     grad_clip: float | None = Field(default=None, gt=0.0)
+    stop_at_epoch: int | None = Field(default=None, gt=0)  # end early at this (global) epoch; the schedule still spans `epochs`
+    stop_when_horizontal: bool = False  # end (with a snapshot) once the test loss runs horizontal (snapshot-restart base runs)
+    min_epochs: int = Field(default=3, gt=0)  # with stop_when_horizontal: never before this epoch
+    time_budget_s: float | None = Field(default=None, gt=0.0)  # size `epochs` to this wall time with a timing probe (Sec. 4.2)
 
 
 class OneCyclePolicy(_Strict):

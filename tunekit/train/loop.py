@@ -14,6 +14,7 @@ its last result has ``diverged=True`` and no exception escapes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.core.budget import epochs_for_budget
+from tunekit.core.curves import Shape, diagnose
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import Data, load_data
 from tunekit.train.models import build_model
@@ -70,8 +73,6 @@ class Trainer:
         self.model = build_model(preset.model, self.data.num_classes, self.data.input_shape).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay)
         self.steps_per_epoch = max(1, self.data.num_train // train.batch_size)
-        self.total_steps = total_iterations(preset.policy, self.steps_per_epoch, train.epochs)
-        self.schedule = build_schedule(self.optimizer, preset.policy, self.steps_per_epoch, train.epochs)
         self.range_test = isinstance(preset.policy, RangeTestPolicy)
         self.epoch = 0  # completed epochs, global across continuations
         self.step = 0  # completed iterations, global
@@ -79,6 +80,12 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss()
         self.amp = amp_dtype(train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.probe: dict[str, float] = {}
+        if train.time_budget_s is not None and not self.range_test:
+            self._size_to_budget(train.time_budget_s)
+        self.total_steps = total_iterations(self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
+        self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
+        self.test_losses: list[float] = []  # per epoch, for stop_when_horizontal
 
     # ------------------------------------------------------------------ state
 
@@ -139,6 +146,44 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
+
+    def _size_to_budget(self, budget_s: float, probe_steps: int = 8) -> None:
+        """Time a few steps and one evaluation on throwaway copies, then set ``train.epochs`` to what fits.
+
+        The probe's own time is taken out of the budget. Sec. 4.2: compare batch sizes at
+        constant wall time, every candidate completing a full cycle.
+        """
+        started = time.perf_counter()
+        model, optimizer = self.model, self.optimizer
+        self.model, self.optimizer = copy.deepcopy(model), copy.deepcopy(optimizer)
+        try:
+            batches = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1)
+            timed = 0.0
+            for i, (x, y) in zip(range(probe_steps + 2), batches, strict=False):
+                tick = time.perf_counter()
+                self._train_step_only(x, y)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= 2:  # the first steps warm up kernels and allocators
+                    timed += time.perf_counter() - tick
+            per_step = timed / max(1, probe_steps)
+            tick = time.perf_counter()
+            self.evaluate()
+            eval_s = time.perf_counter() - tick
+        finally:
+            self.model, self.optimizer = model, optimizer
+        remaining = budget_s - (time.perf_counter() - started)
+        epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, eval_s)
+        train = self.preset.train.model_copy(update={"epochs": epochs})
+        self.preset = self.preset.model_copy(update={"train": train})
+        self.probe = {"probe_seconds_per_step": per_step, "probe_eval_s": eval_s, "budget_epochs": float(epochs)}
+
+    def _train_step_only(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        with self._autocast():
+            loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
 
     # ------------------------------------------------------------------ pieces
 
@@ -226,6 +271,8 @@ class Trainer:
             "diverged": diverged,
             "epochs_total": self.preset.policy.epochs if self.range_test else self.preset.train.epochs,  # type: ignore[union-attr]
             "chance_loss": math.log(self.data.num_classes),  # cross-entropy of a uniform guess
+            "batch_size": self.preset.train.batch_size,
+            **self.probe,
         }
 
     # ------------------------------------------------------------------ the loop
@@ -237,7 +284,8 @@ class Trainer:
             return self._run_range_test(report)
         train = self.preset.train
         last: dict[str, Any] | None = None
-        while self.epoch < train.epochs:
+        end = min(train.epochs, train.stop_at_epoch or train.epochs)
+        while self.epoch < end:
             # -- train one epoch; the loss sum stays on the device (no per-step sync)
             started = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device)
@@ -264,17 +312,28 @@ class Trainer:
             evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate()
             diverged = diverged or not math.isfinite(evaluation.test_loss)
             last = self._result(train_loss, lr, momentum, seen / max(elapsed, 1e-9), evaluation, diverged)
+            # -- a snapshot-restart base run ends once its test loss runs horizontal
+            self.test_losses.append(evaluation.test_loss)
+            snapshot = train.stop_when_horizontal and self._is_horizontal()
+            last["snapshot"] = snapshot
             # -- report, with a checkpoint every checkpoint_every epochs and at the end
-            done = diverged or self.epoch >= train.epochs
+            done = diverged or snapshot or self.epoch >= end
             due = not diverged and (done or self.epoch % train.checkpoint_every == 0)
             report(last, self.state_dict() if due else None)
-            if diverged:
+            if diverged or snapshot:
                 break
         if last is None:  # a continuation whose snapshot already reached the budget
             lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
             last = self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False)
             report(last, self.state_dict())
         return last
+
+    def _is_horizontal(self) -> bool:
+        if self.epoch < self.preset.train.min_epochs:
+            return False
+        epochs = range(self.epoch - len(self.test_losses) + 1, self.epoch + 1)
+        shape = diagnose(list(epochs), self.test_losses, chance_loss=math.log(self.data.num_classes)).shape
+        return shape is Shape.HORIZONTAL
 
     def _run_range_test(self, report: Report) -> dict[str, Any]:
         policy = self.preset.policy

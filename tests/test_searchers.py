@@ -1,0 +1,217 @@
+"""tunekit's Ray Tune searchers: a contract over all of them, then real Tuner runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from tunekit.searchers import (
+    BatchSizeSearcher,
+    ExponentBisectionSearcher,
+    MomentumSearcher,
+    SnapshotContinuationSearcher,
+    TunekitSearcher,
+    limited,
+)
+
+
+def objective(config: dict[str, Any]) -> float:
+    """Test loss a smooth function of log10 weight decay, optimum at 10^-3.3."""
+    wd = config.get("weight_decay", 1e-4)
+    return (math.log10(wd) + 3.3) ** 2 + 0.1 if wd > 0 else 9.0
+
+
+def make_searchers() -> dict[str, Callable[[], TunekitSearcher]]:
+    base = {"preset": {"name": "x"}}
+    return {
+        "bisection": lambda: ExponentBisectionSearcher("weight_decay", base_config=base),
+        "snapshot": lambda: SnapshotContinuationSearcher("weight_decay", base_config=base, continuation_epochs=2),
+        "momentum": lambda: MomentumSearcher(base_config=base),
+        "batch_size": lambda: BatchSizeSearcher(
+            (64, 128, 256), time_budget_s=5.0, base_batch=128, base_max_lr=0.5, base_config=base
+        ),
+    }
+
+
+def drive(searcher: Searcher, limit: int = 50, stop_after: int | None = None, prefix: str = "t") -> list[dict[str, Any]]:
+    """Play Tune's part by hand: suggest while possible, report 5 epochs per trial, complete.
+
+    Trial ids are ``<prefix><n>``: unique per call, as Tune's are.
+    """
+    configs: list[dict[str, Any]] = []
+    pending: list[tuple[str, dict[str, Any]]] = []
+    for i in range(limit):
+        if stop_after is not None and len(configs) >= stop_after:
+            break
+        config = searcher.suggest(f"{prefix}{i}")
+        if config == Searcher.FINISHED:
+            break
+        if config is None:
+            if not pending:
+                pytest.fail("searcher waits with nothing running")
+            trial_id, cfg = pending.pop(0)
+            finish(searcher, trial_id, cfg)
+            continue
+        configs.append(config)
+        pending.append((f"{prefix}{i}", config))
+    for trial_id, cfg in pending:
+        finish(searcher, trial_id, cfg)
+    return configs
+
+
+def finish(searcher: Searcher, trial_id: str, config: dict[str, Any]) -> None:
+    final = objective(config)
+    start_epoch = int(config.get("train.stop_at_epoch", 5)) - 5 if "restore_from" in config else 0
+    result: dict[str, Any] = {}
+    for k in range(1, 6):
+        result = {
+            "test_loss": final + math.exp(-k),
+            "test_acc": 1 - final / 10,
+            "training_iteration": k,
+            "epoch": start_epoch + k,
+            "trial_dir": f"/tmp/fake/{trial_id}",
+            "checkpoint_dir_name": f"checkpoint_{k:06d}",
+        }
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result)
+
+
+@pytest.fixture(autouse=True)
+def fake_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the snapshot searcher copies the base run's checkpoint: give the fake trials real folders
+    import tunekit.searchers.snapshot as snapshot
+
+    real = snapshot.copy_snapshot
+
+    def copy(source: str, destination: str) -> str:
+        Path(source).mkdir(parents=True, exist_ok=True)
+        return real(source, str(tmp_path / Path(destination).name))
+
+    monkeypatch.setattr(snapshot, "copy_snapshot", copy)
+
+
+@pytest.mark.parametrize("name", sorted(make_searchers()))
+def test_contract_suggest_complete_then_finished(name: str) -> None:
+    searcher = make_searchers()[name]()
+    configs = drive(searcher)
+    # every suggestion is the base config plus the searcher's own values, and it ends by itself
+    assert configs
+    assert all(c["preset"] == {"name": "x"} for c in configs)
+    assert searcher.suggest("last") == Searcher.FINISHED
+
+
+@pytest.mark.parametrize("name", sorted(make_searchers()))
+def test_contract_save_restore_mid_search_gives_the_same_proposals(name: str, tmp_path: Path) -> None:
+    original = make_searchers()[name]()
+    drive(original, stop_after=4, prefix="first")
+    path = str(tmp_path / "state.pkl")
+    original.save(path)
+    restored = make_searchers()[name]()
+    restored.restore(path)
+    # Tuner.restore brings the searcher back where it was, not where it started
+    assert restored.get_state() == original.get_state()
+    assert drive(restored) == drive(original)
+
+
+@pytest.mark.parametrize("name", sorted(make_searchers()))
+def test_contract_metric_and_mode_may_arrive_late(name: str) -> None:
+    searcher = make_searchers()[name]()
+    searcher._metric, searcher._mode = None, None
+    assert searcher.set_search_properties("test_loss", "min", {})
+    assert drive(searcher)
+
+
+@pytest.mark.parametrize("name", sorted(make_searchers()))
+def test_contract_works_under_concurrency_limiter(name: str) -> None:
+    inner = make_searchers()[name]()
+    wrapped = limited(inner, 4)
+    assert isinstance(wrapped, ConcurrencyLimiter)
+    first = {f"p{i}": wrapped.suggest(f"p{i}") for i in range(4)}
+    running = {k: c for k, c in first.items() if isinstance(c, dict)}
+    # the limiter lets the parallel proposals through: the whole first wave (or the snapshot's base run)
+    expected = (
+        1
+        if name == "snapshot"
+        else min(4, len(inner.bisection.initial) if hasattr(inner, "bisection") else len(inner.candidates))
+    )  # type: ignore[attr-defined]
+    assert len(running) == expected
+    for trial_id, config in running.items():
+        finish(wrapped, trial_id, config)
+    drive(wrapped, prefix="q")
+    assert wrapped.suggest("end") == Searcher.FINISHED
+
+
+def test_bisection_searcher_converges_on_the_synthetic_objective() -> None:
+    searcher = ExponentBisectionSearcher("weight_decay", base_config={})
+    configs = drive(searcher)
+    # ≤ 7 trials to one significant figure around 10^-3.3
+    assert len(configs) <= 7
+    assert abs(math.log10(searcher.best_value) + 3.3) <= 0.125  # type: ignore[arg-type]
+
+
+def test_snapshot_searcher_runs_the_base_once_then_continues_from_it() -> None:
+    searcher = SnapshotContinuationSearcher("weight_decay", base_config={}, continuation_epochs=2)
+    base = searcher.suggest("base")
+    assert base == {"weight_decay": 1e-4, "train.stop_when_horizontal": True}
+    # nothing else starts before the snapshot exists
+    assert searcher.suggest("early") is None
+    finish(searcher, "base", base)  # type: ignore[arg-type]
+    child = searcher.suggest("c0")
+    assert isinstance(child, dict)
+    assert child["restore_from"] == searcher.snapshot
+    # continuations train two more epochs on the same schedule, from the snapshot's epoch
+    assert child["train.stop_at_epoch"] == 5 + 2
+
+
+def test_momentum_searcher_cycles_down_to_the_minimum() -> None:
+    searcher = MomentumSearcher((0.99, 0.9), min_momentum=0.85, epochs=3)
+    assert searcher.suggest("a") == {"momentum": [0.99, 0.85], "epochs": 3}
+
+
+def test_batch_size_searcher_scales_lr_and_sets_the_budget() -> None:
+    searcher = BatchSizeSearcher((64, 256), time_budget_s=30, base_batch=128, base_max_lr=0.4)
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert first == {"batch_size": 64, "train.time_budget_s": 30, "max_lr": pytest.approx(0.2)}
+    assert second == {"batch_size": 256, "train.time_budget_s": 30, "max_lr": pytest.approx(0.8)}
+
+
+def test_grid_and_guess_are_exclusive() -> None:
+    with pytest.raises(ValueError, match="grid or guess"):
+        ExponentBisectionSearcher(grid=[1e-3], guess=1e-4)
+
+
+# --------------------------------------------------------------------------- real Tuner runs
+
+
+def _synthetic_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    final = objective(config)
+    for k in range(1, 6):
+        tune.report({"test_loss": final + math.exp(-2 * k), "epoch": k})
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_bisection_through_a_real_tuner_in_at_most_seven_trials(tmp_path: Path) -> None:
+    from ray import tune
+
+    searcher = ExponentBisectionSearcher("weight_decay", base_config={})
+    tuner = tune.Tuner(
+        tune.with_resources(_synthetic_trainable, {"cpu": 0.5}),
+        tune_config=tune.TuneConfig(search_alg=limited(searcher, 4), num_samples=-1, metric="test_loss", mode="min"),
+        run_config=tune.RunConfig(name="bisect", storage_path=str(tmp_path), verbose=0),
+    )
+    grid = tuner.fit()
+    values = sorted(r.config["weight_decay"] for r in grid)
+    best = grid.get_best_result().config["weight_decay"]
+    assert len(values) <= 7
+    assert abs(math.log10(best) + 3.3) <= 0.125
+    # the grid ran in parallel: four trials shared the first wave
+    assert len(values) == len(set(values))

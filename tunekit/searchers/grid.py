@@ -1,0 +1,127 @@
+"""Searchers over a fixed list of candidates, judged together: momentum and batch size.
+
+Both are one parameterisation of :class:`CandidateSearcher` (a labelled list of config
+overrides, ranked by the core rule at the end), not copies of each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ray.tune.search import Searcher
+
+from tunekit.core.budget import scaled_lr
+from tunekit.core.curves import Shape, rank
+from tunekit.searchers.base import TunekitSearcher
+
+
+class CandidateSearcher(TunekitSearcher):
+    """Run every candidate (in parallel, under a ``ConcurrencyLimiter``), then ``FINISHED``.
+
+    Args:
+        candidates: label → config overrides for that trial.
+        base_config, metric, mode, judge_step, time_attr: see :class:`~tunekit.searchers.base.TunekitSearcher`.
+        tie_tolerance: losses closer than this count as equal; then a horizontal curve wins.
+    """
+
+    def __init__(
+        self,
+        candidates: dict[str, dict[str, Any]],
+        base_config: dict[str, Any] | None = None,
+        metric: str | None = "test_loss",
+        mode: str | None = "min",
+        judge_step: float | None = None,
+        time_attr: str = "training_iteration",
+        tie_tolerance: float = 0.0,
+    ) -> None:
+        super().__init__(base_config, metric, mode, judge_step, time_attr)
+        if not candidates:
+            raise ValueError("candidates is empty: give at least one")
+        self.candidates = dict(candidates)
+        self.todo = list(candidates)
+        self.tie_tolerance = tie_tolerance
+        self.scores: dict[str, tuple[float, Shape]] = {}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        if self.todo:
+            label = self.todo.pop(0)
+            self.trial_values[trial_id] = label
+            return self.config_with(**self.candidates[label])
+        if all(t in self.finished for t in self.trial_values):
+            return Searcher.FINISHED
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.trial_values or trial_id in self.finished:
+            return
+        self.scores[self.trial_values[trial_id]] = self.judge(trial_id, result, error)
+        self.finished.add(trial_id)
+
+    def ranking(self) -> list[str]:
+        """Candidate labels from best to worst (diverged last; shape breaks ties)."""
+        return rank(self.scores, self.tie_tolerance)
+
+    @property
+    def best_label(self) -> str | None:
+        order = self.ranking()
+        return order[0] if order else None
+
+
+class MomentumSearcher(CandidateSearcher):
+    """Short runs at maximum momentum 0.99, 0.97, 0.95, 0.9, cycling down to ``min_momentum`` (Sec. 5, item 3)."""
+
+    def __init__(
+        self,
+        candidates: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9),
+        min_momentum: float = 0.85,
+        epochs: int | None = None,
+        base_config: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        extra = {"epochs": epochs} if epochs is not None else {}
+        options = {f"{m:g}": {"momentum": [m, min(min_momentum, m)], **extra} for m in candidates}
+        super().__init__(options, base_config, **kwargs)
+
+    @property
+    def best_momentum(self) -> float | None:
+        label = self.best_label
+        return None if label is None else float(label)
+
+
+class BatchSizeSearcher(CandidateSearcher):
+    """Batch sizes compared at constant wall time, by final test accuracy (Sec. 4.2, Remark 4).
+
+    Each candidate trial gets ``train.time_budget_s``: a timing probe inside the trial sizes its
+    1cycle schedule to the epochs that fit, so every candidate completes a full cycle on the
+    hardware it runs on. LR bounds scale with the batch (``lr_scaling``, linear as in Fig. 6)
+    from ``base_max_lr`` at ``base_batch``.
+    """
+
+    def __init__(
+        self,
+        candidates: tuple[int, ...],
+        time_budget_s: float,
+        base_batch: int,
+        base_max_lr: float,
+        lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
+        base_config: dict[str, Any] | None = None,
+        metric: str | None = "test_acc",
+        mode: str | None = "max",
+        **kwargs: Any,
+    ) -> None:
+        if time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0, got {time_budget_s=}")
+        options = {
+            str(b): {
+                "batch_size": b,
+                "train.time_budget_s": time_budget_s,
+                "max_lr": scaled_lr(base_max_lr, base_batch, b, lr_scaling),
+            }
+            for b in candidates
+        }
+        super().__init__(options, base_config, metric=metric, mode=mode, **kwargs)
+
+    @property
+    def best_batch_size(self) -> int | None:
+        label = self.best_label
+        return None if label is None else int(label)

@@ -1,0 +1,177 @@
+"""``SnapshotContinuationSearcher``: weight decay by snapshot-restart continuations (Fig. 12).
+
+1. One base trial at the middle value trains until its test loss runs horizontal
+   (``train.stop_when_horizontal``: the trial ends itself with a checkpoint).
+2. The searcher copies that checkpoint somewhere immutable (``CheckpointConfig(num_to_keep)``
+   could delete it) — next to the experiment, or under ``snapshot_storage``.
+3. Continuation trials restore the snapshot (``restore_from``), each with one candidate value,
+   and train ``continuation_epochs`` more epochs on the same schedule; they are judged like
+   full runs, and the exponent bisection goes on from the same snapshot.
+
+Cheaper than full runs: the epochs up to the snapshot are paid once. On a multi-node cluster the
+snapshot must live on shared storage (a URI, or a mount declared with ``shared_storage=True``);
+a local path there is refused before any trial starts when ``storage_path`` is given, else when
+the snapshot is taken.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from typing import Any, Literal
+
+from ray.tune.search import Searcher
+
+from tunekit.core.bisection import Bisection, guess_grid
+from tunekit.core.storage import check_shared_storage, is_uri
+from tunekit.searchers.base import TunekitSearcher
+from tunekit.searchers.bisection import NO_IDEA_GRID
+
+
+def middle_value(values: list[float]) -> float:
+    """The middle of a grid on the exponent axis (positive values only): 1e-3, 1e-4, 1e-5, 0 → 1e-4."""
+    positive = sorted(v for v in values if v > 0)
+    if not positive:
+        raise ValueError(f"no positive value to start a snapshot run from in {values}")
+    return positive[len(positive) // 2]
+
+
+def alive_nodes() -> int:
+    """How many nodes the connected Ray cluster has (1 when Ray is not running)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def copy_snapshot(source: str, destination: str) -> str:
+    """Copy a checkpoint folder (local path or URI) to ``destination``; returns ``destination``."""
+    if not is_uri(source) and not is_uri(destination):
+        if os.path.exists(destination):
+            shutil.rmtree(destination)
+        shutil.copytree(source, destination)
+        return destination
+    import pyarrow.fs
+
+    src_fs, src_path = pyarrow.fs.FileSystem.from_uri(source if is_uri(source) else f"file://{os.path.abspath(source)}")
+    dst_fs, dst_path = pyarrow.fs.FileSystem.from_uri(
+        destination if is_uri(destination) else f"file://{os.path.abspath(destination)}"
+    )
+    pyarrow.fs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
+    return destination
+
+
+class SnapshotContinuationSearcher(TunekitSearcher):
+    """One base run to a horizontal test loss, then continuations from its snapshot, bisecting the value.
+
+    Args:
+        param: the config key searched (``weight_decay``).
+        base_config: the trial config every suggestion starts from.
+        grid, guess, scale, resolution, max_trials, tie_tolerance: the bisection (see
+            :class:`~tunekit.searchers.bisection.ExponentBisectionSearcher`); ``max_trials``
+            counts continuations, not the base run.
+        middle: the base run's value; default the middle of the grid.
+        continuation_epochs: epochs each continuation trains after the snapshot (None: to the end
+            of the schedule, ``train.epochs``).
+        snapshot_storage: where the snapshot copy goes (folder or URI); default next to the experiment.
+        storage_path: the experiment's storage, to refuse a local path on a multi-node cluster up front.
+        shared_storage: the (local-looking) storage is a mount every node sees.
+    """
+
+    def __init__(
+        self,
+        param: str = "weight_decay",
+        base_config: dict[str, Any] | None = None,
+        grid: list[float] | tuple[float, ...] | None = None,
+        guess: float | None = None,
+        middle: float | None = None,
+        continuation_epochs: int | None = 3,
+        scale: Literal["log", "linear"] = "log",
+        resolution: float = 0.25,
+        max_trials: int = 8,
+        tie_tolerance: float = 0.0,
+        snapshot_storage: str | None = None,
+        storage_path: str | None = None,
+        shared_storage: bool = False,
+        metric: str | None = "test_loss",
+        mode: str | None = "min",
+        time_attr: str = "training_iteration",
+    ) -> None:
+        super().__init__(base_config, metric, mode, None, time_attr)
+        if continuation_epochs is not None and continuation_epochs < 1:
+            raise ValueError(f"continuation_epochs must be ≥ 1, got {continuation_epochs=}")
+        initial = list(grid) if grid is not None else guess_grid(guess, scale) if guess is not None else list(NO_IDEA_GRID)
+        self.param = param
+        self.middle = middle if middle is not None else middle_value(initial)
+        self.continuation_epochs = continuation_epochs
+        self.bisection = Bisection(
+            initial, scale=scale, resolution=resolution, max_trials=max(max_trials, len(initial)), tie_tolerance=tie_tolerance
+        )
+        self.snapshot_storage = snapshot_storage
+        self.storage_path = storage_path
+        self.shared_storage = shared_storage
+        self.base_trial: str | None = None
+        self.snapshot: str | None = None  # immutable copy of the base run's checkpoint
+        self.snapshot_epoch: int | None = None
+        self.base_epochs = 0
+        self.failed: str | None = None
+        self.queue: list[float] = []
+
+    # ------------------------------------------------------------------ Ray hooks
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        if self.failed:
+            return Searcher.FINISHED
+        if self.base_trial is None:
+            if self.storage_path is not None:
+                check_shared_storage(self.storage_path, alive_nodes(), self.shared_storage)
+            self.base_trial = trial_id
+            return self.config_with(**{self.param: self.middle, "train.stop_when_horizontal": True})
+        if self.snapshot is None:
+            return None  # the base run is still on its way to a horizontal test loss
+        if not self.queue:
+            self.queue.extend(self.bisection.propose())
+        if self.queue:
+            value = self.queue.pop(0)
+            self.trial_values[trial_id] = value
+            assert self.snapshot_epoch is not None
+            overrides: dict[str, Any] = {self.param: value, "restore_from": self.snapshot}
+            if self.continuation_epochs is not None:
+                overrides["train.stop_at_epoch"] = self.snapshot_epoch + self.continuation_epochs
+            return self.config_with(**overrides)
+        if self.bisection.done() and all(t in self.finished for t in self.trial_values):
+            return Searcher.FINISHED
+        return None
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id == self.base_trial:
+            self._take_snapshot(result, error)
+            return
+        if trial_id not in self.trial_values or trial_id in self.finished:
+            return
+        loss, shape = self.judge(trial_id, result, error)
+        self.bisection.observe(self.trial_values[trial_id], loss, shape)
+        self.finished.add(trial_id)
+
+    # ------------------------------------------------------------------ the snapshot
+
+    def _take_snapshot(self, result: dict[str, Any] | None, error: bool) -> None:
+        if error or not result or not result.get("checkpoint_dir_name") or not result.get("trial_dir"):
+            self.failed = "the base run failed or left no checkpoint: nothing to continue from"
+            return
+        source = os.path.join(str(result["trial_dir"]), str(result["checkpoint_dir_name"]))
+        check_shared_storage(source, alive_nodes(), self.shared_storage)
+        folder = self.snapshot_storage or os.path.join(os.path.dirname(str(result["trial_dir"])), "snapshots")
+        destination = f"{folder.rstrip('/')}/{self.base_trial}-epoch{int(result['epoch'])}"
+        if not is_uri(destination):
+            os.makedirs(folder, exist_ok=True)
+        self.snapshot = copy_snapshot(source, destination)
+        self.snapshot_epoch = int(result["epoch"])
+        self.base_epochs = int(result["epoch"])
+
+    @property
+    def best_value(self) -> float | None:
+        best = self.bisection.best()
+        return None if best is None or not math.isfinite(best.loss) else best.value
