@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 CHECKPOINT_FORMAT = 1
 _DIVERGENCE_CHECK_EVERY = 50  # iterations between finiteness checks (each one is a device sync)
+_REPORT_LATENCY_S = 0.01  # a tune.report round trip, as measured by bench/overhead.py (report_overhead_s)
 
 
 def pick_device(gpu: float = 0.0) -> torch.device:
@@ -170,13 +172,18 @@ class Trainer:
             tick = time.perf_counter()
             self.evaluate()
             eval_s = time.perf_counter() - tick
+            # every epoch also reports and may checkpoint: serialise once to see what that costs
+            tick = time.perf_counter()
+            torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, io.BytesIO())
+            checkpoint_s = (time.perf_counter() - tick) / self.preset.train.checkpoint_every
         finally:
             self.model, self.optimizer = model, optimizer
         remaining = budget_s - (time.perf_counter() - started)
-        epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, eval_s)
+        per_epoch_extra = eval_s + checkpoint_s + _REPORT_LATENCY_S
+        epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, per_epoch_extra)
         train = self.preset.train.model_copy(update={"epochs": epochs})
         self.preset = self.preset.model_copy(update={"train": train})
-        self.probe = {"probe_seconds_per_step": per_step, "probe_eval_s": eval_s, "budget_epochs": float(epochs)}
+        self.probe = {"probe_seconds_per_step": per_step, "probe_epoch_extra_s": per_epoch_extra, "budget_epochs": float(epochs)}
 
     def _train_step_only(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with self._autocast():
