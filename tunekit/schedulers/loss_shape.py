@@ -18,19 +18,19 @@ MLflow) read it::
 from __future__ import annotations
 
 import math
-import pickle
 from typing import TYPE_CHECKING, Any
 
 from ray.tune.callback import Callback
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from tunekit._state import PickledState
 from tunekit.core.early_stop import Decision, StopRule, decide, value_at
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
 
-class LossShapeScheduler(FIFOScheduler):
+class LossShapeScheduler(PickledState, FIFOScheduler):
     """Stop diverging trials at once, overfitting ones after the grace period, and clear laggards.
 
     Args:
@@ -92,14 +92,6 @@ class LossShapeScheduler(FIFOScheduler):
         stopped = [d["stopped_by"] for d in self._decisions.values() if d["stopped_by"]]
         counts = {k: stopped.count(k) for k in sorted(set(stopped))}
         return f"LossShapeScheduler: {len(self._curves)} trials, stopped {counts or 'none'}"
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.get_state(), fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.set_state(pickle.load(fh))
 
     # ------------------------------------------------------------------ plain-data core
 

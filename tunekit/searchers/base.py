@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from tunekit._state import PickledState
 from tunekit.core.curves import Shape, diagnose
 from tunekit.core.early_stop import value_at
 
 
-class TunekitSearcher(Searcher):
+class TunekitSearcher(PickledState, Searcher):
     """Base class: records each trial's curve and turns a finished trial into (loss, shape).
 
     Args:
@@ -73,14 +73,6 @@ class TunekitSearcher(Searcher):
         values.append(math.nan if result.get("diverged") else self._sign * value)
         if "chance_loss" in result and self._mode == "min":
             self.chance[trial_id] = float(result["chance_loss"])
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.get_state(), fh)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as fh:
-            self.set_state(pickle.load(fh))
 
     def get_state(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("__")}

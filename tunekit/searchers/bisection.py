@@ -19,6 +19,23 @@ from tunekit.searchers.base import TunekitSearcher
 NO_IDEA_GRID = (1e-3, 1e-4, 1e-5, 0.0)
 
 
+def start_bisection(
+    grid: list[float] | tuple[float, ...] | None,
+    guess: float | None,
+    scale: Literal["log", "linear"],
+    resolution: float,
+    max_trials: int,
+    tie_tolerance: float,
+) -> Bisection:
+    """The bisection a searcher starts from: a grid, a guess, or the "no idea" grid."""
+    if grid is not None and guess is not None:
+        raise ValueError("give grid or guess, not both")
+    initial = list(grid) if grid is not None else guess_grid(guess, scale) if guess is not None else list(NO_IDEA_GRID)
+    return Bisection(
+        initial, scale=scale, resolution=resolution, max_trials=max(max_trials, len(initial)), tie_tolerance=tie_tolerance
+    )
+
+
 class ExponentBisectionSearcher(TunekitSearcher):
     """Propose the grid in parallel, wait (``None``) for results, bisect, then ``FINISHED``.
 
@@ -49,13 +66,8 @@ class ExponentBisectionSearcher(TunekitSearcher):
         time_attr: str = "training_iteration",
     ) -> None:
         super().__init__(base_config, metric, mode, judge_step, time_attr)
-        if grid is not None and guess is not None:
-            raise ValueError("give grid or guess, not both")
-        initial = list(grid) if grid is not None else guess_grid(guess, scale) if guess is not None else list(NO_IDEA_GRID)
         self.param = param
-        self.bisection = Bisection(
-            initial, scale=scale, resolution=resolution, max_trials=max(max_trials, len(initial)), tie_tolerance=tie_tolerance
-        )
+        self.bisection = start_bisection(grid, guess, scale, resolution, max_trials, tie_tolerance)
         self.queue: list[float] = []
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED

@@ -23,10 +23,9 @@ from typing import Any, Literal
 
 from ray.tune.search import Searcher
 
-from tunekit.core.bisection import Bisection, guess_grid
 from tunekit.core.storage import check_shared_storage, is_uri
 from tunekit.searchers.base import TunekitSearcher
-from tunekit.searchers.bisection import NO_IDEA_GRID
+from tunekit.searchers.bisection import start_bisection
 
 
 def middle_value(values: list[float]) -> float:
@@ -102,20 +101,16 @@ class SnapshotContinuationSearcher(TunekitSearcher):
         super().__init__(base_config, metric, mode, None, time_attr)
         if continuation_epochs is not None and continuation_epochs < 1:
             raise ValueError(f"continuation_epochs must be ≥ 1, got {continuation_epochs=}")
-        initial = list(grid) if grid is not None else guess_grid(guess, scale) if guess is not None else list(NO_IDEA_GRID)
         self.param = param
-        self.middle = middle if middle is not None else middle_value(initial)
+        self.bisection = start_bisection(grid, guess, scale, resolution, max_trials, tie_tolerance)
+        self.middle = middle if middle is not None else middle_value(self.bisection.initial)
         self.continuation_epochs = continuation_epochs
-        self.bisection = Bisection(
-            initial, scale=scale, resolution=resolution, max_trials=max(max_trials, len(initial)), tie_tolerance=tie_tolerance
-        )
         self.snapshot_storage = snapshot_storage
         self.storage_path = storage_path
         self.shared_storage = shared_storage
         self.base_trial: str | None = None
         self.snapshot: str | None = None  # immutable copy of the base run's checkpoint
         self.snapshot_epoch: int | None = None
-        self.base_epochs = 0
         self.failed: str | None = None
         self.queue: list[float] = []
 
@@ -169,7 +164,6 @@ class SnapshotContinuationSearcher(TunekitSearcher):
             os.makedirs(folder, exist_ok=True)
         self.snapshot = copy_snapshot(source, destination)
         self.snapshot_epoch = int(result["epoch"])
-        self.base_epochs = int(result["epoch"])
 
     @property
     def best_value(self) -> float | None:
