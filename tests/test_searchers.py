@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ray.tune import Callback
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from tests.conftest import tiny_preset_dict
@@ -294,3 +297,62 @@ def test_snapshot_restart_matches_full_runs_at_lower_cost_on_mnist1d(tmp_path: P
     # the same weight decay within half a decade, for fewer trial-epochs
     assert bench.decades_apart(snapshot["weight_decay"], full["weight_decay"]) <= 0.5
     assert snapshot["trial_epochs"] < full["trial_epochs"]
+
+
+class _InterruptOnceAfter(Callback):
+    """Presses Ctrl-C in the driver once ``n`` trials have finished — the first time only (a marker file remembers).
+
+    Tune's SIGINT handler then stops the run and saves the experiment, searcher included, as
+    after a real Ctrl-C.
+    """
+
+    def __init__(self, n: int, marker: str) -> None:
+        self.n, self.marker, self.done = n, marker, 0
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.done += 1
+        if self.done >= self.n and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_tuner_restore_resumes_the_bisection_where_it_stopped(tmp_path: Path) -> None:
+    from ray import tune
+
+    from tunekit.searchers.base import TunekitSearcher
+
+    trainable = tune.with_resources(_synthetic_trainable, {"cpu": 0.5})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=limited(ExponentBisectionSearcher("weight_decay", base_config={}), 4),
+            num_samples=-1,
+            metric="test_loss",
+            mode="min",
+        ),
+        run_config=tune.RunConfig(
+            name="interrupted",
+            storage_path=str(tmp_path),
+            callbacks=[_InterruptOnceAfter(4, str(tmp_path / "stopped"))],
+            verbose=0,
+        ),
+    )
+    first = tuner.fit()
+    first_values = sorted(r.config["weight_decay"] for r in first)
+    # the experiment was cut after the grid
+    assert (tmp_path / "stopped").exists()
+    assert len(first_values) <= 5
+    restored = tune.Tuner.restore(str(tmp_path / "interrupted"), trainable=trainable, resume_unfinished=True)
+    grid = restored.fit()
+    values = [r.config["weight_decay"] for r in grid]
+    # the restored searcher went on from its state: no value twice, the grid not proposed again,
+    # and the same answer as an uninterrupted search
+    assert len(values) == len(set(values))
+    assert set(first_values) <= set(values)
+    assert len(values) <= 7
+    best = grid.get_best_result(metric="test_loss", mode="min").config["weight_decay"]
+    assert abs(math.log10(best) + 3.3) <= 0.125
+    assert isinstance(ExponentBisectionSearcher(), TunekitSearcher)
