@@ -44,6 +44,15 @@ StorageOpt = Annotated[
 ]
 NameOpt = Annotated[str | None, typer.Option("--name", help="Experiment name (default: preset name and a timestamp).")]
 AddressOpt = Annotated[str | None, typer.Option("--address", help="Use an existing Ray cluster (auto or ray://host:port).")]
+TrackingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking store (http://host:port, or a database URI). Default: sqlite next to the runs, or $MLFLOW_TRACKING_URI.",
+    ),
+]
+ExperimentOpt = Annotated[str | None, typer.Option("--experiment", help="MLflow experiment name (default: the preset's name).")]
+NoTrackOpt = Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")]
 
 USAGE_ERROR = 2
 #: Trial-config keys accepted by --set that are not preset fields.
@@ -109,6 +118,18 @@ def _summary(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {**out, **extra}
 
 
+def _check_tracking(uri: str | None, enabled: bool) -> None:
+    """An unreachable tracking server is bad input: say so (exit 2) before any trial runs."""
+    if not enabled or uri is None:
+        return
+    from tunekit.tracking import TrackingError, check_tracking_uri
+
+    try:
+        check_tracking_uri(uri)
+    except TrackingError as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def train(
     preset: PresetArg,
@@ -117,16 +138,31 @@ def train(
     storage: StorageOpt = None,
     name: NameOpt = None,
     address: AddressOpt = None,
+    tracking_uri: TrackingOpt = None,
+    experiment: ExperimentOpt = None,
+    no_tracking: NoTrackOpt = False,
 ) -> None:
-    """Train one preset as a Ray Tune trial and print its final metrics."""
+    """Train one preset as a Ray Tune trial (logged to MLflow) and print its final metrics."""
     from tunekit.runner import run_trial
 
     loaded, extra = _load(preset, set_)
+    _check_tracking(tracking_uri, not no_tracking)
     with _quiet_stdout(json_):
-        outcome = run_trial(loaded, storage=storage, name=name, config=extra, address=address)
+        outcome = run_trial(
+            loaded,
+            storage=storage,
+            name=name,
+            config=extra,
+            address=address,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            track=not no_tracking,
+        )
     if outcome.error:
         raise _fail(f"the trial failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
-    result = _summary(outcome.metrics, {"trial_dir": outcome.path, "checkpoint": outcome.checkpoint})
+    result = _summary(
+        outcome.metrics, {"trial_dir": outcome.path, "checkpoint": outcome.checkpoint, "mlflow_run_id": outcome.run_id}
+    )
     if json_:
         _emit_json(result)
         return
@@ -154,18 +190,30 @@ def range_test(
     storage: StorageOpt = None,
     name: NameOpt = None,
     address: AddressOpt = None,
+    tracking_uri: TrackingOpt = None,
+    experiment: ExperimentOpt = None,
+    no_tracking: NoTrackOpt = False,
 ) -> None:
     """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
     from tunekit.runner import run_trial
 
     loaded, extra = _load(preset, set_)
+    _check_tracking(tracking_uri, not no_tracking)
     try:
         test = range_test_preset(loaded)
     except PresetError as exc:
         raise _fail(str(exc)) from None
     with _quiet_stdout(json_):
         outcome = run_trial(
-            test, storage=storage, name=name or f"{loaded.name}-range-test", config=extra, address=address, max_failures=0
+            test,
+            storage=storage,
+            name=name or f"{loaded.name}-range-test",
+            config=extra,
+            address=address,
+            max_failures=0,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            track=not no_tracking,
         )
     if outcome.error:
         raise _fail(f"the range test failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
@@ -266,6 +314,106 @@ def _read_curve(path: Path, x_col: str) -> tuple[list[float], list[float]]:
             except ValueError:
                 raise _fail(f"{path}:{line}: '{row[x_col]}', '{row['test_loss']}' are not numbers") from None
     return xs, ys
+
+
+def _tracking_uri(uri: str | None, storage: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the sqlite store next to the runs."""
+    import os
+
+    from tunekit.runner import storage_path
+
+    if uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return uri or os.environ["MLFLOW_TRACKING_URI"]
+    db = Path(storage_path(storage)) / "mlflow.db"
+    if not db.is_file():
+        raise _fail(f"--tracking-uri: no MLflow store at {db}; pass --tracking-uri (or --storage of the runs)")
+    return f"sqlite:///{db}"
+
+
+@app.command()
+def best(
+    experiment: ExperimentOpt = None,
+    run: Annotated[str | None, typer.Option("--run", help="The search's parent run id (or one of its trial runs).")] = None,
+    tracking_uri: TrackingOpt = None,
+    storage: StorageOpt = None,
+    format_: Annotated[str, typer.Option("--format", help="yaml (a preset, ready to save) or json.")] = "yaml",
+) -> None:
+    """Print the best configuration of a search (or training) from MLflow alone — no Ray needed."""
+    import yaml
+
+    from tunekit.tracking import TrackingError, check_tracking_uri
+    from tunekit.tracking.queries import NotFound, best_config
+
+    if format_ not in ("yaml", "json"):
+        raise _fail(f"--format: 'yaml' or 'json', got {format_!r}")
+    uri = _tracking_uri(tracking_uri, storage)
+    try:
+        check_tracking_uri(uri)
+        config = best_config(uri, experiment, run)
+    except (TrackingError, NotFound) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(config) if format_ == "json" else yaml.safe_dump(config, sort_keys=False).rstrip())
+
+
+@app.command("continue")
+def continue_(
+    run_id: Annotated[str, typer.Argument(help="An MLflow run: a trial run, or a search's parent run (its best trial).")],
+    set_: SetOpt = None,
+    tracking_uri: TrackingOpt = None,
+    storage: StorageOpt = None,
+    json_: JsonOpt = False,
+    address: AddressOpt = None,
+) -> None:
+    """Train on from a run's recorded snapshot, with new settings, as a new trial run of the same search."""
+    from tunekit.tracking import TrackingError, check_tracking_uri
+    from tunekit.tracking.queries import NotFound, snapshot_of
+
+    uri = _tracking_uri(tracking_uri, storage)
+    try:
+        check_tracking_uri(uri)
+        checkpoint, parent, experiment = snapshot_of(uri, run_id)
+    except (TrackingError, NotFound) as exc:
+        raise _fail(str(exc)) from None
+    if "://" not in checkpoint and not Path(checkpoint).is_dir():
+        raise _fail(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
+    from tunekit.runner import run_trial
+    from tunekit.trainable import load_state
+
+    state = load_state(checkpoint) if "://" not in checkpoint else None
+    if state is None:
+        raise _fail(f"the snapshot {checkpoint} is remote; copy it locally or run `tunekit continue` on a cluster node")
+    try:
+        loaded = load_preset(state["preset"], parse_overrides(set_ or []))
+    except PresetError as exc:
+        raise _fail(str(exc)) from None
+    with _quiet_stdout(json_):
+        outcome = run_trial(
+            loaded,
+            storage=storage,
+            config={"restore_from": checkpoint},
+            address=address,
+            tracking_uri=uri,
+            experiment=experiment,
+            parent_run_id=parent,
+        )
+    if outcome.error:
+        raise _fail(f"the continuation failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
+    result = _summary(
+        outcome.metrics,
+        {
+            "trial_dir": outcome.path,
+            "checkpoint": outcome.checkpoint,
+            "mlflow_run_id": outcome.trial_run_id,
+            "restored_from": checkpoint,
+        },
+    )
+    if json_:
+        _emit_json(result)
+        return
+    typer.echo(
+        f"continued {run_id} from {checkpoint}: epoch {state['epoch']} → {outcome.metrics.get('epoch')}, test_acc {outcome.metrics.get('test_acc', math.nan):.4f}"
+    )
+    typer.echo(f"MLflow run {outcome.trial_run_id} under search {parent}")
 
 
 @app.command()

@@ -24,6 +24,8 @@ class TrialOutcome:
 
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    run_id: str | None = None  # the MLflow parent run, when tracking
+    trial_run_id: str | None = None  # the trial's own (nested) MLflow run
     path: str = ""
     checkpoint: str | None = None
     error: str | None = None
@@ -48,6 +50,41 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
 
 
+def _log_outcome(log: Any, preset: Preset, result: Any, trial_run: str | None) -> None:
+    """A single trial's search record: its final metrics, and for a range test the bounds it reads."""
+    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if k in ("test_acc", "test_loss", "epoch") and _finite(v)}
+    history = result.metrics_dataframe
+    if preset.policy.name == "range_test" and history is not None and len(history):
+        from tunekit.core.lr_range import RangeTestError, analyse_range_test
+        from tunekit.plots import range_test_figure
+
+        lrs, losses = history["lr"].tolist(), history["test_loss"].tolist()
+        try:
+            found = analyse_range_test(lrs, losses, chance_loss=float(history["chance_loss"].iloc[-1]))
+            why = f"max_lr = {found.max_lr:.3g}: the largest LR before the test loss turned up"
+            if found.turn_up_lr is not None:
+                why += f" (at {found.turn_up_lr:.3g})"
+            log.decide(
+                "range_test",
+                {"max_lr": found.max_lr, "min_lr": found.min_lr},
+                why + "; " + "; ".join(found.notes),
+                range_test_figure({"test loss": (lrs, losses)}, found.max_lr, found.min_lr),
+            )
+        except RangeTestError as exc:
+            log.decide("range_test", {}, f"no bounds: {exc}")
+    best_run = None if preset.policy.name == "range_test" else trial_run
+    log.finish(best_run, preset, metrics, status="FAILED" if result.error else "FINISHED")
+
+
+def _local_root(root: str) -> str:
+    """A local folder for files tunekit keeps beside the runs (the sqlite store, the fallback file)."""
+    return str(Path(DEFAULT_STORAGE).expanduser()) if re.match(r"^[a-z][a-z0-9+.-]*://", root) else root
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+
 def storage_path(path: str | None) -> str:
     """An absolute storage path (Ray wants one) or a URI (``s3://…``) unchanged."""
     path = path or os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE
@@ -65,6 +102,10 @@ def run_trial(
     max_failures: int = 1,
     address: str | None = None,
     keep_checkpoints: int | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    track: bool = True,
+    parent_run_id: str | None = None,
 ) -> TrialOutcome:
     """Train ``preset`` as one Tune trial and wait for it.
 
@@ -77,6 +118,10 @@ def run_trial(
         address: a Ray cluster to use instead of a local one.
         keep_checkpoints: keep only the newest N checkpoints (None: all). Ray forces an
             experiment-state sync every N checkpoints, so a small N costs time every epoch.
+        tracking_uri: MLflow store; default a sqlite file next to the runs (``mlflow.db``).
+        experiment: MLflow experiment name; default the preset's name.
+        track: log to MLflow at all (a parent run, and the trial as its nested child run).
+        parent_run_id: log the trial under this existing parent run instead (``tunekit continue``).
     """
     from ray import tune
 
@@ -84,13 +129,33 @@ def run_trial(
 
     ensure_ray(address)
     name = name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = storage_path(storage)
+    phase = "range_test" if preset.policy.name == "range_test" else "train"
+    callbacks: list[Any] = []
+    log = logger = None
+    if track:
+        from tunekit.tracking import MLflowTrialLogger, default_tracking_uri
+        from tunekit.tracking.search_log import SearchLog
+
+        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(_local_root(root))
+        experiment = experiment or preset.name
+        folder = Path(_local_root(root)) / name
+        if parent_run_id is None:
+            log = SearchLog(name, preset, tracking_uri, experiment, folder, phases=[phase], command=phase)
+            logger = log.callback(phase)
+        else:  # a continuation: a new trial run under an existing search
+            logger = MLflowTrialLogger(
+                tracking_uri, experiment, parent_run_id, phase="continue", fallback=folder / "mlflow-fallback.jsonl"
+            )
+        callbacks.append(logger)
     tuner = tune.Tuner(
         trainable(preset),
         param_space={"preset": preset_to_dict(preset), **(config or {})},
         tune_config=tune.TuneConfig(num_samples=1),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage_path(storage),
+            storage_path=root,
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
             verbose=0,
@@ -99,7 +164,12 @@ def run_trial(
     started = time.perf_counter()
     result = tuner.fit()[0]
     history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+    trial_run = next(iter(logger.runs.values()), None) if logger is not None else None
+    if log is not None:
+        _log_outcome(log, preset, result, trial_run)
     return TrialOutcome(
+        run_id=log.parent_run_id if log is not None else parent_run_id,
+        trial_run_id=trial_run,
         metrics=dict(result.metrics or {}),
         history=history,
         path=result.path,

@@ -1,0 +1,284 @@
+"""MLflow: what tunekit writes, in a sqlite store and on a real `mlflow server`, and reading it back."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_preset_dict
+from tunekit.cli import app
+from tunekit.presets import load_preset
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 with its own backend store and artifact root."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mlflow = Path(sys.executable).with_name("mlflow")
+        self.process = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--artifacts-destination", str(self.folder / "artifacts")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start within 60 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def tiny_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_preset_dict()))
+    return path
+
+
+def runs(uri: str, experiment: str) -> list[Any]:
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None
+    return list(client.search_runs([found.experiment_id]))
+
+
+def cli(*args: str) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "runs"
+    out = json.loads(cli("train", str(tiny_file), "--set", "epochs=3", "--json", "--storage", str(storage)).stdout)
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    tree = runs(uri, "tiny")
+    parent = next(r for r in tree if "mlflow.parentRunId" not in r.data.tags)
+    child = next(r for r in tree if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    # the embedded default: a sqlite file next to the runs, one parent and one nested trial run
+    assert out["mlflow_run_id"] == parent.info.run_id
+    assert parent.data.params["preset.policy.max_lr"] == "0.5"
+    assert child.data.tags["tunekit.phase"] == "train"
+    assert child.data.tags["tunekit.best"] == "true"
+    # metric histories carry the epoch as their step
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")] == [1, 2, 3]
+    assert parent.data.metrics["best_test_acc"] == pytest.approx(out["test_acc"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "report.md"} <= artifacts
+    # `tunekit best` reads MLflow alone and prints the preset that was trained
+    printed = json.loads(cli("best", "--run", parent.info.run_id, "--tracking-uri", uri, "--format", "json").stdout)
+    assert load_preset(printed) == load_preset(tiny_preset_dict(), {"epochs": 3})
+    # `tunekit continue` trains on from the recorded snapshot as a new trial run of the same search
+    cont = json.loads(
+        cli("continue", child.info.run_id, "--set", "epochs=5", "--tracking-uri", uri, "--storage", str(storage), "--json").stdout
+    )
+    new = client.get_run(cont["mlflow_run_id"])
+    assert new.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert new.data.tags["tunekit.phase"] == "continue"
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "test_loss")] == [4, 5]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_range_test_logs_its_bounds_and_plot(tiny_file: Path, tmp_path: Path) -> None:
+    storage = tmp_path / "runs"
+    cli("range-test", str(tiny_file), "--storage", str(storage), "--set", "search.range_test.epochs=2")
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    parent = next(r for r in runs(uri, "tiny") if "mlflow.parentRunId" not in r.data.tags)
+    child = next(r for r in runs(uri, "tiny") if "mlflow.parentRunId" in r.data.tags)
+    # the decision on the parent, the iteration as the step of the trial's metrics
+    assert float(parent.data.params["min_lr"]) == pytest.approx(float(parent.data.params["max_lr"]) / 10)
+    assert "max_lr" in parent.data.tags["tunekit.decision.range_test"]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")][:2] == [5, 10]
+    local = Path(client.download_artifacts(parent.info.run_id, "plots/range_test.png", str(tmp_path)))
+    assert local.stat().st_size > 5000
+
+
+def _synthetic(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    wd = config.get("weight_decay", 1e-4)
+    final = (math.log10(wd) + 3.3) ** 2 + 0.1 if wd > 0 else 9.0
+    for k in range(1, 6):
+        tune.report({"test_loss": final + math.exp(-2 * k), "epoch": k})
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_search_log_records_phases_decisions_plots_and_the_best(tmp_path: Path) -> None:
+    from ray import tune
+
+    from tunekit.plots import bisection_figure
+    from tunekit.schedulers import LossShapeScheduler
+    from tunekit.searchers import ExponentBisectionSearcher, limited
+    from tunekit.tracking.search_log import SearchLog
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    preset = load_preset(tiny_preset_dict())
+    log = SearchLog("wd-search", preset, uri, "searches", tmp_path, phases=["weight_decay"])
+    searcher = ExponentBisectionSearcher("weight_decay", base_config={})
+    scheduler = LossShapeScheduler(grace_period=2)
+    tuner = tune.Tuner(
+        tune.with_resources(_synthetic, {"cpu": 0.5}),
+        tune_config=tune.TuneConfig(
+            search_alg=limited(searcher, 4), scheduler=scheduler, num_samples=-1, metric="test_loss", mode="min"
+        ),
+        run_config=tune.RunConfig(
+            name="wd",
+            storage_path=str(tmp_path / "ray"),
+            callbacks=[scheduler.recorder(), log.callback("weight_decay")],
+            verbose=0,
+        ),
+    )
+    grid = tuner.fit()
+    obs = searcher.bisection.observations
+    best = searcher.best_value
+    assert best is not None
+    log.decide(
+        "weight_decay",
+        {"weight_decay": best},
+        f"weight_decay = {best:g}: lowest test loss, bracketed to a quarter decade",
+        bisection_figure([o.value for o in obs], [o.loss for o in obs], best),
+    )
+    best_trial = grid.get_best_result().metrics["trial_id"]
+    log.finish(log.callback("x").runs.get(best_trial) or tuner_run_id(uri, best_trial), preset, {"test_loss": 0.1})
+    client = MlflowClient(uri)
+    tree = runs(uri, "searches")
+    parent = client.get_run(log.parent_run_id)
+    children = [r for r in tree if r.data.tags.get("mlflow.parentRunId") == log.parent_run_id]
+    # one nested run per trial of the phase, each with the scheduler's diagnosis
+    assert len(children) == len(grid)
+    assert all(r.data.tags["tunekit.phase"] == "weight_decay" for r in children)
+    assert {r.data.tags.get("tunekit.diagnosis") for r in children} <= {
+        "horizontal",
+        "underfitting",
+        "overfitting",
+        "diverging",
+        "unknown",
+    }
+    # the decision and its plot on the parent; the best trial tagged; the report explains
+    assert float(parent.data.params["weight_decay"]) == best
+    assert [r.data.tags.get("tunekit.best") for r in children].count("true") == 1
+    report = Path(client.download_artifacts(log.parent_run_id, "report.md", str(tmp_path))).read_text()
+    assert "weight_decay" in report
+    assert "plots/weight_decay.png" in report
+    assert Path(client.download_artifacts(log.parent_run_id, "plots/weight_decay.png", str(tmp_path))).stat().st_size > 5000
+
+
+def tuner_run_id(uri: str, trial_id: str) -> str:
+    run = next(r for r in runs(uri, "searches") if r.data.tags.get("tunekit.trial_id") == trial_id)
+    return str(run.info.run_id)
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_real_server_finds_the_best_run_by_tag(server: MlflowServer, tiny_file: Path, tmp_path: Path) -> None:
+    cli(
+        "train",
+        str(tiny_file),
+        "--set",
+        "epochs=2",
+        "--storage",
+        str(tmp_path / "runs"),
+        "--tracking-uri",
+        server.uri,
+        "--experiment",
+        "on-server",
+    )
+    # the REST API, as a script or the UI would ask it
+    client = MlflowClient(server.uri)
+    experiment_id = client.get_experiment_by_name("on-server").experiment_id  # type: ignore[union-attr]
+    body = json.dumps({"experiment_ids": [experiment_id], "filter": "tags.`tunekit.best` = 'true'"}).encode()
+    request = urllib.request.Request(
+        f"{server.uri}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        found = json.loads(response.read())["runs"]
+    assert len(found) == 1
+    assert found[0]["info"]["status"] == "FINISHED"
+    printed = yaml.safe_load(cli("best", "--experiment", "on-server", "--tracking-uri", server.uri).stdout)
+    assert printed["name"] == "tiny"
+
+
+def test_unreachable_server_is_refused_before_anything_starts(tiny_file: Path, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunekit.cli", "train", str(tiny_file), "--tracking-uri", dead, "--storage", str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--tracking-uri" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_server_lost_mid_search_keeps_the_data_and_replays_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunekit.tracking import Tracker, replay_fallback
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    srv = MlflowServer(tmp_path)
+    srv.start()
+    try:
+        tracker = Tracker(srv.uri, "lossy", tmp_path / "fallback.jsonl")
+        run = tracker.start_run("r")
+        tracker.log(run, metrics={"test_loss": 1.0}, step=1)
+        srv.stop()
+        # the server is gone: a clear warning, the search goes on, the data waits in the fallback file
+        with pytest.warns(RuntimeWarning, match="fallback"):
+            tracker.log(run, metrics={"test_loss": 0.5}, step=2)
+        tracker.finish(run)
+        assert len((tmp_path / "fallback.jsonl").read_text().splitlines()) == 2
+        srv.start()
+        # once it is back, the kept operations go through in order
+        assert replay_fallback(tmp_path / "fallback.jsonl", srv.uri) == 2
+        client = MlflowClient(srv.uri)
+        assert [m.value for m in client.get_metric_history(run, "test_loss")] == [1.0, 0.5]
+        assert client.get_run(run).info.status == "FINISHED"
+        assert not (tmp_path / "fallback.jsonl").exists()
+    finally:
+        srv.stop()

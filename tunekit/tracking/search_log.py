@@ -1,0 +1,148 @@
+"""A search in MLflow: the parent run, its phases' trial runs, each decision with its plot, the best.
+
+The recipe (``tunekit.search``) and the single-trial commands drive this; a person reads the
+result in the MLflow UI: the parent carries the preset as ``preset.*`` params and the decisions as
+plain params (``max_lr``, ``min_lr``, ``momentum_max``, ``weight_decay``, ``batch_size``), the ``best_*`` metrics, the plots under
+``plots/``, ``best_config.yaml`` (a preset ready to reuse) and ``report.md`` (each decision,
+its reason, its plot); the best trial run is tagged ``tunekit.best = "true"``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunekit.presets import Preset, preset_to_dict, preset_to_yaml
+from tunekit.tracking.mlflow_log import MLflowTrialLogger, Tracker, check_tracking_uri
+
+#: What ``tunekit best`` reads and the UI shows.
+BEST_CONFIG = "best_config.yaml"
+REPORT = "report.md"
+MODEL_STATE = "model/state_dict.pt"
+
+
+@dataclass
+class Decision:
+    phase: str
+    values: dict[str, float]
+    reason: str
+    plot: str | None = None  # artifact path of its figure
+
+
+@dataclass
+class SearchLog:
+    """One search's MLflow record. Create it before any trial runs: it checks the store first.
+
+    Args:
+        name: the search's name (the parent run's name).
+        preset: the preset searched (logged as the parent's params).
+        tracking_uri, experiment: where to log.
+        folder: a local folder for the fallback file and the files uploaded as artifacts.
+        phases: the phases this search will run (a tag on the parent).
+    """
+
+    name: str
+    preset: Preset
+    tracking_uri: str
+    experiment: str
+    folder: Path
+    phases: list[str] = field(default_factory=list)
+    command: str = "search"
+    decisions: list[Decision] = field(default_factory=list)
+    parent_run_id: str = ""
+
+    def __post_init__(self) -> None:
+        check_tracking_uri(self.tracking_uri)
+        self.folder = Path(self.folder)
+        self.tracker = Tracker(self.tracking_uri, self.experiment, self.folder / "mlflow-fallback.jsonl")
+        self.parent_run_id = self.tracker.start_run(
+            self.name,
+            # the preset under "preset.": the decisions (max_lr, weight_decay, …) own the plain names
+            params={"preset": preset_to_dict(self.preset)},
+            tags={"tunekit.command": self.command, "tunekit.phases": ",".join(self.phases)},
+        )
+
+    def callback(self, phase: str) -> MLflowTrialLogger:
+        """The Tune callback that logs ``phase``'s trials as nested runs of this search."""
+        return MLflowTrialLogger(
+            self.tracking_uri, self.experiment, self.parent_run_id, phase=phase, fallback=self.tracker.fallback
+        )
+
+    def decide(self, phase: str, values: dict[str, float], reason: str, figure: Any = None) -> None:
+        """Record a phase's decision on the parent: values as params and metrics, the reason as a tag, the figure as a PNG."""
+        plot = None
+        if figure is not None:
+            plot = f"plots/{phase}.png"
+            self._upload_figure(figure, plot)
+        self.tracker.log(
+            self.parent_run_id,
+            metrics={f"decision_{k}": float(v) for k, v in values.items()},
+            params={k: str(v) for k, v in values.items()},
+            tags={f"tunekit.decision.{phase}": reason[:5000]},
+        )
+        self.decisions.append(Decision(phase, dict(values), reason, plot))
+
+    def figure(self, figure: Any, artifact: str) -> None:
+        """Attach any figure to the parent run (e.g. the final replicates)."""
+        self._upload_figure(figure, artifact)
+
+    def finish(
+        self,
+        best_run_id: str | None,
+        best_preset: Preset,
+        metrics: dict[str, float],
+        model_state: dict[str, Any] | None = None,
+        status: str = "FINISHED",
+    ) -> None:
+        """Tag the best trial run, put ``best_*`` metrics, the chosen preset, the model and the report on the parent."""
+        if best_run_id:
+            self.tracker.log(best_run_id, tags={"tunekit.best": "true"})
+        self.tracker.log(
+            self.parent_run_id,
+            metrics={f"best_{k}": float(v) for k, v in metrics.items()},
+            tags={"tunekit.best_run_id": best_run_id or ""},
+        )
+        self._upload_text(preset_to_yaml(best_preset), BEST_CONFIG)
+        if model_state is not None:
+            import torch
+
+            path = self._local(MODEL_STATE)
+            torch.save(model_state, path)
+            self.tracker.artifact(self.parent_run_id, path, str(Path(MODEL_STATE).parent))
+        self._upload_text(self.report(best_preset, metrics), REPORT)
+        self.tracker.finish(self.parent_run_id, status)
+
+    def report(self, best_preset: Preset, metrics: dict[str, float]) -> str:
+        """The Markdown report: each decision, why, and its plot; then the result."""
+        lines = [f"# tunekit search: {self.name}", "", f"Preset `{self.preset.name}`, phases: {', '.join(self.phases)}.", ""]
+        for d in self.decisions:
+            values = ", ".join(f"{k} = {v:.4g}" for k, v in d.values.items())
+            lines += [f"## {d.phase}: {values}", "", d.reason, ""]
+            if d.plot:
+                lines += [f"![{d.phase}]({d.plot})", ""]
+        lines += ["## Result", ""]
+        lines += [f"- {k}: {v:.4g}" for k, v in metrics.items()]
+        lines += ["", f"The chosen configuration is `{BEST_CONFIG}` (a preset: `tunekit train {BEST_CONFIG}`)."]
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ files
+
+    def _local(self, artifact: str) -> Path:
+        path = self.folder / "artifacts" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.parent_run_id[:8]}" / artifact
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _upload_figure(self, figure: Any, artifact: str) -> None:
+        from tunekit.plots import close
+
+        path = self._local(artifact)
+        figure.savefig(path, dpi=100)
+        close(figure)
+        self.tracker.artifact(self.parent_run_id, path, str(Path(artifact).parent) if "/" in artifact else None)
+
+    def _upload_text(self, text: str, artifact: str) -> None:
+        path = self._local(artifact)
+        path.write_text(text)
+        self.tracker.artifact(self.parent_run_id, path, str(Path(artifact).parent) if "/" in artifact else None)
