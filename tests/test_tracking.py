@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from ray.tune import Callback
 from typer.testing import CliRunner
 
 from tests.conftest import tiny_preset_dict
@@ -110,7 +113,17 @@ def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path,
     assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")] == [1, 2, 3]
     assert parent.data.metrics["best_test_acc"] == pytest.approx(out["test_acc"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_config.yaml", "report.md"} <= artifacts
+    assert {"best_config.yaml", "report.md", "model"} <= artifacts
+    # the final model comes back from MLflow alone, with its trained weights
+    from tunekit.tracking.queries import load_model
+    from tunekit.train.data import load_data
+
+    model = load_model(uri, run_id=parent.info.run_id).eval()
+    data = load_data(load_preset(tiny_preset_dict()).dataset)
+    x, y = next(data.test_batches(400))
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(1) == y).float().mean())
+    assert accuracy == pytest.approx(out["test_acc"], abs=1e-6)
     # `tunekit best` reads MLflow alone and prints the preset that was trained
     printed = json.loads(cli("best", "--run", parent.info.run_id, "--tracking-uri", uri, "--format", "json").stdout)
     assert load_preset(printed) == load_preset(tiny_preset_dict(), {"epochs": 3})
@@ -282,3 +295,67 @@ def test_server_lost_mid_search_keeps_the_data_and_replays_it(tmp_path: Path, mo
         assert not (tmp_path / "fallback.jsonl").exists()
     finally:
         srv.stop()
+
+
+class _CtrlCAfterResults(Callback):
+    """Presses Ctrl-C in the driver after ``n`` results — once (a marker file remembers)."""
+
+    def __init__(self, n: int, marker: str) -> None:
+        self.n, self.marker, self.seen = n, marker, 0
+
+    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+        self.seen += 1
+        if self.seen >= self.n and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _slow_epochs(config: dict[str, Any]) -> None:
+    import tempfile
+
+    from ray import tune
+
+    start = 0
+    if (checkpoint := tune.get_checkpoint()) is not None:
+        with checkpoint.as_directory() as folder:
+            start = int(Path(folder, "epoch").read_text())
+    for epoch in range(start + 1, 7):
+        time.sleep(0.2)
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "epoch").write_text(str(epoch))
+            tune.report({"test_loss": 1.0 / epoch, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_restored_trials_keep_logging_into_their_own_runs(tmp_path: Path) -> None:
+    from ray import tune
+
+    from tunekit.tracking.search_log import SearchLog
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log = SearchLog("restore", load_preset(tiny_preset_dict()), uri, "restored", tmp_path, phases=["train"])
+    trainable = tune.with_resources(_slow_epochs, {"cpu": 1})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(
+            name="exp",
+            storage_path=str(tmp_path / "ray"),
+            callbacks=[log.callback("train"), _CtrlCAfterResults(3, str(tmp_path / "pressed"))],
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+    assert (tmp_path / "pressed").exists()
+    restored = tune.Tuner.restore(str(tmp_path / "ray" / "exp"), trainable=trainable, resume_unfinished=True)
+    grid = restored.fit()
+    assert all(r.metrics["epoch"] == 6 for r in grid)
+    client = MlflowClient(uri)
+    children = [r for r in runs(uri, "restored") if r.data.tags.get("mlflow.parentRunId") == log.parent_run_id]
+    # one run per trial — the resumed trial did not open a second one — and none left RUNNING
+    assert len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in children)
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_loss")]
+        assert steps[-1] == 6
+        assert sorted(set(steps)) == steps or steps == sorted(steps)

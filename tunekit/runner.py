@@ -73,7 +73,21 @@ def _log_outcome(log: Any, preset: Preset, result: Any, trial_run: str | None) -
         except RangeTestError as exc:
             log.decide("range_test", {}, f"no bounds: {exc}")
     best_run = None if preset.policy.name == "range_test" else trial_run
-    log.finish(best_run, preset, metrics, status="FAILED" if result.error else "FINISHED")
+    model_state, meta = _final_model(result) if best_run else (None, None)
+    log.finish(
+        best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
+    )
+
+
+def _final_model(result: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The trained weights from the trial's last checkpoint, and what rebuilding the model needs."""
+    if result.checkpoint is None or re.match(r"^[a-z][a-z0-9+.-]*://", result.checkpoint.path):
+        return None, None
+    from tunekit.trainable import load_state
+
+    state = load_state(result.checkpoint.path)
+    meta = {"num_classes": state.get("num_classes"), "input_shape": state.get("input_shape"), "epoch": state["epoch"]}
+    return state["model"], meta
 
 
 def _local_root(root: str) -> str:

@@ -89,3 +89,37 @@ def snapshot_of(tracking_uri: str, run_id: str) -> tuple[str, str, str]:
         raise NotFound(f"run {run.info.run_id} records no checkpoint (tag tunekit.checkpoint)")
     experiment = client.get_experiment(run.info.experiment_id).name
     return checkpoint, tags["mlflow.parentRunId"], experiment
+
+
+def load_model(tracking_uri: str, run_id: str | None = None, experiment: str | None = None) -> Any:
+    """The final model of a search or training, rebuilt from MLflow: its preset's architecture, its weights.
+
+    ``model = load_model("sqlite:///runs/mlflow.db", experiment="mnist1d-cnn"); model.eval()``
+    """
+    import json
+    import os
+
+    import mlflow
+    import torch
+
+    from tunekit.presets import load_preset
+    from tunekit.tracking.search_log import MODEL_META, MODEL_STATE
+    from tunekit.train.models import build_model
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    parent = find_parent(tracking_uri, experiment, run_id)
+    preset = load_preset(best_config(tracking_uri, run_id=parent.info.run_id))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            weights = mlflow.artifacts.download_artifacts(
+                run_id=parent.info.run_id, artifact_path=MODEL_STATE, dst_path=tmp, tracking_uri=tracking_uri
+            )
+            meta_path = mlflow.artifacts.download_artifacts(
+                run_id=parent.info.run_id, artifact_path=MODEL_META, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except Exception:
+            raise NotFound(f"run {parent.info.run_id} has no {MODEL_STATE}") from None
+        meta = json.loads(Path(meta_path).read_text())
+        model = build_model(preset.model, int(meta["num_classes"]), tuple(meta["input_shape"]))
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model

@@ -9,6 +9,7 @@ its reason, its plot); the best trial run is tagged ``tunekit.best = "true"``.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from tunekit.tracking.mlflow_log import MLflowTrialLogger, Tracker, check_tracki
 BEST_CONFIG = "best_config.yaml"
 REPORT = "report.md"
 MODEL_STATE = "model/state_dict.pt"
+MODEL_META = "model/meta.json"  # num_classes and input_shape, to rebuild the architecture
 
 
 @dataclass
@@ -95,6 +97,7 @@ class SearchLog:
         metrics: dict[str, float],
         model_state: dict[str, Any] | None = None,
         status: str = "FINISHED",
+        model_meta: dict[str, Any] | None = None,
     ) -> None:
         """Tag the best trial run, put ``best_*`` metrics, the chosen preset, the model and the report on the parent."""
         if best_run_id:
@@ -111,6 +114,7 @@ class SearchLog:
             path = self._local(MODEL_STATE)
             torch.save(model_state, path)
             self.tracker.artifact(self.parent_run_id, path, str(Path(MODEL_STATE).parent))
+            self._upload_text(json.dumps(model_meta or {}), MODEL_META)
         self._upload_text(self.report(best_preset, metrics), REPORT)
         self.tracker.finish(self.parent_run_id, status)
 

@@ -104,6 +104,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "preset": preset_to_dict(self.preset),
+            "num_classes": self.data.num_classes,
+            "input_shape": list(self.data.input_shape),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
