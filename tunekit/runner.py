@@ -72,6 +72,13 @@ def _log_outcome(log: Any, preset: Preset, result: Any, trial_run: str | None) -
             )
         except RangeTestError as exc:
             log.decide("range_test", {}, f"no bounds: {exc}")
+    if preset.policy.name != "range_test" and history is not None and len(history):
+        from tunekit.core.curves import diagnose
+        from tunekit.plots import curves_figure
+
+        epochs, losses = history["epoch"].tolist(), history["test_loss"].tolist()
+        shape = diagnose(epochs, losses, chance_loss=float(history["chance_loss"].iloc[-1])).shape.value
+        log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"test loss ({shape})"), "plots/test_loss.png")
     best_run = None if preset.policy.name == "range_test" else trial_run
     model_state, meta = _final_model(result) if best_run else (None, None)
     log.finish(
