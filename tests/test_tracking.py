@@ -359,3 +359,20 @@ def test_restored_trials_keep_logging_into_their_own_runs(tmp_path: Path) -> Non
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_loss")]
         assert steps[-1] == 6
         assert sorted(set(steps)) == steps or steps == sorted(steps)
+
+
+def test_best_and_continue_name_what_is_missing(tmp_path: Path) -> None:
+    from tunekit.tracking import Tracker
+
+    empty = CliRunner().invoke(app, ["best", "--experiment", "x", "--storage", str(tmp_path / "nothing")])
+    # no store where the runs should be: the flag to fix is named
+    assert empty.exit_code == 2
+    assert "--tracking-uri" in empty.output
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = Tracker(uri, "present", tmp_path / "fallback.jsonl").start_run("r")
+    unknown = CliRunner().invoke(app, ["best", "--experiment", "absent", "--tracking-uri", uri])
+    assert unknown.exit_code == 2
+    assert "present" in unknown.output  # the experiments that do exist
+    unfinished = CliRunner().invoke(app, ["continue", run, "--tracking-uri", uri])
+    assert unfinished.exit_code == 2
+    assert "best trial run" in unfinished.output

@@ -341,16 +341,15 @@ def best(
     """Print the best configuration of a search (or training) from MLflow alone — no Ray needed."""
     import yaml
 
-    from tunekit.tracking import TrackingError, check_tracking_uri
     from tunekit.tracking.queries import NotFound, best_config
 
     if format_ not in ("yaml", "json"):
         raise _fail(f"--format: 'yaml' or 'json', got {format_!r}")
     uri = _tracking_uri(tracking_uri, storage)
+    _check_tracking(uri, True)
     try:
-        check_tracking_uri(uri)
         config = best_config(uri, experiment, run)
-    except (TrackingError, NotFound) as exc:
+    except NotFound as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(config) if format_ == "json" else yaml.safe_dump(config, sort_keys=False).rstrip())
 
@@ -365,14 +364,13 @@ def continue_(
     address: AddressOpt = None,
 ) -> None:
     """Train on from a run's recorded snapshot, with new settings, as a new trial run of the same search."""
-    from tunekit.tracking import TrackingError, check_tracking_uri
     from tunekit.tracking.queries import NotFound, snapshot_of
 
     uri = _tracking_uri(tracking_uri, storage)
+    _check_tracking(uri, True)
     try:
-        check_tracking_uri(uri)
         checkpoint, parent, experiment = snapshot_of(uri, run_id)
-    except (TrackingError, NotFound) as exc:
+    except NotFound as exc:
         raise _fail(str(exc)) from None
     if "://" not in checkpoint and not Path(checkpoint).is_dir():
         raise _fail(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")

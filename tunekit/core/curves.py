@@ -165,6 +165,33 @@ def diagnose(
 
     Paper: Sec. 3 (Remarks 1-2), Sec. 4.1.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # astronomically large losses: judged, not warned about
+        return _diagnose(
+            steps,
+            losses,
+            min_points,
+            tail_fraction,
+            smooth_fraction,
+            noise_multiple,
+            relative_tolerance,
+            diverge_ratio,
+            chance_loss,
+            explode_multiple,
+        )
+
+
+def _diagnose(
+    steps: Floats,
+    losses: Floats,
+    min_points: int,
+    tail_fraction: float,
+    smooth_fraction: float,
+    noise_multiple: float,
+    relative_tolerance: float,
+    diverge_ratio: float,
+    chance_loss: float | None,
+    explode_multiple: float,
+) -> Diagnosis:
     if len(steps) != len(losses):
         raise ValueError(f"steps and losses differ in length: {len(steps)} vs {len(losses)}")
     x_all = np.asarray(steps, dtype=float)
