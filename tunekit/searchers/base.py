@@ -90,13 +90,13 @@ class TunekitSearcher(PickledState, Searcher):
 
     def judge(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> tuple[float, Shape]:
         """(loss to minimise, curve shape) of a finished trial; an error or divergence is worst."""
-        if result is not None and trial_id not in self.curves:
-            self.on_trial_result(trial_id, result)  # a trial stopped on its first result
+        if result is not None and self._metric in result:
+            recorded = self.curves.get(trial_id, ([], []))[0]
+            if not recorded or float(result.get(self.time_attr, math.nan)) != recorded[-1]:
+                self.on_trial_result(trial_id, result)  # Tune does not send a stopping result to searchers
         steps, values = self.curves.get(trial_id, ([], []))
         if error or not values or (result or {}).get("diverged"):
             return math.inf, Shape.DIVERGING
-        if result is not None and self._metric in result and (not steps or result.get(self.time_attr) != steps[-1]):
-            self.on_trial_result(trial_id, result)
         shape = diagnose(steps, values, chance_loss=self.chance.get(trial_id)).shape
         at = steps[-1] if self.judge_step is None else self.judge_step
         loss = value_at(steps, values, at, window=self.judge_window)
