@@ -35,6 +35,8 @@ unit: $(STAMP)
 ## make bench: CPU benchmarks, ratios measured side by side
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/decision_latency.py
+	$(BIN)/python bench/snapshot_vs_grid.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

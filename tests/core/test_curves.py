@@ -156,3 +156,21 @@ def test_rank_prefers_horizontal_at_equal_loss_and_puts_bad_shapes_last() -> Non
     assert rank(entries, tie_tolerance=0.005) == ["best", "flat", "falling", "overfit", "diverged"]
     # without a tie tolerance the lower loss wins
     assert rank_key(0.300, Shape.UNDERFITTING) < rank_key(0.301, Shape.HORIZONTAL)
+
+
+def _running_median_reference(x: list[float], window: int) -> list[float]:
+    """The definition, one point at a time: centred, shrinking at the start, one-sided at the end."""
+    half, n, out = window // 2, len(x), []
+    for i in range(n):
+        if i + half < n:
+            k = min(half, i)
+            out.append(float(np.median(x[i - k : i + k + 1])))
+        else:
+            out.append(float(np.median(x[max(0, i - 2 * half) : i + 1])))
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), max_size=40), st.sampled_from([1, 3, 5, 7, 9]))
+def test_vectorised_running_median_matches_its_definition(values: list[float], window: int) -> None:
+    assert running_median(values, window).tolist() == pytest.approx(_running_median_reference(values, window))
