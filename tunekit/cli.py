@@ -174,6 +174,14 @@ def train(
     typer.echo(f"trial: {outcome.path}")
     if outcome.checkpoint:
         typer.echo(f"checkpoint: {outcome.checkpoint}")
+    _echo_mlflow(outcome)
+
+
+def _echo_mlflow(outcome: Any) -> None:
+    if outcome.run_id and outcome.tracking_uri:
+        uri = outcome.tracking_uri
+        where = f"open {uri}" if uri.startswith(("http://", "https://")) else f"browse with: mlflow ui --backend-store-uri {uri}"
+        typer.echo(f"mlflow: run {outcome.run_id} — {where}")
 
 
 @app.command("range-test")
@@ -248,6 +256,7 @@ def range_test(
             f"lowest test loss {best['test_loss']:.4f} at lr {best['lr']:.4g}{' (then diverged)' if result['diverged'] else ''}"
         )
     typer.echo(f"curve: {path}")
+    _echo_mlflow(outcome)
 
 
 @app.command()

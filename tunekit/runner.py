@@ -26,6 +26,7 @@ class TrialOutcome:
     history: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None  # the MLflow parent run, when tracking
     trial_run_id: str | None = None  # the trial's own (nested) MLflow run
+    tracking_uri: str | None = None
     path: str = ""
     checkpoint: str | None = None
     error: str | None = None
@@ -191,6 +192,7 @@ def run_trial(
     return TrialOutcome(
         run_id=log.parent_run_id if log is not None else parent_run_id,
         trial_run_id=trial_run,
+        tracking_uri=tracking_uri if track else None,
         metrics=dict(result.metrics or {}),
         history=history,
         path=result.path,
