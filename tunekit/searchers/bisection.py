@@ -9,6 +9,7 @@ trial configs and finished trials into observations. Paper: Sec. 4.4, Sec. 5 che
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from ray.tune.search import Searcher
@@ -76,10 +77,14 @@ class ExponentBisectionSearcher(TunekitSearcher):
         if self.queue:
             value = self.queue.pop(0)
             self.trial_values[trial_id] = value
-            return self.config_with(**{self.param: value})
+            return self.trial_config(value)
         if self.bisection.done() and not self._running():
             return Searcher.FINISHED
         return None  # waiting for results
+
+    def trial_config(self, value: float) -> dict[str, Any]:
+        """The config of the trial that evaluates ``value``."""
+        return self.config_with(**{self.param: value})
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.trial_values or trial_id in self.finished:
@@ -93,6 +98,6 @@ class ExponentBisectionSearcher(TunekitSearcher):
 
     @property
     def best_value(self) -> float | None:
-        """The best value found so far (None before any result)."""
+        """The best value found so far (None before any result, or when every trial diverged)."""
         best = self.bisection.best()
-        return None if best is None else best.value
+        return None if best is None or not math.isfinite(best.loss) else best.value

@@ -16,16 +16,14 @@ the snapshot is taken.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-from typing import Any, Literal
+from typing import Any
 
 from ray.tune.search import Searcher
 
 from tunekit.core.storage import check_shared_storage, is_uri
-from tunekit.searchers.base import TunekitSearcher
-from tunekit.searchers.bisection import start_bisection
+from tunekit.searchers.bisection import ExponentBisectionSearcher
 
 
 def middle_value(values: list[float]) -> float:
@@ -62,15 +60,17 @@ def copy_snapshot(source: str, destination: str) -> str:
     return destination
 
 
-class SnapshotContinuationSearcher(TunekitSearcher):
+class SnapshotContinuationSearcher(ExponentBisectionSearcher):
     """One base run to a horizontal test loss, then continuations from its snapshot, bisecting the value.
+
+    An :class:`~tunekit.searchers.bisection.ExponentBisectionSearcher` whose trials continue from
+    one snapshot instead of starting from scratch; it takes all of that searcher's keyword
+    arguments (``grid``, ``guess``, ``scale``, ``resolution``, ``max_trials`` — counting
+    continuations, not the base run — ``tie_tolerance``, ``metric``, ``mode``, ``time_attr``).
 
     Args:
         param: the config key searched (``weight_decay``).
         base_config: the trial config every suggestion starts from.
-        grid, guess, scale, resolution, max_trials, tie_tolerance: the bisection (see
-            :class:`~tunekit.searchers.bisection.ExponentBisectionSearcher`); ``max_trials``
-            counts continuations, not the base run.
         middle: the base run's value; default the middle of the grid.
         continuation_epochs: epochs each continuation trains after the snapshot (None: to the end
             of the schedule, ``train.epochs``).
@@ -83,26 +83,17 @@ class SnapshotContinuationSearcher(TunekitSearcher):
         self,
         param: str = "weight_decay",
         base_config: dict[str, Any] | None = None,
-        grid: list[float] | tuple[float, ...] | None = None,
-        guess: float | None = None,
+        *,
         middle: float | None = None,
         continuation_epochs: int | None = 3,
-        scale: Literal["log", "linear"] = "log",
-        resolution: float = 0.25,
-        max_trials: int = 8,
-        tie_tolerance: float = 0.0,
         snapshot_storage: str | None = None,
         storage_path: str | None = None,
         shared_storage: bool = False,
-        metric: str | None = "test_loss",
-        mode: str | None = "min",
-        time_attr: str = "training_iteration",
+        **bisection: Any,
     ) -> None:
-        super().__init__(base_config, metric, mode, None, time_attr)
+        super().__init__(param, base_config, **bisection)
         if continuation_epochs is not None and continuation_epochs < 1:
             raise ValueError(f"continuation_epochs must be ≥ 1, got {continuation_epochs=}")
-        self.param = param
-        self.bisection = start_bisection(grid, guess, scale, resolution, max_trials, tie_tolerance)
         self.middle = middle if middle is not None else middle_value(self.bisection.initial)
         self.continuation_epochs = continuation_epochs
         self.snapshot_storage = snapshot_storage
@@ -112,7 +103,6 @@ class SnapshotContinuationSearcher(TunekitSearcher):
         self.snapshot: str | None = None  # immutable copy of the base run's checkpoint
         self.snapshot_epoch: int | None = None
         self.failed: str | None = None
-        self.queue: list[float] = []
 
     # ------------------------------------------------------------------ Ray hooks
 
@@ -126,29 +116,21 @@ class SnapshotContinuationSearcher(TunekitSearcher):
             return self.config_with(**{self.param: self.middle, "train.stop_when_horizontal": True})
         if self.snapshot is None:
             return None  # the base run is still on its way to a horizontal test loss
-        if not self.queue:
-            self.queue.extend(self.bisection.propose())
-        if self.queue:
-            value = self.queue.pop(0)
-            self.trial_values[trial_id] = value
-            assert self.snapshot_epoch is not None
-            overrides: dict[str, Any] = {self.param: value, "restore_from": self.snapshot}
-            if self.continuation_epochs is not None:
-                overrides["train.stop_at_epoch"] = self.snapshot_epoch + self.continuation_epochs
-            return self.config_with(**overrides)
-        if self.bisection.done() and all(t in self.finished for t in self.trial_values):
-            return Searcher.FINISHED
-        return None
+        return super().suggest(trial_id)
+
+    def trial_config(self, value: float) -> dict[str, Any]:
+        assert self.snapshot is not None
+        assert self.snapshot_epoch is not None
+        overrides: dict[str, Any] = {self.param: value, "restore_from": self.snapshot}
+        if self.continuation_epochs is not None:
+            overrides["train.stop_at_epoch"] = self.snapshot_epoch + self.continuation_epochs
+        return self.config_with(**overrides)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id == self.base_trial:
             self._take_snapshot(result, error)
             return
-        if trial_id not in self.trial_values or trial_id in self.finished:
-            return
-        loss, shape = self.judge(trial_id, result, error)
-        self.bisection.observe(self.trial_values[trial_id], loss, shape)
-        self.finished.add(trial_id)
+        super().on_trial_complete(trial_id, result, error)
 
     # ------------------------------------------------------------------ the snapshot
 
@@ -164,8 +146,3 @@ class SnapshotContinuationSearcher(TunekitSearcher):
             os.makedirs(folder, exist_ok=True)
         self.snapshot = copy_snapshot(source, destination)
         self.snapshot_epoch = int(result["epoch"])
-
-    @property
-    def best_value(self) -> float | None:
-        best = self.bisection.best()
-        return None if best is None or not math.isfinite(best.loss) else best.value
