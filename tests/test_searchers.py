@@ -358,3 +358,16 @@ def test_tuner_restore_resumes_the_bisection_where_it_stopped(tmp_path: Path) ->
     best = grid.get_best_result(metric="test_loss", mode="min").config["weight_decay"]
     assert abs(math.log10(best) + 3.3) <= 0.125
     assert isinstance(ExponentBisectionSearcher(), TunekitSearcher)
+
+
+def test_batch_size_searcher_judges_the_final_accuracy() -> None:
+    searcher = BatchSizeSearcher((64, 512), time_budget_s=5, base_batch=128, base_max_lr=0.5)
+    searcher.suggest("small")
+    searcher.suggest("large")
+    curves = {"small": [0.90, 0.91, 0.99], "large": [0.97, 0.97, 0.98]}
+    for trial_id, accuracies in curves.items():
+        for k, acc in enumerate(accuracies, start=1):
+            searcher.on_trial_result(trial_id, {"test_acc": acc, "training_iteration": k})
+        searcher.on_trial_complete(trial_id, {"test_acc": accuracies[-1], "training_iteration": 3})
+    # the final accuracy decides (0.99 > 0.98), not a median of the last epochs (0.91 < 0.97)
+    assert searcher.best_batch_size == 64

@@ -33,8 +33,9 @@ class CandidateSearcher(TunekitSearcher):
         judge_step: float | None = None,
         time_attr: str = "training_iteration",
         tie_tolerance: float = 0.0,
+        judge_window: int = 3,
     ) -> None:
-        super().__init__(base_config, metric, mode, judge_step, time_attr)
+        super().__init__(base_config, metric, mode, judge_step, time_attr, judge_window)
         if not candidates:
             raise ValueError("candidates is empty: give at least one")
         self.candidates = dict(candidates)
@@ -119,6 +120,7 @@ class BatchSizeSearcher(CandidateSearcher):
             }
             for b in candidates
         }
+        kwargs.setdefault("judge_window", 1)  # compared by *final* test accuracy (Sec. 4.2)
         super().__init__(options, base_config, metric=metric, mode=mode, **kwargs)
 
     @property
