@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tunekit.core.storage import is_uri
 from tunekit.presets import PresetError, RangeTestPolicy, bundled_presets, load_preset, parse_overrides, range_test_preset
 from tunekit.train.paths import DatasetError, preflight
 
@@ -73,7 +74,7 @@ def _load(preset: str, sets: list[str] | None) -> tuple[Any, dict[str, Any]]:
         preflight(loaded.dataset)
     except (PresetError, DatasetError) as exc:
         raise _fail(str(exc)) from None
-    if "restore_from" in extra and not Path(str(extra["restore_from"])).exists() and "://" not in str(extra["restore_from"]):
+    if "restore_from" in extra and not Path(str(extra["restore_from"])).exists() and not is_uri(str(extra["restore_from"])):
         raise _fail(f"restore_from: {extra['restore_from']} does not exist; give a checkpoint folder of an earlier trial")
     return loaded, extra
 
@@ -381,12 +382,12 @@ def continue_(
         checkpoint, parent, experiment = snapshot_of(uri, run_id)
     except NotFound as exc:
         raise _fail(str(exc)) from None
-    if "://" not in checkpoint and not Path(checkpoint).is_dir():
+    if not is_uri(checkpoint) and not Path(checkpoint).is_dir():
         raise _fail(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
     from tunekit.runner import run_trial
     from tunekit.trainable import load_state
 
-    state = load_state(checkpoint) if "://" not in checkpoint else None
+    state = load_state(checkpoint) if not is_uri(checkpoint) else None
     if state is None:
         raise _fail(f"the snapshot {checkpoint} is remote; copy it locally or run `tunekit continue` on a cluster node")
     try:

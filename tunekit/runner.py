@@ -7,12 +7,12 @@ preset's resources, and returns the trial's final metrics and its history.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunekit.core.storage import is_uri
 from tunekit.presets import Preset, preset_to_dict
 
 DEFAULT_STORAGE = "~/tunekit_runs"
@@ -51,66 +51,15 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
 
 
-def _log_outcome(log: Any, preset: Preset, result: Any, trial_run: str | None) -> None:
-    """A single trial's search record: its final metrics, and for a range test the bounds it reads."""
-    metrics = {k: float(v) for k, v in (result.metrics or {}).items() if k in ("test_acc", "test_loss", "epoch") and _finite(v)}
-    history = result.metrics_dataframe
-    if preset.policy.name == "range_test" and history is not None and len(history):
-        from tunekit.core.lr_range import RangeTestError, analyse_range_test
-        from tunekit.plots import range_test_figure
-
-        lrs, losses = history["lr"].tolist(), history["test_loss"].tolist()
-        try:
-            found = analyse_range_test(lrs, losses, chance_loss=float(history["chance_loss"].iloc[-1]))
-            why = f"max_lr = {found.max_lr:.3g}: the largest LR before the test loss turned up"
-            if found.turn_up_lr is not None:
-                why += f" (at {found.turn_up_lr:.3g})"
-            log.decide(
-                "range_test",
-                {"max_lr": found.max_lr, "min_lr": found.min_lr},
-                why + "; " + "; ".join(found.notes),
-                range_test_figure({"test loss": (lrs, losses)}, found.max_lr, found.min_lr),
-            )
-        except RangeTestError as exc:
-            log.decide("range_test", {}, f"no bounds: {exc}")
-    if preset.policy.name != "range_test" and history is not None and len(history):
-        from tunekit.core.curves import diagnose
-        from tunekit.plots import curves_figure
-
-        epochs, losses = history["epoch"].tolist(), history["test_loss"].tolist()
-        shape = diagnose(epochs, losses, chance_loss=float(history["chance_loss"].iloc[-1])).shape.value
-        log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"test loss ({shape})"), "plots/test_loss.png")
-    best_run = None if preset.policy.name == "range_test" else trial_run
-    model_state, meta = _final_model(result) if best_run else (None, None)
-    log.finish(
-        best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
-    )
-
-
-def _final_model(result: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The trained weights from the trial's last checkpoint, and what rebuilding the model needs."""
-    if result.checkpoint is None or re.match(r"^[a-z][a-z0-9+.-]*://", result.checkpoint.path):
-        return None, None
-    from tunekit.trainable import load_state
-
-    state = load_state(result.checkpoint.path)
-    meta = {"num_classes": state.get("num_classes"), "input_shape": state.get("input_shape"), "epoch": state["epoch"]}
-    return state["model"], meta
-
-
 def _local_root(root: str) -> str:
     """A local folder for files tunekit keeps beside the runs (the sqlite store, the fallback file)."""
-    return str(Path(DEFAULT_STORAGE).expanduser()) if re.match(r"^[a-z][a-z0-9+.-]*://", root) else root
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+    return str(Path(DEFAULT_STORAGE).expanduser()) if is_uri(root) else root
 
 
 def storage_path(path: str | None) -> str:
     """An absolute storage path (Ray wants one) or a URI (``s3://…``) unchanged."""
     path = path or os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE
-    if re.match(r"^[a-z][a-z0-9+.-]*://", path):
+    if is_uri(path):
         return path
     return str(Path(path).expanduser().resolve())
 
@@ -157,7 +106,7 @@ def run_trial(
     log = logger = None
     if track:
         from tunekit.tracking import MLflowTrialLogger, default_tracking_uri
-        from tunekit.tracking.search_log import SearchLog
+        from tunekit.tracking.search_log import SearchLog, record_trial
 
         tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(_local_root(root))
         experiment = experiment or preset.name
@@ -188,7 +137,7 @@ def run_trial(
     history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
     trial_run = next(iter(logger.runs.values()), None) if logger is not None else None
     if log is not None:
-        _log_outcome(log, preset, result, trial_run)
+        record_trial(log, preset, result, trial_run)
     return TrialOutcome(
         run_id=log.parent_run_id if log is not None else parent_run_id,
         trial_run_id=trial_run,

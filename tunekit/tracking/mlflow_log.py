@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import subprocess
@@ -79,8 +80,9 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The checkout's commit, when tunekit runs from a git checkout."""
+    """The checkout's commit, when tunekit runs from a git checkout (asked once per process)."""
     try:
         root = Path(tunekit.__file__).resolve().parents[1]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -327,14 +329,3 @@ def _trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = dict(config.get("preset", {}))
     params.update({k: v for k, v in config.items() if k != "preset"})
     return params
-
-
-def search_runs(tracking_uri: str, experiment: str, filter_string: str = "") -> list[Any]:
-    """Runs of ``experiment`` matching an MLflow filter (``tags.tunekit.phase = 'train'``)."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    return list(client.search_runs([found.experiment_id], filter_string=filter_string, max_results=10_000))

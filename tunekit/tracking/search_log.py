@@ -10,11 +10,13 @@ its reason, its plot); the best trial run is tagged ``tunekit.best = "true"``.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunekit.core.storage import is_uri
 from tunekit.presets import Preset, preset_to_dict, preset_to_yaml
 from tunekit.tracking.mlflow_log import MLflowTrialLogger, Tracker, check_tracking_uri
 
@@ -150,3 +152,55 @@ class SearchLog:
         path = self._local(artifact)
         path.write_text(text)
         self.tracker.artifact(self.parent_run_id, path, str(Path(artifact).parent) if "/" in artifact else None)
+
+
+def record_trial(log: SearchLog, preset: Preset, result: Any, trial_run: str | None) -> None:
+    """Record a single-trial run (``tunekit train`` / ``range-test``) as a search: its final metrics,
+    its test-loss plot and model, or for a range test the bounds it reads."""
+    metrics = {
+        k: float(v)
+        for k, v in (result.metrics or {}).items()
+        if k in ("test_acc", "test_loss", "epoch") and isinstance(v, int | float) and math.isfinite(v)
+    }
+    history = result.metrics_dataframe
+    if preset.policy.name == "range_test" and history is not None and len(history):
+        from tunekit.core.lr_range import RangeTestError, analyse_range_test
+        from tunekit.plots import range_test_figure
+
+        lrs, losses = history["lr"].tolist(), history["test_loss"].tolist()
+        try:
+            found = analyse_range_test(lrs, losses, chance_loss=float(history["chance_loss"].iloc[-1]))
+            why = f"max_lr = {found.max_lr:.3g}: the largest LR before the test loss turned up"
+            if found.turn_up_lr is not None:
+                why += f" (at {found.turn_up_lr:.3g})"
+            log.decide(
+                "range_test",
+                {"max_lr": found.max_lr, "min_lr": found.min_lr},
+                why + "; " + "; ".join(found.notes),
+                range_test_figure({"test loss": (lrs, losses)}, found.max_lr, found.min_lr),
+            )
+        except RangeTestError as exc:
+            log.decide("range_test", {}, f"no bounds: {exc}")
+    if preset.policy.name != "range_test" and history is not None and len(history):
+        from tunekit.core.curves import diagnose
+        from tunekit.plots import curves_figure
+
+        epochs, losses = history["epoch"].tolist(), history["test_loss"].tolist()
+        shape = diagnose(epochs, losses, chance_loss=float(history["chance_loss"].iloc[-1])).shape.value
+        log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"test loss ({shape})"), "plots/test_loss.png")
+    best_run = None if preset.policy.name == "range_test" else trial_run
+    model_state, meta = _final_model(result) if best_run else (None, None)
+    log.finish(
+        best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
+    )
+
+
+def _final_model(result: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The trained weights from the trial's last checkpoint, and what rebuilding the model needs."""
+    if result.checkpoint is None or is_uri(result.checkpoint.path):
+        return None, None
+    from tunekit.trainable import load_state
+
+    state = load_state(result.checkpoint.path)
+    meta = {"num_classes": state.get("num_classes"), "input_shape": state.get("input_shape"), "epoch": state["epoch"]}
+    return state["model"], meta

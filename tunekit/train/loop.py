@@ -158,14 +158,15 @@ class Trainer:
         constant wall time, every candidate completing a full cycle.
         """
         started = time.perf_counter()
-        model, optimizer = self.model, self.optimizer
-        self.model, self.optimizer = copy.deepcopy(model), copy.deepcopy(optimizer)
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        # one deepcopy of all three, so the copied optimizer steps the copied model's parameters
+        self.model, self.optimizer, self.scaler = copy.deepcopy((model, optimizer, scaler))
         try:
             batches = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1)
             timed = 0.0
             for i, (x, y) in zip(range(probe_steps + 2), batches, strict=False):
                 tick = time.perf_counter()
-                self._train_step_only(x, y)
+                self.train_step(x, y, advance=False)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize()
                 if i >= 2:  # the first steps warm up kernels and allocators
@@ -179,20 +180,13 @@ class Trainer:
             torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, io.BytesIO())
             checkpoint_s = (time.perf_counter() - tick) / self.preset.train.checkpoint_every
         finally:
-            self.model, self.optimizer = model, optimizer
+            self.model, self.optimizer, self.scaler = model, optimizer, scaler
         remaining = budget_s - (time.perf_counter() - started)
         per_epoch_extra = eval_s + checkpoint_s + _REPORT_LATENCY_S
         epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, per_epoch_extra)
         train = self.preset.train.model_copy(update={"epochs": epochs})
         self.preset = self.preset.model_copy(update={"train": train})
         self.probe = {"probe_seconds_per_step": per_step, "probe_epoch_extra_s": per_epoch_extra, "budget_epochs": float(epochs)}
-
-    def _train_step_only(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        with self._autocast():
-            loss = self.loss_fn(self.model(x), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
 
     # ------------------------------------------------------------------ pieces
 
@@ -201,8 +195,11 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimiser step and one schedule step; returns the (detached) batch loss."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, advance: bool = True) -> torch.Tensor:
+        """One optimiser step and (with ``advance``) one schedule step; returns the (detached) batch loss.
+
+        ``advance=False`` leaves the schedule and the iteration count alone: the timing probe's steps.
+        """
         with self._autocast():
             loss = self.loss_fn(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -216,8 +213,9 @@ class Trainer:
             loss.backward()
             self._clip()
             self.optimizer.step()
-        self.schedule.step()
-        self.step += 1
+        if advance:
+            self.schedule.step()
+            self.step += 1
         return loss.detach()
 
     def _clip(self) -> None:
