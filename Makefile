@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import tunekit, torch, ray, mlflow, mnist1d" 
 	touch $(STAMP)
 
-## make demo: one real 1cycle training through Ray Tune on the embedded MNIST-1D preset
+## make demo: the whole disciplined search (range test → momentum → weight decay → final) on the embedded MNIST-1D preset
 demo: $(STAMP)
-	$(BIN)/tunekit train mnist1d --storage runs
+	$(BIN)/tunekit search mnist1d --storage runs
 
 ## make test: lint, type-check and the whole test suite
 test: $(STAMP) lint typecheck

@@ -424,6 +424,144 @@ def continue_(
     typer.echo(f"MLflow run {outcome.trial_run_id} under search {parent}")
 
 
+PhasesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--phases",
+        help="Comma-separated subset of range_test,momentum,weight_decay,batch_size,final (default: all that apply).",
+    ),
+]
+SharedOpt = Annotated[
+    bool, typer.Option("--shared-storage", help="The --storage folder is a mount every cluster node sees (NFS).")
+]
+
+
+def _search_failed(exc: Exception) -> typer.Exit:
+    return _fail(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, 1)
+
+
+@app.command()
+def search(
+    preset: PresetArg,
+    set_: SetOpt = None,
+    phases: PhasesOpt = None,
+    json_: JsonOpt = False,
+    storage: StorageOpt = None,
+    name: NameOpt = None,
+    address: AddressOpt = None,
+    tracking_uri: TrackingOpt = None,
+    experiment: ExperimentOpt = None,
+    no_tracking: NoTrackOpt = False,
+    shared_storage: SharedOpt = False,
+) -> None:
+    """Run the disciplined search (range test → momentum → weight decay → batch size → final) on a preset."""
+    from tunekit.recipe import SearchError, SearchInterrupted, plan_phases
+    from tunekit.recipe import search as run_search
+
+    loaded, extra = _load(preset, set_)
+    if extra:
+        raise _fail(f"--set {', '.join(extra)}: not a preset field; a search starts from scratch")
+    try:
+        chosen = plan_phases(loaded, phases.split(",") if phases is not None else None)
+    except SearchError as exc:
+        raise _fail(str(exc)) from None
+    _check_tracking(tracking_uri, not no_tracking)
+    try:
+        with _quiet_stdout(json_):
+            result = run_search(
+                loaded,
+                name=name,
+                storage=storage,
+                phases=chosen,
+                address=address,
+                tracking_uri=tracking_uri,
+                experiment=experiment,
+                track=not no_tracking,
+                shared_storage=shared_storage,
+            )
+    except SearchInterrupted as exc:
+        raise _fail(str(exc), 130) from None
+    except (SearchError, PresetError) as exc:
+        raise _fail(str(exc)) from None
+    _end_search(result, json_)
+
+
+def _end_search(result: Any, json_: bool) -> None:
+    if json_:
+        typer.echo(json.dumps(_finite_tree(result.to_dict()), default=float, allow_nan=False))
+        return
+    if result.run_id and result.tracking_uri:
+        uri = result.tracking_uri
+        where = f"open {uri}" if uri.startswith(("http://", "https://")) else f"browse with: mlflow ui --backend-store-uri {uri}"
+        typer.echo(f"mlflow: run {result.run_id} — {where}")
+    typer.echo(f"search folder: {result.directory} (tunekit report {result.directory})")
+
+
+def _finite_tree(obj: Any) -> Any:
+    """NaN and infinities become null, so the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _finite_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_tree(v) for v in obj]
+    return _finite(obj)
+
+
+@app.command()
+def resume(
+    directory: Annotated[str, typer.Argument(help="The search folder (<storage>/<name>) that `tunekit search` printed.")],
+    json_: JsonOpt = False,
+    address: AddressOpt = None,
+) -> None:
+    """Continue a search after Ctrl-C or a killed driver: finished phases are kept, the unfinished one resumes."""
+    from tunekit.recipe import SearchError, SearchInterrupted, read_state
+    from tunekit.recipe import resume as run_resume
+    from tunekit.runner import storage_path
+
+    try:
+        read_state(storage_path(directory))
+        with _quiet_stdout(json_):
+            result = run_resume(directory, address=address)
+    except SearchInterrupted as exc:
+        raise _fail(str(exc), 130) from None
+    except (SearchError, PresetError) as exc:
+        raise _fail(str(exc)) from None
+    if not json_:
+        typer.echo(result.table())
+    _end_search(result, json_)
+
+
+@app.command()
+def report(
+    directory: Annotated[str, typer.Argument(help="A search folder (<storage>/<name>).")],
+    csv_: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV to this file.")] = None,
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Write the table as Parquet to this file.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """One row per trial of a search: phase, config, diagnosis, stopped_by, final metrics, compute."""
+    from tunekit.recipe import SearchError, report_frame
+
+    if csv_ is not None and parquet is not None:
+        raise _fail("--csv and --parquet: give one of them")
+    try:
+        frame = report_frame(directory)
+    except SearchError as exc:
+        raise _fail(str(exc)) from None
+    if csv_ is not None:
+        frame.to_csv(csv_, index=False)
+        typer.echo(f"{len(frame)} trials → {csv_}")
+    elif parquet is not None:
+        frame.to_parquet(parquet, index=False)
+        typer.echo(f"{len(frame)} trials → {parquet}")
+    elif json_:
+        typer.echo(frame.to_json(orient="records"))
+    else:
+        import pandas as pd
+
+        columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", "test_loss", "test_acc", "trial_epochs"]
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
+            typer.echo(frame[[c for c in columns if c in frame]].to_string(index=False) if len(frame) else "no trials yet")
+
+
 @app.command()
 def presets(json_: JsonOpt = False) -> None:
     """List the bundled presets."""

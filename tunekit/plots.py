@@ -6,12 +6,15 @@ Each takes plain numbers, so it works on results from Ray, from MLflow, or from 
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: figures are files, never windows
+if "ipykernel" not in sys.modules and not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")  # headless: figures are files, never windows (a notebook keeps its inline backend)
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 

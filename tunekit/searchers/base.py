@@ -17,8 +17,8 @@ from typing import Any
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from tunekit._state import PickledState
-from tunekit.core.curves import Shape, diagnose
-from tunekit.core.early_stop import value_at
+from tunekit.core.curves import Shape
+from tunekit.core.decisions import score_curve
 
 
 class TunekitSearcher(PickledState, Searcher):
@@ -95,12 +95,14 @@ class TunekitSearcher(PickledState, Searcher):
             if not recorded or float(result.get(self.time_attr, math.nan)) != recorded[-1]:
                 self.on_trial_result(trial_id, result)  # Tune does not send a stopping result to searchers
         steps, values = self.curves.get(trial_id, ([], []))
-        if error or not values or (result or {}).get("diverged"):
-            return math.inf, Shape.DIVERGING
-        shape = diagnose(steps, values, chance_loss=self.chance.get(trial_id)).shape
-        at = steps[-1] if self.judge_step is None else self.judge_step
-        loss = value_at(steps, values, at, window=self.judge_window)
-        return (loss if math.isfinite(loss) else math.inf), shape
+        return score_curve(
+            steps,
+            values,
+            judge_step=self.judge_step,
+            window=self.judge_window,
+            chance_loss=self.chance.get(trial_id),
+            diverged=error or bool((result or {}).get("diverged")),
+        )
 
     def config_with(self, **values: Any) -> dict[str, Any]:
         """``base_config`` with ``values`` as overrides (dotted paths or aliases)."""

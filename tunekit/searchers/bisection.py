@@ -48,7 +48,7 @@ class ExponentBisectionSearcher(TunekitSearcher):
         scale: "log" or "linear".
         resolution, max_trials: when to stop (see :class:`~tunekit.core.bisection.Bisection`).
         tie_tolerance: losses closer than this count as equal; then a horizontal curve wins.
-        metric, mode, judge_step, time_attr: see :class:`~tunekit.searchers.base.TunekitSearcher`.
+        metric, mode, judge_step, time_attr, judge_window: see :class:`~tunekit.searchers.base.TunekitSearcher`.
     """
 
     def __init__(
@@ -65,8 +65,9 @@ class ExponentBisectionSearcher(TunekitSearcher):
         mode: str | None = "min",
         judge_step: float | None = None,
         time_attr: str = "training_iteration",
+        judge_window: int = 3,
     ) -> None:
-        super().__init__(base_config, metric, mode, judge_step, time_attr)
+        super().__init__(base_config, metric, mode, judge_step, time_attr, judge_window)
         self.param = param
         self.bisection = start_bisection(grid, guess, scale, resolution, max_trials, tie_tolerance)
         self.queue: list[float] = []

@@ -123,3 +123,15 @@ def load_model(tracking_uri: str, run_id: str | None = None, experiment: str | N
         model = build_model(preset.model, int(meta["num_classes"]), tuple(meta["input_shape"]))
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model
+
+
+def run_of_trial(tracking_uri: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The MLflow run of one Tune trial of a search (tag ``tunekit.trial_id``), or None."""
+    client = _client(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`tunekit.trial_id` = '{trial_id}'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None

@@ -45,6 +45,7 @@ class SearchLog:
         tracking_uri, experiment: where to log.
         folder: a local folder for the fallback file and the files uploaded as artifacts.
         phases: the phases this search will run (a tag on the parent).
+        parent_run_id: an existing parent run to log into (a resumed search); default a new one.
     """
 
     name: str
@@ -61,6 +62,8 @@ class SearchLog:
         check_tracking_uri(self.tracking_uri)
         self.folder = Path(self.folder)
         self.tracker = Tracker(self.tracking_uri, self.experiment, self.folder / "mlflow-fallback.jsonl")
+        if self.parent_run_id:  # a resumed search logs on into its parent run
+            return
         self.parent_run_id = self.tracker.start_run(
             self.name,
             # the preset under "preset.": the decisions (max_lr, weight_decay, …) own the plain names
@@ -189,18 +192,19 @@ def record_trial(log: SearchLog, preset: Preset, result: Any, trial_run: str | N
         shape = diagnose(epochs, losses, chance_loss=float(history["chance_loss"].iloc[-1])).shape.value
         log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"test loss ({shape})"), "plots/test_loss.png")
     best_run = None if preset.policy.name == "range_test" else trial_run
-    model_state, meta = _final_model(result) if best_run else (None, None)
+    checkpoint = result.checkpoint.path if best_run and result.checkpoint is not None else None
+    model_state, meta = final_model(checkpoint) if checkpoint else (None, None)
     log.finish(
         best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
     )
 
 
-def _final_model(result: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The trained weights from the trial's last checkpoint, and what rebuilding the model needs."""
-    if result.checkpoint is None or is_uri(result.checkpoint.path):
+def final_model(checkpoint: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The trained weights in a trial checkpoint folder, and what rebuilding the model needs (None for a URI)."""
+    if is_uri(checkpoint):
         return None, None
     from tunekit.trainable import load_state
 
-    state = load_state(result.checkpoint.path)
+    state = load_state(checkpoint)
     meta = {"num_classes": state.get("num_classes"), "input_shape": state.get("input_shape"), "epoch": state["epoch"]}
     return state["model"], meta

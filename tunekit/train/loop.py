@@ -78,6 +78,7 @@ class Trainer:
         self.range_test = isinstance(preset.policy, RangeTestPolicy)
         self.epoch = 0  # completed epochs, global across continuations
         self.step = 0  # completed iterations, global
+        self.start_step = 0  # where this trial began (a continuation starts at its snapshot's step)
         self.restored_from: str | None = None
         self.loss_fn = nn.CrossEntropyLoss()
         self.amp = amp_dtype(train.amp, self.device)
@@ -101,6 +102,7 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "step": self.step,
+            "start_step": self.start_step,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "preset": preset_to_dict(self.preset),
@@ -111,6 +113,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume exactly where ``state`` was saved (a retry of the same run)."""
         self._load_weights(state)
+        self.start_step = int(state.get("start_step", 0))
         self.schedule.load_state_dict(state["schedule"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -139,6 +142,7 @@ class Trainer:
                 group["betas"] = (group["betas"][0], ref["betas"][1])
         self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
         fast_forward(self.schedule, min(self.step, self.total_steps))
+        self.start_step = self.step
         self.restored_from = source
 
     def _load_weights(self, state: dict[str, Any]) -> None:
@@ -279,6 +283,8 @@ class Trainer:
             "epochs_total": self.preset.policy.epochs if self.range_test else self.preset.train.epochs,  # type: ignore[union-attr]
             "chance_loss": math.log(self.data.num_classes),  # cross-entropy of a uniform guess
             "batch_size": self.preset.train.batch_size,
+            # compute this trial spent, in epochs (a continuation counts from its snapshot)
+            "trial_epochs": (self.step - self.start_step) / self.steps_per_epoch,
             **self.probe,
         }
 

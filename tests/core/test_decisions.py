@@ -1,0 +1,116 @@
+"""The search's decisions as pure functions: range tests → bounds, candidates → winner, replicates."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+
+from tunekit.core.curves import Shape
+from tunekit.core.decisions import (
+    Candidate,
+    choose_candidate,
+    choose_lr_range,
+    mean_std,
+    replicate_overrides,
+    score_curve,
+)
+from tunekit.core.lr_range import RangeTestError, analyse_range_test
+
+
+def u_curve(minimum_lr: float, floor: float, lrs: np.ndarray) -> list[float]:
+    """A range-test-like curve: falls to ``floor`` at ``minimum_lr``, then climbs steeply."""
+    return [floor + 2.0 * (lr - minimum_lr) ** 2 + (8.0 * (lr - minimum_lr) ** 2 if lr > minimum_lr else 0.0) for lr in lrs]
+
+
+LRS = np.linspace(0.01, 3.0, 60)
+
+
+def test_the_weight_decay_reaching_the_lowest_loss_gives_the_bounds() -> None:
+    curves = {
+        1e-3: (LRS.tolist(), u_curve(0.8, 0.30, LRS)),
+        1e-4: (LRS.tolist(), u_curve(1.2, 0.20, LRS)),  # lowest loss: the winner
+        0.0: (LRS.tolist(), u_curve(0.5, 0.40, LRS)),
+    }
+    choice = choose_lr_range(curves, min_lr_factor=10.0)
+    assert choice.weight_decay == 1e-4
+    assert choice.ranking == [1e-4, 1e-3, 0.0]
+    expected = analyse_range_test(*curves[1e-4], min_lr_factor=10.0)
+    assert choice.max_lr == expected.max_lr
+    assert choice.min_lr == pytest.approx(expected.max_lr / 10.0)
+    assert "1e-04" in choice.reason or "0.0001" in choice.reason
+
+
+def test_min_lr_follows_the_factor_of_the_policy() -> None:
+    curves = {1e-4: (LRS.tolist(), u_curve(1.0, 0.2, LRS))}
+    assert choose_lr_range(curves, min_lr_factor=4.0).min_lr == pytest.approx(choose_lr_range(curves).max_lr / 4.0)
+
+
+def test_an_unreadable_curve_is_ranked_last_and_all_unreadable_raise() -> None:
+    good = (LRS.tolist(), u_curve(1.0, 0.2, LRS))
+    choice = choose_lr_range({1e-4: good, 1e-3: ([0.1, 0.2], [1.0, 0.9])})
+    assert choice.ranking[-1] == 1e-3
+    assert 1e-3 in choice.failures
+    assert "unreadable" in choice.reason
+    with pytest.raises(RangeTestError, match="no range test could be read"):
+        choose_lr_range({1e-3: ([0.1, 0.2], [1.0, 0.9])})
+
+
+def test_a_stopped_trial_ranks_after_every_trial_that_finished() -> None:
+    candidates = [
+        Candidate("0.99", 0.30, Shape.HORIZONTAL),
+        Candidate("0.97", 0.10, Shape.UNDERFITTING, stopped_by="peers"),  # lower, but stopped at an earlier epoch
+        Candidate("0.9", math.inf, Shape.DIVERGING, stopped_by="diverging"),
+        Candidate("0.95", 0.25, Shape.UNDERFITTING),
+    ]
+    choice = choose_candidate(candidates, "max momentum")
+    assert choice.best == "0.95"
+    assert choice.order == ["0.95", "0.99", "0.97", "0.9"]
+    assert choice.reason.startswith("max momentum 0.95 has the lowest test loss")
+
+
+def test_within_the_tie_tolerance_a_horizontal_curve_wins() -> None:
+    candidates = [Candidate("a", 0.200, Shape.UNDERFITTING), Candidate("b", 0.205, Shape.HORIZONTAL)]
+    assert choose_candidate(candidates, "x").best == "a"
+    assert choose_candidate(candidates, "x", tie_tolerance=0.01).best == "b"
+
+
+def test_no_winner_when_everything_diverged() -> None:
+    choice = choose_candidate([Candidate("a", math.inf, Shape.DIVERGING)], "weight decay")
+    assert choice.best is None
+    assert "diverged" in choice.reason
+    assert choose_candidate([], "weight decay").best is None
+
+
+def test_score_curve_reads_the_last_value_or_the_judging_step() -> None:
+    steps, losses = [1, 2, 3, 4], [1.0, 0.8, 0.6, 0.7]
+    assert score_curve(steps, losses)[0] == 0.7
+    assert score_curve(steps, losses, window=3)[0] == 0.7  # median of 0.8, 0.6, 0.7
+    assert score_curve(steps, losses, judge_step=3)[0] == 0.6
+    assert score_curve(steps, losses, diverged=True) == (math.inf, Shape.DIVERGING)
+    assert score_curve([], []) == (math.inf, Shape.DIVERGING)
+
+
+def test_replicates_alternate_init_jitter_the_batch_and_step_the_seed() -> None:
+    plan = replicate_overrides(5, seed=7, batch_size=128, batch_jitter=12)
+    assert [p["seed"] for p in plan] == [7, 8, 9, 10, 11]
+    assert [p["init"] for p in plan] == ["msra", "xavier", "msra", "xavier", "msra"]
+    assert plan[0]["batch_size"] == 128
+    assert all(128 <= int(p["batch_size"]) <= 140 for p in plan)  # type: ignore[call-overload]
+    assert plan == replicate_overrides(5, seed=7, batch_size=128, batch_jitter=12)  # deterministic
+    assert replicate_overrides(1, seed=0, batch_size=64, batch_jitter=12, init="xavier") == [
+        {"seed": 0, "init": "xavier", "batch_size": 64}
+    ]
+    with pytest.raises(ValueError, match="replicates"):
+        replicate_overrides(0, 0, 64, 12)
+
+
+def test_mean_std_is_the_sample_standard_deviation() -> None:
+    values = [0.981, 0.985, 0.979]
+    mean, std = mean_std(values)
+    assert mean == pytest.approx(statistics.mean(values))
+    assert std == pytest.approx(statistics.stdev(values))
+    assert mean_std([0.9]) == (0.9, 0.0)
+    assert all(math.isnan(v) for v in mean_std([]))

@@ -1,0 +1,323 @@
+"""`tunekit search` end to end on real (tiny) MNIST-1D runs: every phase decides, decisions chain,
+a SIGKILLed driver resumes without rerunning a finished trial, `tunekit report` tells each trial."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from tests.conftest import tiny_preset_dict
+from tunekit.cli import app
+from tunekit.recipe import read_state
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+SEARCH = {
+    "range_test": {
+        "min_lr": 0.01,
+        "max_lr": 3.0,
+        "epochs": 4,
+        "eval_every": 4,
+        "eval_samples": 400,
+        "weight_decays": [1e-3, 1e-4],
+    },
+    "momentum": {"candidates": [0.95, 0.9], "epochs": 2},
+    "weight_decay": {"strategy": "full", "epochs": 2, "max_trials": 4},
+    "final": {"epochs": 3, "replicates": 2},
+}
+
+
+def write_preset(folder: Path, **changes: Any) -> Path:
+    preset = tiny_preset_dict(search={**SEARCH, **changes.pop("search", {})}, **changes)
+    path = folder / "preset.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def cli(*args: str) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+def trial_configs(directory: Path, phase: str) -> list[dict[str, Any]]:
+    """Each trial of a phase as Ray recorded it in the experiment state (what ran, once each)."""
+    state = sorted((directory / phase).glob("experiment_state-*.json"))[-1]  # a restored run writes a newer one
+    trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+    return trials
+
+
+def result_hashes(directory: Path, phase: str) -> dict[str, str]:
+    return {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (directory / phase).glob("*/result.json")}
+
+
+def decisions(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {phase: done["values"] for phase, done in state["done"].items()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Any]:
+    """One uninterrupted search through the CLI (--json), shared by the tests below."""
+    root = tmp_path_factory.mktemp("search")
+    preset = write_preset(root)
+    result = cli("search", str(preset), "--storage", str(root / "runs"), "--name", "ref", "--json")
+    summary = json.loads(result.stdout)
+    return {"root": root, "preset": preset, "summary": summary, "directory": Path(summary["directory"])}
+
+
+def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) -> None:
+    summary, directory = reference["summary"], reference["directory"]
+    phases = summary["phases"]
+    assert list(phases) == ["range_test", "momentum", "weight_decay", "final"]
+    rt, mom, wd = phases["range_test"]["values"], phases["momentum"]["values"], phases["weight_decay"]["values"]
+    assert rt["min_lr"] == pytest.approx(rt["max_lr"] / 10)
+    assert rt["range_test_weight_decay"] in (1e-3, 1e-4)
+    assert mom["momentum_max"] in (0.95, 0.9)
+    assert mom["momentum_min"] == 0.85
+    assert wd["weight_decay"] > 0
+
+    # momentum trials ran at the range test's bounds and weight decay
+    for trial in trial_configs(directory, "momentum"):
+        policy = trial["config"]["preset"]["policy"]
+        assert policy["max_lr"] == rt["max_lr"]
+        assert policy["max_lr"] / policy["div"] == pytest.approx(rt["min_lr"])
+        assert trial["config"]["preset"]["weight_decay"] == rt["range_test_weight_decay"]
+    # the bisection started around the range tests' best weight decay, with phase 2's momentum
+    wd_trials = trial_configs(directory, "weight_decay")
+    tried = [t["config"]["weight_decay"] for t in wd_trials]
+    assert rt["range_test_weight_decay"] in tried
+    assert len(tried) == len(set(tried)) <= 4
+    assert {tuple(t["config"]["preset"]["policy"]["momentum"]) for t in wd_trials} == {(mom["momentum_max"], 0.85)}
+    # the final trainings used every decision; replicates differ in seed, init and batch
+    final = trial_configs(directory, "final")
+    assert len(final) == 2
+    for trial in final:
+        preset = trial["config"]["preset"]
+        assert preset["policy"]["max_lr"] == rt["max_lr"]
+        assert tuple(preset["policy"]["momentum"]) == (mom["momentum_max"], 0.85)
+        assert preset["weight_decay"] == wd["weight_decay"]
+        assert trial["config"]["epochs"] == 3
+    assert sorted((t["config"]["seed"], t["config"]["init"]) for t in final) == [(0, "msra"), (1, "xavier")]
+    assert 0.0 < summary["accuracy_mean"] <= 1.0
+    assert len(summary["accuracies"]) == 2
+    assert summary["accuracy_std"] >= 0.0
+    # the chosen preset carries the decisions
+    chosen = summary["preset"]
+    assert chosen["policy"]["max_lr"] == rt["max_lr"]
+    assert chosen["weight_decay"] == wd["weight_decay"]
+    # compute is accounted per phase: 2 range tests × 4 epochs, 2 momentum runs × 2 epochs
+    assert phases["range_test"]["trial_epochs"] == pytest.approx(8.0)
+    assert phases["momentum"]["trial_epochs"] == pytest.approx(4.0)
+    assert phases["final"]["trial_epochs"] == pytest.approx(6.0)
+
+
+def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
+    summary = reference["summary"]
+    client = MlflowClient(summary["tracking_uri"])
+    parent = client.get_run(summary["mlflow_run_id"])
+    params = parent.data.params
+    phases = summary["phases"]
+    assert float(params["max_lr"]) == pytest.approx(phases["range_test"]["values"]["max_lr"])
+    assert float(params["momentum_max"]) == phases["momentum"]["values"]["momentum_max"]
+    assert float(params["weight_decay"]) == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
+    assert parent.data.metrics["best_test_acc"] == pytest.approx(summary["accuracy_mean"])
+    assert {f"tunekit.decision.{p}" for p in phases} <= set(parent.data.tags)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    trials = sum(phase["trials"] for phase in phases.values())
+    assert len(children) == trials
+    assert len({c.data.tags["tunekit.trial_id"] for c in children}) == trials
+    best = [c for c in children if c.data.tags.get("tunekit.best") == "true"]
+    assert len(best) == 1
+    assert best[0].data.tags["tunekit.phase"] == "final"
+    assert best[0].data.metrics["test_acc"] == pytest.approx(max(summary["accuracies"]))
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "report.md", "plots", "model"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {f"plots/{p}.png" for p in phases}
+    # `tunekit best` hands back the chosen configuration
+    best_yaml = yaml.safe_load(cli("best", "--run", parent.info.run_id, "--tracking-uri", summary["tracking_uri"]).stdout)
+    assert best_yaml["weight_decay"] == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
+
+
+def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path) -> None:
+    directory, summary = reference["directory"], reference["summary"]
+    cli("report", str(directory), "--csv", str(tmp_path / "trials.csv"))
+    frame = pd.read_csv(tmp_path / "trials.csv")
+    assert len(frame) == sum(phase["trials"] for phase in summary["phases"].values())
+    assert set(frame["phase"]) == set(summary["phases"])
+    assert {"config", "diagnosis", "stopped_by", "test_loss", "test_acc", "trial_epochs", "train_time_s"} <= set(frame.columns)
+    assert (frame["status"] == "DONE").all()
+    momentum = frame[frame["phase"] == "momentum"]
+    assert sorted(json.loads(m)[0] for m in momentum["momentum"]) == [0.9, 0.95]
+    assert frame.groupby("phase")["trial_epochs"].sum()["range_test"] == pytest.approx(8.0)
+    cli("report", str(directory), "--parquet", str(tmp_path / "trials.parquet"))
+    assert len(pd.read_parquet(tmp_path / "trials.parquet")) == len(frame)
+    shown = cli("report", str(directory)).stdout
+    assert "weight_decay" in shown
+    assert "final" in shown
+
+
+def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference: dict[str, Any], tmp_path: Path) -> None:
+    """Kill the driver (SIGKILL) once the bisection has finished a trial and has more to go, then resume."""
+    storage = tmp_path / "runs"
+    directory = storage / "killed"
+    env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "tunekit.cli",
+        "search",
+        str(reference["preset"]),
+        "--storage",
+        str(storage),
+        "--name",
+        "killed",
+    ]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        finished_before = _wait_for_a_finished_bisection_trial(directory, driver)
+        before = {phase: result_hashes(directory, phase) for phase in ("range_test", "momentum")}
+        finished_results = {tid: h for tid, h in result_hashes(directory, "weight_decay").items() if tid in finished_before}
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        _kill_group(driver)
+    state = read_state(str(directory))
+    assert "weight_decay" not in state["done"], "the kill came too late to test a mid-phase resume"
+    assert {"range_test", "momentum"} <= set(state["done"])
+
+    result = cli("resume", str(directory), "--json")
+    resumed = json.loads(result.stdout)
+
+    # the same decisions as the uninterrupted run, and the same final accuracies
+    assert decisions(read_state(str(directory))) == decisions(read_state(str(reference["directory"])))
+    assert resumed["accuracies"] == reference["summary"]["accuracies"]
+    # finished phases were not rerun: their trials' results are byte for byte what they were
+    for phase, hashes in before.items():
+        assert result_hashes(directory, phase) == hashes
+    # within the interrupted phase: each value ran once, the finished trials were not touched
+    tried = [t["config"]["weight_decay"] for t in trial_configs(directory, "weight_decay")]
+    assert len(tried) == len(set(tried))
+    assert sorted(tried) == sorted(t["config"]["weight_decay"] for t in trial_configs(reference["directory"], "weight_decay"))
+    after = result_hashes(directory, "weight_decay")
+    assert {tid: after[tid] for tid in finished_results} == finished_results
+    # and MLflow holds one run per trial, none left RUNNING
+    client = MlflowClient(resumed["tracking_uri"])
+    parent = client.get_run(resumed["mlflow_run_id"])
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    ids = [c.data.tags["tunekit.trial_id"] for c in children]
+    assert len(ids) == len(set(ids)) == sum(p["trials"] for p in resumed["phases"].values())
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parent.info.status == "FINISHED"
+
+
+def _wait_for_a_finished_bisection_trial(directory: Path, driver: subprocess.Popen[bytes], timeout_s: float = 300) -> set[str]:
+    """Poll the weight-decay phase's saved experiment state until one trial is TERMINATED and another is not."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if driver.poll() is not None:
+            output = driver.stdout.read().decode() if driver.stdout else ""
+            pytest.fail(f"the search ended before it could be killed:\n{output[-3000:]}")
+        for state in (directory / "weight_decay").glob("experiment_state-*.json"):
+            try:
+                trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+            except (json.JSONDecodeError, OSError):
+                continue  # caught mid-write
+            finished = {f"trial_{t['trial_id']}" for t in trials if t["status"] == "TERMINATED"}
+            if finished and len(finished) < len(trials):
+                return finished
+        time.sleep(0.2)
+    pytest.fail("the weight-decay phase never had a finished trial next to an unfinished one")
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Whatever the killed driver left behind (its local Ray) goes too."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_snapshot_and_batch_size_phases(tmp_path: Path, ray_session: None) -> None:
+    """Weight decay by snapshot-restart and batch size at constant time, on a preset's own 1cycle."""
+    preset = write_preset(
+        tmp_path,
+        search={
+            "weight_decay": {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4]},
+            "batch_size": {"candidates": [32, 128], "time_budget_s": 4},
+            "final": {"epochs": 3, "replicates": 1},
+        },
+        train={"epochs": 6, "batch_size": 64, "seed": 0, "min_epochs": 2},
+    )
+    result = cli(
+        "search", str(preset), "--phases", "weight_decay,batch_size,final", "--storage", str(tmp_path / "runs"),
+        "--name", "snap", "--json", "--no-tracking",
+    )  # fmt: skip
+    summary = json.loads(result.stdout)
+    directory = Path(summary["directory"])
+    assert list(summary["phases"]) == ["weight_decay", "batch_size", "final"]
+    trials = trial_configs(directory, "weight_decay")
+    base = [t for t in trials if "restore_from" not in t["config"]]
+    continuations = [t for t in trials if "restore_from" in t["config"]]
+    assert len(base) == 1
+    assert len(continuations) >= 2
+    assert len({t["config"]["restore_from"] for t in continuations}) == 1  # all from one snapshot
+    wd = summary["phases"]["weight_decay"]["values"]["weight_decay"]
+    assert wd in {t["config"]["weight_decay"] for t in continuations}
+    assert "snapshot" in summary["phases"]["weight_decay"]["reason"]
+    batch = summary["phases"]["batch_size"]["values"]
+    assert batch["batch_size"] in (32, 128)
+    assert batch["batch_max_lr"] == pytest.approx(0.5 * batch["batch_size"] / 64)  # linear scaling from the preset's 0.5 at 64
+    (final,) = trial_configs(directory, "final")
+    assert final["config"]["batch_size"] == batch["batch_size"]
+    assert final["config"]["preset"]["policy"]["max_lr"] == pytest.approx(batch["batch_max_lr"])
+    assert final["config"]["preset"]["weight_decay"] == wd
+    assert summary["mlflow_run_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "no-such-preset"], "no such file and no bundled preset"),
+        (["search", "mnist1d", "--phases", "range_test,warmup"], "unknown phase warmup"),
+        (["search", "mnist1d", "--set", "max_lr"], "expected key=value"),
+        (["search", "mnist1d", "--set", "max_lr=-1"], "max_lr"),
+        (["search", "mnist1d", "--phases", "batch_size"], "no search.batch_size section"),
+        (["resume", "/nonexistent/search"], "no search.json here"),
+        (["report", "/nonexistent/search"], "no search.json here"),
+    ],
+)
+def test_bad_input_is_one_clear_error(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_taken_name_is_refused(reference: dict[str, Any]) -> None:
+    storage = reference["directory"].parent
+    result = CliRunner().invoke(app, ["search", str(reference["preset"]), "--storage", str(storage), "--name", "ref"])
+    assert result.exit_code == 2
+    assert "tunekit resume" in result.output
+
+
+def test_resuming_a_finished_search_returns_its_result(reference: dict[str, Any]) -> None:
+    resumed = json.loads(cli("resume", str(reference["directory"]), "--json").stdout)
+    assert resumed["accuracies"] == reference["summary"]["accuracies"]
+    assert resumed["phases"] == reference["summary"]["phases"]

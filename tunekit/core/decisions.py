@@ -1,0 +1,170 @@
+"""The decisions of a disciplined search (Smith 2018, Sec. 5), each a pure function of trial results.
+
+A search phase runs trials; what it *decides* depends only on what those trials reported, so
+the same function serves a search that ran straight through, one resumed after a crash, and
+``tunekit report``:
+
+* :func:`choose_lr_range` — the range tests at several weight decays (Fig. 10) → ``max_lr``,
+  ``min_lr`` and a first ranking of the weight decays;
+* :func:`choose_candidate` — short runs of a few candidates (momentum, weight decay, batch size)
+  → the best one, trials stopped early by the scheduler ranked after those that finished;
+* :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
+* :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
+* :func:`mean_std`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tunekit.core.curves import Floats, Shape, diagnose, rank_key
+from tunekit.core.early_stop import value_at
+from tunekit.core.lr_range import LRRange, RangeTestError, analyse_range_test
+
+
+def score_curve(
+    steps: Floats,
+    losses: Floats,
+    *,
+    judge_step: float | None = None,
+    window: int = 1,
+    chance_loss: float | None = None,
+    diverged: bool = False,
+) -> tuple[float, Shape]:
+    """(loss to minimise, shape) of one trial: its loss at ``judge_step`` (None: its last step),
+    the median of its last ``window`` values there; a diverged or empty curve is (inf, DIVERGING)."""
+    if diverged or len(losses) == 0:
+        return math.inf, Shape.DIVERGING
+    shape = diagnose(steps, losses, chance_loss=chance_loss).shape
+    at = steps[-1] if judge_step is None else judge_step
+    loss = value_at(steps, losses, at, window=window)
+    return (loss if math.isfinite(loss) else math.inf), shape
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One evaluated candidate: its label, score and whether the scheduler stopped it early."""
+
+    label: str
+    loss: float
+    shape: Shape
+    stopped_by: str = ""  # "", "diverging", "overfitting" or "peers"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The winner among candidates, the full order, and a sentence saying why."""
+
+    best: str | None
+    order: list[str]
+    reason: str
+
+
+def choose_candidate(candidates: Sequence[Candidate], what: str, tie_tolerance: float = 0.0, unit: str = "test loss") -> Choice:
+    """The best candidate: lowest loss among those that ran to the end, the curve shape breaking
+    ties (:func:`~tunekit.core.curves.rank_key`); trials the scheduler stopped rank after them,
+    diverged ones last."""
+    if not candidates:
+        return Choice(None, [], f"no {what} candidate finished")
+
+    def key(c: Candidate) -> tuple[int, tuple[int, float, int]]:
+        return (1 if c.stopped_by else 0), rank_key(c.loss, c.shape, tie_tolerance)
+
+    ordered = sorted(candidates, key=key)
+    best = ordered[0]
+    if not math.isfinite(best.loss):
+        return Choice(None, [c.label for c in ordered], f"every {what} candidate diverged or failed")
+    parts = [
+        f"{c.label}: {c.loss:.4g} ({c.shape.value}{', stopped: ' + c.stopped_by if c.stopped_by else ''})"
+        if math.isfinite(c.loss)
+        else f"{c.label}: diverged"
+        for c in ordered
+    ]
+    reason = f"{what} {best.label} has the lowest {unit} ({'; '.join(parts)})"
+    return Choice(best.label, [c.label for c in ordered], reason)
+
+
+@dataclass(frozen=True)
+class RangeChoice:
+    """What the range tests decide: the LR bounds and the weight decays ranked (Fig. 10)."""
+
+    max_lr: float
+    min_lr: float
+    weight_decay: float  # the weight decay whose test reached the lowest loss
+    ranking: list[float]  # weight decays, best first
+    ranges: dict[float, LRRange] = field(default_factory=dict)
+    failures: dict[float, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+def choose_lr_range(
+    curves: Mapping[float, tuple[Floats, Floats]],
+    min_lr_factor: float = 10.0,
+    chance_loss: float | None = None,
+) -> RangeChoice:
+    """Read one range test per weight decay and pick the bounds (Sec. 4.1, 4.4 and Fig. 10).
+
+    Each curve (LRs, test losses) is read by :func:`~tunekit.core.lr_range.analyse_range_test`.
+    The weight decays are ranked by the lowest test loss their test reached; the bounds are
+    those of the best one's test (a weight decay that reaches a lower loss usually also
+    tolerates a larger LR, Fig. 10).
+
+    Raises:
+        RangeTestError: no curve could be read (all too short, or all NaN).
+    """
+    ranges: dict[float, LRRange] = {}
+    failures: dict[float, str] = {}
+    for wd, (lrs, losses) in curves.items():
+        try:
+            ranges[wd] = analyse_range_test(lrs, losses, min_lr_factor=min_lr_factor, chance_loss=chance_loss)
+        except RangeTestError as exc:
+            failures[wd] = str(exc)
+    if not ranges:
+        detail = "; ".join(f"weight decay {wd:g}: {why}" for wd, why in failures.items())
+        raise RangeTestError(f"no range test could be read ({detail})")
+    ranking = sorted(ranges, key=lambda wd: (ranges[wd].min_loss, -ranges[wd].max_lr)) + sorted(failures)
+    best = ranking[0]
+    chosen = ranges[best]
+    listed = "; ".join(
+        f"wd {wd:g}: lowest loss {ranges[wd].min_loss:.4g}, max_lr {ranges[wd].max_lr:.3g}" for wd in ranking if wd in ranges
+    )
+    turn = f", the loss turns up at {chosen.turn_up_lr:.3g}" if chosen.turn_up_lr is not None else ""
+    reason = (
+        f"weight decay {best:g} reached the lowest test loss; its test gives max_lr = {chosen.max_lr:.3g}{turn} "
+        f"and min_lr = max_lr / {min_lr_factor:g} = {chosen.min_lr:.3g} ({listed})"
+    )
+    if failures:
+        reason += "; unreadable: " + "; ".join(f"wd {wd:g} ({why})" for wd, why in failures.items())
+    return RangeChoice(chosen.max_lr, chosen.min_lr, best, ranking, ranges, failures, reason)
+
+
+def replicate_overrides(
+    replicates: int, seed: int, batch_size: int, batch_jitter: int, init: str = "msra"
+) -> list[dict[str, object]]:
+    """Overrides of the final trainings (App. A.1): seeds ``seed, seed+1, …``; with more than one
+    replicate the init alternates msra/xavier and the batch size is jittered within
+    ``[batch_size, batch_size + batch_jitter]`` (replicate 0 keeps the chosen values)."""
+    if replicates < 1:
+        raise ValueError(f"replicates must be ≥ 1, got {replicates=}")
+    if replicates == 1:
+        return [{"seed": seed, "init": init, "batch_size": batch_size}]
+    rng = random.Random(seed)
+    out: list[dict[str, object]] = []
+    for i in range(replicates):
+        jitter = 0 if i == 0 else rng.randint(0, batch_jitter)
+        out.append({"seed": seed + i, "init": "msra" if i % 2 == 0 else "xavier", "batch_size": batch_size + jitter})
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN for none."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
