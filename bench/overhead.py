@@ -64,7 +64,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    preset = load_preset("mnist1d", {"epochs": args.epochs, "resources.cpu": args.threads, "model.width": args.width})
+    preset = load_preset(
+        "mnist1d", {"dataset.num_samples": 10000, "epochs": args.epochs, "resources.cpu": args.threads, "model.width": args.width}
+    )
     t0 = time.perf_counter()
     ensure_ray(num_cpus=max(2, args.threads))
     ray_start = time.perf_counter() - t0

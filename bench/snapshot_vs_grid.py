@@ -27,6 +27,9 @@ from typing import Any
 from tunekit.presets import Preset, load_preset, preset_to_dict
 from tunekit.runner import ensure_ray
 
+#: The data these figures were measured on (BENCHMARKS.md): MNIST-1D with 8 000 training samples.
+DATA = {"dataset.num_samples": 10000}
+
 
 def _run(searcher: Any, preset: Preset, storage: str, name: str, concurrency: int) -> tuple[Any, float]:
     from ray import tune
@@ -89,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     ensure_ray(num_cpus=2)
     with tempfile.TemporaryDirectory() as storage:
-        out = compare(load_preset("mnist1d"), storage)
+        out = compare(load_preset("mnist1d", DATA), storage)
     if args.json:
         print(json.dumps(out))
         return

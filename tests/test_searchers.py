@@ -259,7 +259,7 @@ def test_batch_sizes_compared_at_constant_wall_time(tmp_path: Path) -> None:
     from tunekit.presets import load_preset, preset_to_dict
 
     budget = 6.0
-    preset = load_preset("mnist1d")
+    preset = load_preset("mnist1d", {"dataset.num_samples": 10000})  # 8000 training samples
     searcher = BatchSizeSearcher(
         (64, 512), time_budget_s=budget, base_batch=128, base_max_lr=0.5, base_config={"preset": preset_to_dict(preset)}
     )
@@ -293,7 +293,7 @@ def test_snapshot_restart_matches_full_runs_at_lower_cost_on_mnist1d(tmp_path: P
     assert spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.compare(load_preset("mnist1d"), str(tmp_path))
+    out = bench.compare(load_preset("mnist1d", bench.DATA), str(tmp_path))
     snapshot, full = out["snapshot"], out["full"]
     print(f"snapshot-restart vs full short runs: {out}")
     # the same weight decay within half a decade, for fewer trial-epochs
