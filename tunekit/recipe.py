@@ -24,6 +24,7 @@ driver loses no finished trial.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
@@ -204,6 +205,22 @@ def records_of(phase: str, grid: Any) -> list[TrialRecord]:
         checkpoint = result.checkpoint.path if result.checkpoint else None
         out.append(TrialRecord(phase, trial_id, config, rows, error, result.path, checkpoint))
     return sorted(out, key=lambda r: r.path)
+
+
+class _BenignSyncRace(logging.Filter):
+    """Drops Ray's "Saving experiment state ... failed" when all that failed is copying a temp file
+    the next save already replaced (saving after every event makes a save overlap the previous
+    copy; the next copy carries the state, and the final save waits for its copy)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
+
+
+def _quiet_benign_sync_races() -> None:
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _BenignSyncRace) for f in log.filters):
+        log.addFilter(_BenignSyncRace())
 
 
 def trial_dirname(trial: Any) -> str:
@@ -515,6 +532,7 @@ class _Search:
         from tunekit.trainable import trainable
 
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # experiment state after every event: no finished trial lost
+        _quiet_benign_sync_races()
         path = _join(self.directory, phase)
         before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         if tune.Tuner.can_restore(path):
