@@ -321,3 +321,24 @@ def test_resuming_a_finished_search_returns_its_result(reference: dict[str, Any]
     resumed = json.loads(cli("resume", str(reference["directory"]), "--json").stdout)
     assert resumed["accuracies"] == reference["summary"]["accuracies"]
     assert resumed["phases"] == reference["summary"]["phases"]
+
+
+def test_ctrl_c_stops_the_search_and_says_how_to_resume(reference: dict[str, Any], tmp_path: Path) -> None:
+    env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "tunekit.cli", "search", str(reference["preset"]), "--storage", str(tmp_path), "--name", "c"]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    try:
+        assert driver.stdout is not None
+        for raw in driver.stdout:
+            lines.append(raw.decode())
+            if "[1/4 range_test] started" in lines[-1]:
+                driver.send_signal(signal.SIGINT)
+                break
+        output = "".join(lines) + driver.communicate(timeout=120)[0].decode()
+    finally:
+        _kill_group(driver)
+    assert driver.returncode == 130, output[-3000:]
+    assert f"tunekit resume {tmp_path / 'c'}" in output
+    assert "Traceback" not in output
+    assert read_state(str(tmp_path / "c"))["done"] == {}

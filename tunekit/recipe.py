@@ -501,9 +501,10 @@ class _Search:
 
         if self.state.get("result"):
             return self._result()
+        ensure_ray(self.address)
+        self._check_storage()  # before anything is written: a refused search leaves nothing behind
         self._start_tracking()
         self._save()
-        ensure_ray(self.address)
         self._echo(f"search {self.state['name']}: phases {', '.join(self.state['phases'])} → {self.directory}")
         for index, phase in enumerate(self.state["phases"], start=1):
             if phase in self.state["done"]:
@@ -519,6 +520,16 @@ class _Search:
             self._save()
             self._echo(f"[{index}/{len(self.state['phases'])} {phase}] decided: {result.reason}")
         return self._finish()
+
+    def _check_storage(self) -> None:
+        """On a multi-node cluster, checkpoints and snapshots must be where every node can read them."""
+        from tunekit.core.storage import check_shared_storage
+        from tunekit.searchers.snapshot import alive_nodes
+
+        try:
+            check_shared_storage(self.state["storage"], alive_nodes(), bool(self.state.get("shared_storage")))
+        except ValueError as exc:
+            raise SearchError(f"--storage: {exc}") from None
 
     def _fit_phase(self, phase: str, index: int) -> list[TrialRecord]:
         build: Callable[[Preset], tuple[Preset, Any, Any]] = getattr(self, f"_build_{phase}")
@@ -795,6 +806,7 @@ class _Search:
     def _decide_final(self, preset: Preset, records: list[TrialRecord]) -> tuple[PhaseResult, Any]:
         from tunekit.plots import bars_figure
 
+        records = sorted(records, key=lambda r: int(r.config.get("seed", 0)))
         accs = {r.config.get("seed", i): _num(r.last.get("test_acc")) for i, r in enumerate(records) if not r.error}
         mean, std = mean_std(list(accs.values()))
         if not math.isfinite(mean):
@@ -827,7 +839,8 @@ class _Search:
             assert preset.search is not None
             epochs = preset.search.final.epochs or preset.train.epochs
             preset = load_preset(preset_to_dict(preset), {"epochs": epochs})
-            records = [r for r in self._final_records() if not r.error]
+            # in replicate order (seed), not in Ray's trial-id order, so runs compare line by line
+            records = sorted((r for r in self._final_records() if not r.error), key=lambda r: int(r.config.get("seed", 0)))
             accuracies = [_num(r.last.get("test_acc")) for r in records]
             best = max(records, key=lambda r: _num(r.last.get("test_acc")), default=None)
         mean, std = mean_std(accuracies) if accuracies else (math.nan, math.nan)
