@@ -278,6 +278,11 @@ def test_snapshot_and_batch_size_phases(tmp_path: Path, ray_session: None) -> No
     assert len(base) == 1
     assert len(continuations) >= 2
     assert len({t["config"]["restore_from"] for t in continuations}) == 1  # all from one snapshot
+    # the base run stopped where each continuation still has its 2 epochs left in the 6-epoch cycle
+    assert base[0]["config"]["preset"]["train"]["stop_at_epoch"] == 4
+    evidence = summary["phases"]["weight_decay"]["evidence"]
+    assert len(set(evidence.values())) == len(evidence)  # each weight decay really trained: different losses
+    assert summary["phases"]["weight_decay"]["trial_epochs"] >= 2 * len(continuations) + 2
     wd = summary["phases"]["weight_decay"]["values"]["weight_decay"]
     assert wd in {t["config"]["weight_decay"] for t in continuations}
     assert "snapshot" in summary["phases"]["weight_decay"]["reason"]

@@ -34,3 +34,12 @@ def test_a_preset_without_a_search_section_is_refused() -> None:
     raw = load_preset("mnist1d").model_copy(update={"search": None})
     with pytest.raises(SearchError, match="no search section"):
         plan_phases(raw, None)
+
+
+def test_snapshot_continuations_need_room_in_the_schedule() -> None:
+    short = load_preset(
+        "mnist1d", {"train.epochs": 3, "search.weight_decay.strategy": "snapshot", "search.weight_decay.epochs": 3}
+    )
+    with pytest.raises(SearchError, match="longer schedule"):
+        plan_phases(short, None)
+    assert "weight_decay" not in plan_phases(short, ["range_test", "final"])

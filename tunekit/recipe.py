@@ -432,6 +432,12 @@ def plan_phases(preset: Preset, phases: Iterable[str] | None) -> list[str]:
             "--phases batch_size: the preset has no search.batch_size section; add "
             "{candidates: [64, 128, 256], time_budget_s: 60} or leave the phase out"
         )
+    ws = preset.search.weight_decay
+    if "weight_decay" in wanted and ws.strategy == "snapshot" and preset.train.epochs <= ws.epochs:
+        raise SearchError(
+            f"search.weight_decay: snapshot continuations of {ws.epochs} epochs need a longer schedule than "
+            f"train.epochs = {preset.train.epochs}; raise train.epochs or lower search.weight_decay.epochs"
+        )
     if "range_test" not in wanted and not isinstance(preset.policy, OneCyclePolicy):
         raise SearchError(
             f"--phases: without range_test the preset's own policy must be one_cycle (it is {preset.policy.name}); "
@@ -631,7 +637,9 @@ class _Search:
             return preset, searcher, self._scheduler()
         searcher = SnapshotContinuationSearcher(
             "weight_decay",
-            self._base(preset),  # the base run is on the final schedule; it stops once its test loss is horizontal
+            # the base run is on the final schedule; it stops once its test loss is horizontal, and at the
+            # latest where the continuations still have their epochs left in the cycle
+            self._base(preset, **{"train.stop_at_epoch": preset.train.epochs - ws.epochs}),
             continuation_epochs=ws.epochs,
             storage_path=self.directory,
             shared_storage=bool(self.state.get("shared_storage")),
@@ -768,7 +776,11 @@ class _Search:
         reason = choice.reason
         if snapshot:
             base = snapshot[0]
-            why = "its test loss ran horizontal" if base.last.get("snapshot") else "the end of its schedule"
+            why = (
+                "its test loss ran horizontal"
+                if base.last.get("snapshot")
+                else "not yet horizontal, but the last epoch that leaves the continuations room in the cycle"
+            )
             reason += (
                 f"; each the median of {window} epochs continued from one snapshot of a run at weight decay "
                 f"{float(base.config['weight_decay']):.2g}, taken at epoch {int(_num(base.last.get('epoch')))} ({why})"
