@@ -1,0 +1,196 @@
+"""A real 2-node Ray cluster on this machine: `ray start --head` and `ray start --address` as separate
+processes (each in its own process group, so the tests can kill a node and clean up everything),
+a search submitted with `ray job submit`, trials on both nodes, and a worker node lost mid-trial."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_preset_dict
+from tests.test_recipe import SEARCH
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class TwoNodes:
+    gcs: str  # host:port of the head
+    dashboard: str  # http://127.0.0.1:port, where `ray job submit` goes
+    head: subprocess.Popen[bytes]
+    worker: subprocess.Popen[bytes]
+    head_node_id: str
+    root: Path
+
+    def submit(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
+        command = [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            self.dashboard,
+            "--",
+            sys.executable,
+            "-m",
+            "tunekit.cli",
+            *args,
+        ]
+        return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
+
+def _node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1", *args],
+        env=ENV,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: killpg takes the whole node down
+    )
+
+
+def _alive_nodes(gcs: str) -> list[dict[str, Any]]:
+    code = (
+        "import json, ray; ray.init(address=%r, logging_level='ERROR'); print(json.dumps([n for n in ray.nodes() if n['Alive']]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code % gcs], env=ENV, capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else []
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
+    root = tmp_path_factory.mktemp("cluster")
+    port, dashboard = free_port(), free_port()
+    # short temp dir: Ray's socket paths must stay under 107 characters
+    temp = Path(f"/tmp/tkc-{os.getpid()}")
+    head = _node(
+        ["--head", "--port", str(port), "--num-cpus", "1", "--temp-dir", str(temp), "--include-dashboard", "true",
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard)],
+        root / "head.log",
+    )  # fmt: skip
+    worker = None
+    try:
+        gcs = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while len(nodes := _alive_nodes(gcs)) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        worker = _node(["--address", gcs, "--num-cpus", "1"], root / "worker.log")
+        while len(nodes := _alive_nodes(gcs)) < 2 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(nodes) == 2, (root / "head.log").read_text()[-2000:]
+        head_id = next(n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"])
+        yield TwoNodes(gcs, f"http://127.0.0.1:{dashboard}", head, worker, head_id, root)
+    finally:
+        for process in (worker, head):
+            if process is not None:
+                _kill(process)
+        subprocess.run(["rm", "-rf", str(temp)], check=False)
+
+
+def write_preset(folder: Path, **search: Any) -> Path:
+    path = folder / "preset.yaml"
+    path.write_text(yaml.safe_dump(tiny_preset_dict(search={**SEARCH, **search})))
+    return path
+
+
+def node_rows(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """trial folder → its results (each carries the node it ran on)."""
+    return {
+        str(f.parent.relative_to(directory)): [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        for f in directory.glob("*/trial_*/result.json")
+    }
+
+
+def test_a_submitted_search_runs_to_the_end_on_both_nodes(cluster: TwoNodes) -> None:
+    preset = write_preset(cluster.root)
+    storage = cluster.root / "shared"
+    done = cluster.submit(
+        "search", str(preset), "--address", "auto", "--storage", str(storage), "--shared-storage", "--name", "job", "--json"
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    state = json.loads((storage / "job" / "search.json").read_text())
+    assert set(state["done"]) == {"range_test", "momentum", "weight_decay", "final"}
+    assert state["result"]["accuracies"]
+    nodes = {row["node_id"] for rows in node_rows(storage / "job").values() for row in rows}
+    assert len(nodes) == 2
+    assert cluster.head_node_id in nodes
+
+
+def test_a_local_storage_path_is_refused_on_two_nodes(cluster: TwoNodes) -> None:
+    preset = write_preset(cluster.root)
+    refused = cluster.submit("search", str(preset), "--address", "auto", "--storage", str(cluster.root / "local"), "--name", "x")
+    assert refused.returncode != 0
+    output = refused.stdout + refused.stderr
+    assert "is local, but the Ray cluster has 2 nodes" in output
+    assert "--shared-storage" in output
+    assert not (cluster.root / "local" / "x" / "search.json").exists()  # refused before anything was written
+
+
+def test_losing_the_worker_node_mid_trial_retries_from_its_checkpoint(cluster: TwoNodes) -> None:
+    """Two replicates, one per node; the worker node is killed once its trial has checkpointed a few epochs."""
+    preset = write_preset(cluster.root, final={"epochs": 40, "replicates": 2})
+    storage = cluster.root / "lossy"
+    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--", sys.executable, "-m", "tunekit.cli",
+               "search", str(preset), "--phases", "final", "--address", "auto", "--storage", str(storage),
+               "--shared-storage", "--name", "loss", "--json"]  # fmt: skip
+    job = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cluster.root)
+    try:
+        victim = _wait_for_worker_trial(storage / "loss", cluster.head_node_id, epochs=3)
+        _kill(cluster.worker)  # the node is gone: raylet, workers, agents
+        output = job.communicate(timeout=600)[0].decode()
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, output[-3000:]
+    state = json.loads((storage / "loss" / "search.json").read_text())
+    assert len(state["result"]["accuracies"]) == 2  # both replicates finished
+    rows = node_rows(storage / "loss")
+    killed = rows[victim]
+    before = [r for r in killed if r["node_id"] != cluster.head_node_id]
+    after = [r for r in killed if r["node_id"] == cluster.head_node_id]
+    assert before, "the victim never ran on the worker"
+    assert after, "the victim was not retried on the surviving node"
+    # retried from its last checkpoint, not from scratch: the epochs go on where the checkpoints were
+    assert after[0]["epoch"] > 1
+    assert after[0]["epoch"] <= before[-1]["epoch"] + 1
+    assert after[-1]["epoch"] == 40
+    # the other replicate (on the head) lost nothing: every epoch once, to the end
+    (other,) = [r for name, r in rows.items() if name != victim]
+    assert [r["epoch"] for r in other] == list(range(1, 41))
+
+
+def _wait_for_worker_trial(directory: Path, head_node_id: str, epochs: int, timeout_s: float = 300) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, rows in node_rows(directory).items() if directory.exists() else []:
+            if len(rows) >= epochs and rows[-1]["node_id"] != head_node_id:
+                return name
+        time.sleep(0.2)
+    pytest.fail("no trial reached its third epoch on the worker node")
