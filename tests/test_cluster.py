@@ -26,6 +26,7 @@ from tests.test_recipe import SEARCH
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
 
 
@@ -45,19 +46,11 @@ class TwoNodes:
     root: Path
 
     def submit(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
-        command = [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            self.dashboard,
-            "--",
-            sys.executable,
-            "-m",
-            "tunekit.cli",
-            *args,
-        ]
-        return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        """``cluster/submit.sh PRESET …``: the repository goes up as the job's working dir."""
+        env = {**ENV, "RAY_ADDRESS": self.dashboard, "TUNEKIT_PYTHON": sys.executable, "PATH": f"{BIN}:{ENV['PATH']}"}
+        command = [str(REPO / "cluster" / "submit.sh"), *args]
+        project = self.root / "project"  # what the job uploads as its working dir: the user's presets
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=project)
 
 
 def _node(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -101,7 +94,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
         deadline = time.monotonic() + 120
         while len(nodes := _alive_nodes(gcs)) < 1 and time.monotonic() < deadline:
             time.sleep(1)
-        worker = _node(["--address", gcs, "--num-cpus", "1"], root / "worker.log")
+        # its own temp dir, as on a separate machine: the nodes' runtime-env agents must not share (and
+        # garbage-collect) one folder of job working dirs
+        worker = _node(["--address", gcs, "--num-cpus", "1", "--temp-dir", f"{temp}w"], root / "worker.log")
         while len(nodes := _alive_nodes(gcs)) < 2 and time.monotonic() < deadline:
             time.sleep(1)
         assert len(nodes) == 2, (root / "head.log").read_text()[-2000:]
@@ -111,11 +106,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
         for process in (worker, head):
             if process is not None:
                 _kill(process)
-        subprocess.run(["rm", "-rf", str(temp)], check=False)
+        subprocess.run(["rm", "-rf", str(temp), f"{temp}w"], check=False)
 
 
 def write_preset(folder: Path, **search: Any) -> Path:
-    path = folder / "preset.yaml"
+    path = folder / "project" / "preset.yaml"
+    path.parent.mkdir(exist_ok=True)
     path.write_text(yaml.safe_dump(tiny_preset_dict(search={**SEARCH, **search})))
     return path
 
@@ -131,9 +127,7 @@ def node_rows(directory: Path) -> dict[str, list[dict[str, Any]]]:
 def test_a_submitted_search_runs_to_the_end_on_both_nodes(cluster: TwoNodes) -> None:
     preset = write_preset(cluster.root)
     storage = cluster.root / "shared"
-    done = cluster.submit(
-        "search", str(preset), "--address", "auto", "--storage", str(storage), "--shared-storage", "--name", "job", "--json"
-    )
+    done = cluster.submit(str(preset), "--storage", str(storage), "--shared-storage", "--name", "job", "--json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = json.loads((storage / "job" / "search.json").read_text())
     assert set(state["done"]) == {"range_test", "momentum", "weight_decay", "final"}
@@ -145,7 +139,7 @@ def test_a_submitted_search_runs_to_the_end_on_both_nodes(cluster: TwoNodes) -> 
 
 def test_a_local_storage_path_is_refused_on_two_nodes(cluster: TwoNodes) -> None:
     preset = write_preset(cluster.root)
-    refused = cluster.submit("search", str(preset), "--address", "auto", "--storage", str(cluster.root / "local"), "--name", "x")
+    refused = cluster.submit(str(preset), "--storage", str(cluster.root / "local"), "--name", "x")
     assert refused.returncode != 0
     output = refused.stdout + refused.stderr
     assert "is local, but the Ray cluster has 2 nodes" in output
