@@ -71,6 +71,18 @@ def _alive_nodes(gcs: str) -> list[dict[str, Any]]:
     return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else []
 
 
+def _wait_for_job_server(dashboard: str, deadline: float) -> None:
+    """The job agent comes up after the nodes do ("No available agent to submit job"): submit a no-op until one runs."""
+    command = [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--", sys.executable, "-c", "pass"]
+    while True:
+        done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the job server never accepted a job:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        time.sleep(2)
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -91,7 +103,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     worker = None
     try:
         gcs = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while len(nodes := _alive_nodes(gcs)) < 1 and time.monotonic() < deadline:
             time.sleep(1)
         # its own temp dir, as on a separate machine: the nodes' runtime-env agents must not share (and
@@ -101,7 +113,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
             time.sleep(1)
         assert len(nodes) == 2, (root / "head.log").read_text()[-2000:]
         head_id = next(n["NodeID"] for n in nodes if "node:__internal_head__" in n["Resources"])
-        yield TwoNodes(gcs, f"http://127.0.0.1:{dashboard}", head, worker, head_id, root)
+        dashboard_url = f"http://127.0.0.1:{dashboard}"
+        _wait_for_job_server(dashboard_url, deadline)
+        yield TwoNodes(gcs, dashboard_url, head, worker, head_id, root)
     finally:
         for process in (worker, head):
             if process is not None:
