@@ -97,7 +97,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
     temp = Path(f"/tmp/tkc-{os.getpid()}")
     head = _node(
         ["--head", "--port", str(port), "--num-cpus", "1", "--temp-dir", str(temp), "--include-dashboard", "true",
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard)],
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+         "--dashboard-agent-listen-port", str(free_port())],
         root / "head.log",
     )  # fmt: skip
     worker = None
@@ -108,7 +109,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoNodes]:
             time.sleep(1)
         # its own temp dir, as on a separate machine: the nodes' runtime-env agents must not share (and
         # garbage-collect) one folder of job working dirs
-        worker = _node(["--address", gcs, "--num-cpus", "1", "--temp-dir", f"{temp}w"], root / "worker.log")
+        # and its own agent port: the default (52365) may be taken by another Ray on this machine
+        # (the test session's), and then no agent can run jobs
+        worker = _node(
+            ["--address", gcs, "--num-cpus", "1", "--temp-dir", f"{temp}w", "--dashboard-agent-listen-port", str(free_port())],
+            root / "worker.log",
+        )
         while len(nodes := _alive_nodes(gcs)) < 2 and time.monotonic() < deadline:
             time.sleep(1)
         assert len(nodes) == 2, (root / "head.log").read_text()[-2000:]
