@@ -165,6 +165,13 @@ def test_a_local_storage_path_is_refused_on_two_nodes(cluster: TwoNodes) -> None
     assert "is local, but the Ray cluster has 2 nodes" in output
     assert "--shared-storage" in output
     assert not (cluster.root / "local" / "x" / "search.json").exists()  # refused before anything was written
+    # a single training too (tunekit train), with the CLI's exit code 2
+    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--", sys.executable, "-m", "tunekit.cli",
+               "train", str(preset), "--address", "auto", "--storage", str(cluster.root / "local")]  # fmt: skip
+    trained = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert trained.returncode != 0
+    assert "exit code 2" in trained.stdout + trained.stderr
+    assert "--storage: storage path" in trained.stdout + trained.stderr
 
 
 def test_losing_the_worker_node_mid_trial_retries_from_its_checkpoint(cluster: TwoNodes) -> None:

@@ -54,6 +54,9 @@ TrackingOpt = Annotated[
 ]
 ExperimentOpt = Annotated[str | None, typer.Option("--experiment", help="MLflow experiment name (default: the preset's name).")]
 NoTrackOpt = Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")]
+SharedOpt = Annotated[
+    bool, typer.Option("--shared-storage", help="The --storage folder is a mount every cluster node sees (NFS).")
+]
 
 USAGE_ERROR = 2
 #: Trial-config keys accepted by --set that are not preset fields.
@@ -87,6 +90,17 @@ def _quiet_stdout(enabled: bool) -> Iterator[None]:
         return
     with contextlib.redirect_stdout(sys.stderr):
         yield
+
+
+@contextlib.contextmanager
+def _storage_refusals() -> Iterator[None]:
+    """A node-local --storage on a multi-node cluster is bad input: one line, exit 2."""
+    from tunekit.core.storage import SharedStorageError
+
+    try:
+        yield
+    except SharedStorageError as exc:
+        raise _fail(f"--storage: {exc}") from None
 
 
 def _finite(value: Any) -> Any:
@@ -142,13 +156,14 @@ def train(
     tracking_uri: TrackingOpt = None,
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
+    shared_storage: SharedOpt = False,
 ) -> None:
     """Train one preset as a Ray Tune trial (logged to MLflow) and print its final metrics."""
     from tunekit.runner import run_trial
 
     loaded, extra = _load(preset, set_)
     _check_tracking(tracking_uri, not no_tracking)
-    with _quiet_stdout(json_):
+    with _storage_refusals(), _quiet_stdout(json_):
         outcome = run_trial(
             loaded,
             storage=storage,
@@ -158,6 +173,7 @@ def train(
             tracking_uri=tracking_uri,
             experiment=experiment,
             track=not no_tracking,
+            shared_storage=shared_storage,
         )
     if outcome.error:
         raise _fail(f"the trial failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
@@ -202,6 +218,7 @@ def range_test(
     tracking_uri: TrackingOpt = None,
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
+    shared_storage: SharedOpt = False,
 ) -> None:
     """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
     from tunekit.runner import run_trial
@@ -212,7 +229,7 @@ def range_test(
         test = range_test_preset(loaded)
     except PresetError as exc:
         raise _fail(str(exc)) from None
-    with _quiet_stdout(json_):
+    with _storage_refusals(), _quiet_stdout(json_):
         outcome = run_trial(
             test,
             storage=storage,
@@ -223,6 +240,7 @@ def range_test(
             tracking_uri=tracking_uri,
             experiment=experiment,
             track=not no_tracking,
+            shared_storage=shared_storage,
         )
     if outcome.error:
         raise _fail(f"the range test failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
@@ -394,7 +412,7 @@ def continue_(
         loaded = load_preset(state["preset"], parse_overrides(set_ or []))
     except PresetError as exc:
         raise _fail(str(exc)) from None
-    with _quiet_stdout(json_):
+    with _storage_refusals(), _quiet_stdout(json_):
         outcome = run_trial(
             loaded,
             storage=storage,
@@ -430,9 +448,6 @@ PhasesOpt = Annotated[
         "--phases",
         help="Comma-separated subset of range_test,momentum,weight_decay,batch_size,final (default: all that apply).",
     ),
-]
-SharedOpt = Annotated[
-    bool, typer.Option("--shared-storage", help="The --storage folder is a mount every cluster node sees (NFS).")
 ]
 
 

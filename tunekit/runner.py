@@ -77,6 +77,7 @@ def run_trial(
     experiment: str | None = None,
     track: bool = True,
     parent_run_id: str | None = None,
+    shared_storage: bool = False,
 ) -> TrialOutcome:
     """Train ``preset`` as one Tune trial and wait for it.
 
@@ -93,14 +94,19 @@ def run_trial(
         experiment: MLflow experiment name; default the preset's name.
         track: log to MLflow at all (a parent run, and the trial as its nested child run).
         parent_run_id: log the trial under this existing parent run instead (``tunekit continue``).
+        shared_storage: a local-looking ``storage`` is a mount every node sees (NFS); otherwise a local
+            path on a multi-node cluster raises :class:`~tunekit.core.storage.SharedStorageError`.
     """
     from ray import tune
 
+    from tunekit.core.storage import check_shared_storage
+    from tunekit.searchers.snapshot import alive_nodes
     from tunekit.trainable import trainable
 
     ensure_ray(address)
     name = name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = storage_path(storage)
+    check_shared_storage(root, alive_nodes(), shared_storage)  # before anything is written
     phase = "range_test" if preset.policy.name == "range_test" else "train"
     callbacks: list[Any] = []
     log = logger = None
