@@ -109,8 +109,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _finite_tree(obj: Any) -> Any:
+    """NaN and infinities become null, at any depth, so the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _finite_tree(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_tree(v) for v in obj]
+    return _finite(obj)
+
+
 def _emit_json(obj: dict[str, Any]) -> None:
-    typer.echo(json.dumps({k: _finite(v) for k, v in obj.items()}, allow_nan=False))
+    typer.echo(json.dumps(_finite_tree(obj), default=float, allow_nan=False))
 
 
 _SUMMARY_KEYS = (
@@ -195,6 +204,7 @@ def train(
 
 
 def _echo_mlflow(outcome: Any) -> None:
+    """Where the MLflow run is (a TrialOutcome or a SearchResult: both carry run_id and tracking_uri)."""
     if outcome.run_id and outcome.tracking_uri:
         uri = outcome.tracking_uri
         where = f"open {uri}" if uri.startswith(("http://", "https://")) else f"browse with: mlflow ui --backend-store-uri {uri}"
@@ -451,10 +461,6 @@ PhasesOpt = Annotated[
 ]
 
 
-def _search_failed(exc: Exception) -> typer.Exit:
-    return _fail(str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__, 1)
-
-
 @app.command()
 def search(
     preset: PresetArg,
@@ -503,22 +509,10 @@ def search(
 
 def _end_search(result: Any, json_: bool) -> None:
     if json_:
-        typer.echo(json.dumps(_finite_tree(result.to_dict()), default=float, allow_nan=False))
+        _emit_json(result.to_dict())
         return
-    if result.run_id and result.tracking_uri:
-        uri = result.tracking_uri
-        where = f"open {uri}" if uri.startswith(("http://", "https://")) else f"browse with: mlflow ui --backend-store-uri {uri}"
-        typer.echo(f"mlflow: run {result.run_id} — {where}")
+    _echo_mlflow(result)
     typer.echo(f"search folder: {result.directory} (tunekit report {result.directory})")
-
-
-def _finite_tree(obj: Any) -> Any:
-    """NaN and infinities become null, so the JSON is strict."""
-    if isinstance(obj, dict):
-        return {k: _finite_tree(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_tree(v) for v in obj]
-    return _finite(obj)
 
 
 @app.command()

@@ -174,8 +174,13 @@ class TrialRecord:
 
     @property
     def label(self) -> str:
-        shown = {k: v for k, v in self.config.items() if k not in ("restore_from",) and not k.startswith("train.")}
-        return ", ".join(f"{k}={_short(v)}" for k, v in shown.items()) or self.trial_id
+        return config_label(self.config) or self.trial_id
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """What a trial tries, in a few words: its overrides, without the preset, snapshot path or train.* plumbing."""
+    shown = {k: v for k, v in config.items() if k not in ("preset", "restore_from") and not k.startswith("train.")}
+    return ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
 
 
 def _num(value: Any) -> float:
@@ -244,8 +249,7 @@ class Progress(Callback):
 
     @staticmethod
     def _label(trial: Any) -> str:
-        config = {k: v for k, v in trial.config.items() if k not in ("preset", "restore_from") and not k.startswith("train.")}
-        text = ", ".join(f"{k}={_short(v)}" for k, v in config.items()) or trial.trial_id
+        text = config_label(trial.config) or trial.trial_id
         return text + (" (from snapshot)" if "restore_from" in trial.config else "")
 
     @staticmethod
@@ -530,7 +534,7 @@ class _Search:
     def _check_storage(self) -> None:
         """On a multi-node cluster, checkpoints and snapshots must be where every node can read them."""
         from tunekit.core.storage import check_shared_storage
-        from tunekit.searchers.snapshot import alive_nodes
+        from tunekit.runner import alive_nodes
 
         try:
             check_shared_storage(self.state["storage"], alive_nodes(), bool(self.state.get("shared_storage")))
@@ -812,8 +816,7 @@ class _Search:
             reason=choice.reason + f"; max_lr scaled with the batch to {max_lr:.3g}",
             evidence={c.label: -c.loss for c in candidates},
         )
-        scores = {c.label: -c.loss for c in candidates}
-        return result, bars_figure(scores, "batch size at constant wall time", "final test accuracy")
+        return result, bars_figure(result.evidence, "batch size at constant wall time", "final test accuracy")
 
     def _decide_final(self, preset: Preset, records: list[TrialRecord]) -> tuple[PhaseResult, Any]:
         from tunekit.plots import bars_figure

@@ -51,6 +51,15 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
 
 
+def alive_nodes() -> int:
+    """How many nodes the connected Ray cluster has (1 when Ray is not running)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 1
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
 def _local_root(root: str) -> str:
     """A local folder for files tunekit keeps beside the runs (the sqlite store, the fallback file)."""
     return str(Path(DEFAULT_STORAGE).expanduser()) if is_uri(root) else root
@@ -100,7 +109,6 @@ def run_trial(
     from ray import tune
 
     from tunekit.core.storage import check_shared_storage
-    from tunekit.searchers.snapshot import alive_nodes
     from tunekit.trainable import trainable
 
     ensure_ray(address)

@@ -23,6 +23,7 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from tunekit.core.storage import check_shared_storage, is_uri
+from tunekit.runner import alive_nodes
 from tunekit.searchers.bisection import ExponentBisectionSearcher
 
 
@@ -32,15 +33,6 @@ def middle_value(values: list[float]) -> float:
     if not positive:
         raise ValueError(f"no positive value to start a snapshot run from in {values}")
     return positive[len(positive) // 2]
-
-
-def alive_nodes() -> int:
-    """How many nodes the connected Ray cluster has (1 when Ray is not running)."""
-    import ray
-
-    if not ray.is_initialized():
-        return 1
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def copy_snapshot(source: str, destination: str) -> str:
