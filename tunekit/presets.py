@@ -103,6 +103,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     checkpoint_every: int = Field(default=1, gt=0)  # epochs between checkpoints (and always at the end)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # mixed precision on CUDA only
+    channels_last: bool | None = None  # NHWC convolutions on CUDA (None: on for image models; bench/gpu_epoch.py)
     grad_clip: float | None = Field(default=None, gt=0.0)
     stop_at_epoch: int | None = Field(default=None, gt=0)  # end early at this (global) epoch; the schedule still spans `epochs`
     stop_when_horizontal: bool = False  # end (with a snapshot) once the test loss runs horizontal (snapshot-restart base runs)

@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import tiny_preset_dict
 from tunekit.presets import load_preset, range_test_preset
-from tunekit.train.loop import Trainer, train
+from tunekit.train.loop import Trainer, memory_format, train
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,65 @@ def test_batchnorm_recalibration_makes_eval_statistics_current() -> None:
     # fresh statistics from real batches (not the init values 0 / 1), momentum restored
     assert float(bn.running_mean.abs().sum()) > 0
     assert bn.momentum == pytest.approx(0.1)
+
+
+def _digits_resnet(**train: Any) -> Any:
+    return load_preset(
+        {
+            "name": "digits-resnet",
+            "dataset": {"name": "digits"},
+            "model": {"name": "resnet20", "width": 8},
+            "train": {"epochs": 1, "batch_size": 64, "seed": 0, **train},
+            "policy": {"name": "one_cycle", "max_lr": 0.1},
+            "weight_decay": 1e-4,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("channels_last", "device", "shape", "expected"),
+    [
+        (None, "cuda", (3, 32, 32), torch.channels_last),  # the GPU default for image models
+        (None, "cpu", (3, 32, 32), torch.contiguous_format),
+        (None, "cuda", (1, 40), torch.contiguous_format),  # 1-D convolutions have no NHWC
+        (True, "cpu", (1, 8, 8), torch.channels_last),
+        (False, "cuda", (3, 32, 32), torch.contiguous_format),
+    ],
+)
+def test_memory_format_is_nhwc_for_image_models_on_cuda_unless_told(
+    channels_last: bool | None, device: str, shape: tuple[int, ...], expected: torch.memory_format
+) -> None:
+    assert memory_format(channels_last, torch.device(device), shape) == expected
+
+
+def test_channels_last_trains_the_same_model_as_the_default_layout() -> None:
+    torch.set_num_threads(1)
+    nchw, nhwc = Trainer(_digits_resnet(), "cpu"), Trainer(_digits_resnet(channels_last=True), "cpu")
+    # (the last convolution: with one input channel NCHW and NHWC are the same strides)
+    last = [[m for m in t.model.modules() if isinstance(m, torch.nn.Conv2d)][-1] for t in (nchw, nhwc)]
+    assert last[1].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not last[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # same seed, same weights, only the layout differs: the same step up to float summation order
+    x, y = next(nchw.data.train_batches(64, 0, epoch=0))
+    assert nhwc.train_step(x, y, advance=False).item() == pytest.approx(nchw.train_step(x, y, advance=False).item(), rel=1e-5)
+    # (over a whole epoch at LR 0.1 those rounding differences grow chaotically, as between two GPUs)
+    a, _ = _run(nchw)
+    b, _ = _run(nhwc)
+    assert b[-1]["test_acc"] == pytest.approx(a[-1]["test_acc"], abs=0.05)
+    assert b[-1]["test_acc"] > 0.5
+
+
+def test_a_checkpoint_from_a_fused_gpu_optimizer_resumes_with_this_devices_kernel() -> None:
+    torch.set_num_threads(1)
+    preset = load_preset(tiny_preset_dict(), {"epochs": 2})
+    writer = Trainer(preset, "cpu")
+    assert not writer.fused  # fused kernels are for parameters on a GPU
+    for group in writer.optimizer.param_groups:  # as a CUDA run saves it
+        group.update(fused=True, foreach=False)
+    state = copy.deepcopy(writer.state_dict())
+    reader = Trainer(preset, "cpu")
+    reader.load_state_dict(state)
+    assert all(not g["fused"] and g["foreach"] is None for g in reader.optimizer.param_groups)
+    assert reader.optimizer.param_groups[0]["momentum"] == state["optimizer"]["param_groups"][0]["momentum"]
+    results, _ = _run(reader)
+    assert math.isfinite(results[-1]["test_loss"])

@@ -48,6 +48,17 @@ def pick_device(gpu: float = 0.0) -> torch.device:
     return torch.device("cpu")
 
 
+def memory_format(channels_last: bool | None, device: torch.device, input_shape: tuple[int, ...]) -> torch.memory_format:
+    """NHWC (``channels_last``) for image models on CUDA unless told otherwise; else the default layout.
+
+    cuDNN's tensor-core convolutions work in NHWC: with NCHW every convolution pays a layout
+    transpose. resnet-56 on an H100 trains 1.7× faster in NHWC (bench/gpu_epoch.py).
+    """
+    is_image = len(input_shape) == 3  # (C, H, W): 2-D convolutions
+    wanted = (device.type == "cuda") if channels_last is None else channels_last
+    return torch.channels_last if wanted and is_image else torch.contiguous_format
+
+
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: bf16 where the GPU supports it, else fp16; None on CPU or when off."""
     if device.type != "cuda" or mode == "off":
@@ -72,8 +83,13 @@ class Trainer:
         train = preset.train
         self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed)
         torch.manual_seed(train.seed)
-        self.model = build_model(preset.model, self.data.num_classes, self.data.input_shape).to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay)
+        self.memory_format = memory_format(train.channels_last, self.device, self.data.input_shape)
+        model = build_model(preset.model, self.data.num_classes, self.data.input_shape)
+        self.model = model.to(self.device).to(memory_format=self.memory_format)
+        self.fused = self.device.type == "cuda"
+        self.optimizer = build_optimizer(
+            self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay, fused=self.fused
+        )
         self.steps_per_epoch = max(1, self.data.num_train // train.batch_size)
         self.range_test = isinstance(preset.policy, RangeTestPolicy)
         self.epoch = 0  # completed epochs, global across continuations
@@ -151,7 +167,11 @@ class Trainer:
                 f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}; it was written by another tunekit version"
             )
         self.model.load_state_dict(state["model"])
+        # the update kernel follows this run's device, not the one the checkpoint was written on
+        kernels: list[dict[str, Any]] = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, kernel in zip(self.optimizer.param_groups, kernels, strict=True):
+            group.update(kernel)
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 
@@ -199,13 +219,18 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp)
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.memory_format is torch.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, advance: bool = True) -> torch.Tensor:
         """One optimiser step and (with ``advance``) one schedule step; returns the (detached) batch loss.
 
         ``advance=False`` leaves the schedule and the iteration count alone: the timing probe's steps.
         """
         with self._autocast():
-            loss = self.loss_fn(self.model(x), y)
+            loss = self.loss_fn(self._forward(x), y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -235,7 +260,7 @@ class Trainer:
         count = 0
         for x, y in self.data.test_batches(max(self.preset.train.batch_size, 256), limit):
             with self._autocast():
-                logits = self.model(x)
+                logits = self._forward(x)
             total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             count += len(y)
@@ -262,7 +287,7 @@ class Trainer:
         source = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1 - self.step)
         for _, (x, _y) in zip(range(batches), source, strict=False):
             with self._autocast():
-                self.model(x)
+                self._forward(x)
         for m, momentum in zip(norms, saved, strict=True):
             m.momentum = momentum
 

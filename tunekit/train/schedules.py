@@ -50,15 +50,22 @@ def initial_momentum(policy: Policy) -> float:
     return float(m[0] if isinstance(m, tuple) else m)
 
 
-def build_optimizer(params: Any, cfg: OptimizerConfig, policy: Policy, weight_decay: float) -> torch.optim.Optimizer:
-    """SGD (optionally Nesterov), Adam or AdamW; the LR and momentum are set by the schedule."""
+def build_optimizer(
+    params: Any, cfg: OptimizerConfig, policy: Policy, weight_decay: float, fused: bool = False
+) -> torch.optim.Optimizer:
+    """SGD (optionally Nesterov), Adam or AdamW; the LR and momentum are set by the schedule.
+
+    ``fused`` (for parameters on a GPU): one kernel for the whole update instead of a few per
+    tensor — 11 % more resnet-56 samples/s on an H100 (bench/gpu_epoch.py).
+    """
     lr = 1e-3  # overwritten by the schedule before the first step
     momentum = initial_momentum(policy)
+    kernel: dict[str, Any] = {"fused": True} if fused else {}
     if cfg.name == "sgd":
         nesterov = cfg.nesterov and momentum > 0
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, **kernel)
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, betas=(momentum, cfg.beta2), eps=cfg.eps, weight_decay=weight_decay)
+    return cls(params, lr=lr, betas=(momentum, cfg.beta2), eps=cfg.eps, weight_decay=weight_decay, **kernel)
 
 
 class IterationSchedule(LRScheduler):
