@@ -112,19 +112,35 @@ class TrainConfig(_Strict):
 
 
 class OneCyclePolicy(_Strict):
-    """1cycle (Sec. 4.1): ``max_lr/div → max_lr → max_lr/div → max_lr/div/annihilation``."""
+    """1cycle (Sec. 4.1): ``max_lr/div → max_lr → max_lr/div → max_lr/div/annihilation``.
+
+    ``three_phase: false`` with ``anneal: cos`` is fastai's ``fit_one_cycle`` shape instead: a
+    cosine climb over ``pct_start`` of the run, then one cosine descent straight to the final LR
+    (momentum ``max → min → max`` along it). The paper's is the default: linear, three phases.
+    """
 
     name: Literal["one_cycle"]
     max_lr: float = Field(gt=0.0)
     div: float = Field(default=10.0, gt=1.0)  # max_lr / min_lr
     annihilation: float = Field(default=100.0, ge=1.0)  # min_lr / final lr
-    pct_start: float = Field(default=0.45, gt=0.0, lt=0.5)  # fraction of iterations spent climbing
+    pct_start: float = Field(default=0.45, gt=0.0, lt=1.0)  # fraction of iterations spent climbing
     momentum: Momentum = (0.95, 0.85)
+    anneal: Literal["linear", "cos"] = "linear"
+    three_phase: bool = True
 
     @field_validator("momentum")
     @classmethod
     def _momentum_range(cls, value: Momentum) -> Momentum:
         return _check_momentum(value)
+
+    @model_validator(mode="after")
+    def _phases_fit(self) -> OneCyclePolicy:
+        if self.three_phase and self.pct_start >= 0.5:
+            raise ValueError(
+                f"pct_start must be < 0.5 with three phases (climb and descent take 2 × pct_start), got {self.pct_start}; "
+                "lower it or set three_phase: false"
+            )
+        return self
 
     @property
     def min_lr(self) -> float:

@@ -107,3 +107,19 @@ def test_one_cycle_momentum_stays_within_its_bounds(total: int, pct: float, frac
     # cyclical momentum never leaves [min, max]
     m = one_cycle_momentum(round(frac * (total - 1)), total, 0.95, 0.85, pct)
     assert 0.85 - 1e-12 <= m <= 0.95 + 1e-12
+
+
+def test_fastai_shaped_one_cycle_climbs_then_descends_once_along_cosines() -> None:
+    # fit_one_cycle: div 25, div_final 1e5 (annihilation 1e5 / 25), pct_start 0.25; 100 steps
+    kw = {"div": 25.0, "annihilation": 4000.0, "pct_start": 0.25, "anneal": "cos", "three_phase": False}
+    assert one_cycle_lr(0, 100, 1.0, **kw) == pytest.approx(1 / 25)
+    assert one_cycle_lr(24, 100, 1.0, **kw) == pytest.approx(1.0)
+    assert one_cycle_lr(99, 100, 1.0, **kw) == pytest.approx(1e-5)
+    # a cosine, not a line: halfway up the climb the LR is at the mean of its ends
+    assert one_cycle_lr(12, 100, 1.0, **kw) == pytest.approx((1 / 25 + 1.0) / 2)
+    # and a quarter of the way along the descent, above the line's value
+    quarter = 24 + (99 - 24) / 4
+    assert one_cycle_lr(round(quarter), 100, 1.0, **kw) > 1.0 - 0.25 * (1.0 - 1e-5) + 0.05
+    mkw = {"pct_start": 0.25, "anneal": "cos", "three_phase": False}
+    assert one_cycle_momentum(24, 100, 0.95, 0.85, **mkw) == pytest.approx(0.85)
+    assert one_cycle_momentum(99, 100, 0.95, 0.85, **mkw) == pytest.approx(0.95)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tunekit.core.schedules import one_cycle_lr, one_cycle_momentum
 from tunekit.presets import load_preset
 from tunekit.train.schedules import build_optimizer, build_schedule, get_momentum
 
@@ -115,3 +116,38 @@ def test_iteration_schedule_state_round_trips() -> None:
     sched2.load_state_dict(state)
     # a restored schedule sets the same LR as the original at the same iteration
     assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+
+
+def test_fastai_shaped_one_cycle_trace_equals_the_pure_formula() -> None:
+    policy = {
+        "name": "one_cycle",
+        "max_lr": 0.01,
+        "div": 25,
+        "annihilation": 4000,
+        "pct_start": 0.25,
+        "anneal": "cos",
+        "three_phase": False,
+        "momentum": [0.95, 0.85],
+    }
+    lrs, moms = _trace(policy, steps_per_epoch=20, epochs=5, optimizer="adamw")
+    kw = {"pct_start": 0.25, "anneal": "cos", "three_phase": False}
+    np.testing.assert_allclose(lrs, [one_cycle_lr(t, 100, 0.01, 25, 4000, **kw) for t in range(100)], rtol=1e-6)
+    np.testing.assert_allclose(moms, [one_cycle_momentum(t, 100, 0.95, 0.85, **kw) for t in range(100)], rtol=1e-6)
+    assert lrs[-1] == pytest.approx(0.01 / 1e5)
+
+
+def test_three_phases_need_pct_start_below_a_half() -> None:
+    with pytest.raises(ValueError, match="three_phase: false"):
+        load_preset(
+            {
+                "name": "t",
+                "dataset": {"name": "mnist1d"},
+                "model": {"name": "cnn1d"},
+                "policy": {"name": "one_cycle", "max_lr": 1, "pct_start": 0.6},
+            }
+        )
+    two = {"name": "one_cycle", "max_lr": 1, "pct_start": 0.6, "three_phase": False}
+    assert (
+        load_preset({"name": "t", "dataset": {"name": "mnist1d"}, "model": {"name": "cnn1d"}, "policy": two}).policy.pct_start
+        == 0.6
+    )

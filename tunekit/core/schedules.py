@@ -56,11 +56,17 @@ def step_factor(epoch: float, milestones: Sequence[float], factor: float) -> flo
     return float(factor ** sum(1 for m in milestones if epoch >= m))
 
 
-def _one_cycle_phases(total_steps: int, pct_start: float) -> tuple[float, float, float]:
-    # OneCycleLR(three_phase=True): phase ends at these step indices.
+def cosine(pos: float, start: float, end: float) -> float:
+    """``start`` at ``pos`` 0, ``end`` at 1, along half a cosine (torch's ``anneal_strategy="cos"``)."""
+    pos = min(1.0, max(0.0, pos))
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pos) + 1)
+
+
+def _one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool = True) -> tuple[float, float, float]:
+    # OneCycleLR: phase ends at these step indices (two phases: the descent ends at the last step).
     end_up = float(pct_start * total_steps) - 1
-    end_down = float(2 * pct_start * total_steps) - 2
     end_all = float(total_steps - 1)
+    end_down = float(2 * pct_start * total_steps) - 2 if three_phase else end_all
     return end_up, end_down, end_all
 
 
@@ -71,20 +77,27 @@ def one_cycle_lr(
     div: float = 10.0,
     annihilation: float = 100.0,
     pct_start: float = 0.45,
+    anneal: str = "linear",
+    three_phase: bool = True,
 ) -> float:
-    """1cycle LR, three phases, linear (torch ``OneCycleLR(three_phase=True, anneal_strategy="linear")``).
+    """1cycle LR, as torch's ``OneCycleLR`` computes it.
 
-    Phase 1 climbs from ``max_lr/div`` to ``max_lr``; phase 2 returns to ``max_lr/div`` in as
-    many steps; phase 3 anneals to ``max_lr/div/annihilation`` over what remains.
+    Three phases (the paper's, default): climb from ``max_lr/div`` to ``max_lr``, return to
+    ``max_lr/div`` in as many steps, anneal to ``max_lr/div/annihilation`` over what remains.
+    Two phases (fastai's ``fit_one_cycle``): climb, then one descent to the final LR.
+    ``anneal`` is the interpolation within a phase: ``linear`` or ``cos``.
     """
+    move = cosine if anneal == "cos" else linear
     initial = max_lr / div
     final = initial / annihilation
-    end_up, end_down, end_all = _one_cycle_phases(total_steps, pct_start)
+    end_up, end_down, end_all = _one_cycle_phases(total_steps, pct_start, three_phase)
     if step <= end_up:
-        return linear(step / end_up, initial, max_lr)
+        return move(step / end_up, initial, max_lr)
+    if not three_phase:
+        return move((step - end_up) / (end_all - end_up), max_lr, final)
     if step <= end_down:
-        return linear((step - end_up) / (end_down - end_up), max_lr, initial)
-    return linear((step - end_down) / (end_all - end_down), initial, final)
+        return move((step - end_up) / (end_down - end_up), max_lr, initial)
+    return move((step - end_down) / (end_all - end_down), initial, final)
 
 
 def one_cycle_momentum(
@@ -93,11 +106,14 @@ def one_cycle_momentum(
     max_momentum: float,
     min_momentum: float,
     pct_start: float = 0.45,
+    anneal: str = "linear",
+    three_phase: bool = True,
 ) -> float:
-    """Cyclical momentum inverse to the 1cycle LR: ``max → min → max``, then held at ``max``."""
-    end_up, end_down, _ = _one_cycle_phases(total_steps, pct_start)
+    """Cyclical momentum inverse to the 1cycle LR: ``max → min → max`` (then held at ``max``)."""
+    move = cosine if anneal == "cos" else linear
+    end_up, end_down, _ = _one_cycle_phases(total_steps, pct_start, three_phase)
     if step <= end_up:
-        return linear(step / end_up, max_momentum, min_momentum)
+        return move(step / end_up, max_momentum, min_momentum)
     if step <= end_down:
-        return linear((step - end_up) / (end_down - end_up), min_momentum, max_momentum)
+        return move((step - end_up) / (end_down - end_up), min_momentum, max_momentum)
     return max_momentum

@@ -1,6 +1,6 @@
 """LR policies as torch schedulers stepped once per iteration.
 
-1cycle is torch's ``OneCycleLR(three_phase=True, anneal_strategy="linear")``; the other
+1cycle is torch's ``OneCycleLR`` (the paper's: ``three_phase=True, anneal_strategy="linear"``); the other
 policies are :class:`IterationSchedule`, a scheduler that reads the LR (and momentum) from a
 pure function of the iteration in :mod:`tunekit.core.schedules`. Momentum means SGD's
 ``momentum`` or Adam's β1 — whichever the optimiser has.
@@ -121,13 +121,13 @@ def build_schedule(optimizer: torch.optim.Optimizer, policy: Policy, steps_per_e
             max_lr=policy.max_lr,
             total_steps=total,
             pct_start=policy.pct_start,
-            anneal_strategy="linear",
+            anneal_strategy=policy.anneal,
             cycle_momentum=cyclic,
             base_momentum=lo,
             max_momentum=hi,
             div_factor=policy.div,
             final_div_factor=policy.annihilation,
-            three_phase=True,
+            three_phase=policy.three_phase,
         )
     if isinstance(policy, RangeTestPolicy):
         start, end = policy.momentum if isinstance(policy.momentum, tuple) else (policy.momentum, policy.momentum)
