@@ -32,11 +32,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-## make bench: CPU benchmarks, ratios measured side by side
+## make bench: CPU benchmarks, ratios measured side by side (~30 min; bench/gpu_epoch.py needs a GPU)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/decision_latency.py
 	$(BIN)/python bench/snapshot_vs_grid.py
+	$(BIN)/python bench/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
