@@ -156,9 +156,10 @@ def run_peer(kind: str, settings: Settings, storage: str) -> Choice:
     finished = [r for r in results if r.metrics and r.metrics.get("epoch") == settings.peer_epochs]
     if not finished:
         raise RuntimeError(f"{kind}: no trial reached epoch {settings.peer_epochs}; errors: {[str(r.error) for r in results]}")
-    best = min(finished, key=lambda r: r.metrics["test_loss"])
+    best = min(finished, key=lambda r: (r.metrics or {})["test_loss"])
     chosen = copy.deepcopy(base_preset(settings))
-    sample = peer_overrides(best.config["lr"], best.config["momentum"], best.config["wd"])
+    picked = best.config or {}
+    sample = peer_overrides(picked["lr"], picked["momentum"], picked["wd"])
     chosen["policy"]["max_lr"] = sample["policy.max_lr"]
     chosen["policy"]["momentum"] = sample["policy.momentum"]
     chosen["weight_decay"] = sample["weight_decay"]
@@ -210,7 +211,7 @@ def retrain(choices: list[Choice], settings: Settings, storage: str) -> None:
         result = grid[i]
         if result.error or not result.metrics:
             raise RuntimeError(f"final training failed: {result.error}")
-        name = result.config["preset"]["name"]
+        name = (result.config or {})["preset"]["name"]
         by_name[name].accuracies.append(float(result.metrics["test_acc"]))
         walls[name].append(float(result.metrics["time_total_s"]))
     for choice in choices:
