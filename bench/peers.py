@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from tunekit.core.lr_range import valley_lr
+
 #: fastai's ``fit_one_cycle`` defaults, as tunekit preset overrides (the LR is the finder's).
 FASTAI_ONE_CYCLE: dict[str, Any] = {
     "optimizer": {"name": "adamw", "beta2": 0.99, "eps": 1e-5},
@@ -44,22 +46,12 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
     """fastai's ``valley``: the LR two thirds down the longest stretch of falling loss.
 
     Longest decreasing subsequence of the loss (O(n²), as fastai does it); the suggestion
-    sits ``int(s) + int(s / 2)`` points into it, ``s`` a third of its length.
+    sits ``int(s) + int(s / 2)`` points into it, ``s`` a third of its length. tunekit's range-test
+    analysis computes the same rule (:func:`tunekit.core.lr_range.valley_lr`) for comparison.
     """
-    n = len(losses)
-    if n == 0 or len(lrs) != n:
-        raise ValueError(f"valley: need as many LRs as losses (got {len(lrs)} and {n}), at least one")
-    lds = [1] * n
-    max_start = max_end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-            if lds[max_end] < lds[i]:
-                max_end = i
-                max_start = max_end - lds[max_end]
-    sections = (max_end - max_start) / 3
-    return float(lrs[max_start + int(sections) + int(sections / 2)])
+    if len(losses) == 0 or len(lrs) != len(losses):
+        raise ValueError(f"valley: need as many LRs as losses (got {len(lrs)} and {len(losses)}), at least one")
+    return valley_lr(lrs, losses)
 
 
 def steep(lrs: Sequence[float], losses: Sequence[float]) -> float:
