@@ -85,7 +85,7 @@ class GpuSampler:
 LAYOUTS = {"nhwc": True, "nchw": False}
 
 
-def cifar_preset(root: Path, epochs: int, batch_size: int, amp: str, layout: str = "nhwc", gpu: float = 1.0) -> Preset:
+def cifar_preset(root: Path, epochs: int, batch_size: int, amp: str, layout: str = "nhwc") -> Preset:
     return load_preset(
         "cifar10_resnet56",
         {
@@ -95,7 +95,7 @@ def cifar_preset(root: Path, epochs: int, batch_size: int, amp: str, layout: str
             "train.batch_size": batch_size,
             "train.amp": amp,
             "train.channels_last": LAYOUTS[layout],
-            "resources.gpu": gpu,
+            "resources.gpu": 1.0,
         },
     )
 

@@ -74,8 +74,9 @@ class Choice:
     final_wall_s: float = math.nan  # one final training's wall time (median over seeds)
 
 
-def base_preset(settings: Settings) -> dict[str, Any]:
-    return preset_to_dict(load_preset("mnist1d", {"dataset.num_samples": settings.num_samples}))
+def base_preset(settings: Settings, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The embedded preset at this run's data size, with ``overrides`` (dotted paths) applied."""
+    return preset_to_dict(load_preset("mnist1d", {"dataset.num_samples": settings.num_samples, **(overrides or {})}))
 
 
 def describe(preset: dict[str, Any]) -> str:
@@ -126,8 +127,7 @@ def run_peer(kind: str, settings: Settings, storage: str) -> Choice:
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    base = base_preset(settings)
-    base["train"]["epochs"] = settings.peer_epochs
+    base = base_preset(settings, {"train.epochs": settings.peer_epochs})
     space = {"lr": tune.loguniform(0.01, 3.0), "momentum": tune.uniform(0.8, 0.99), "wd": tune.loguniform(1e-7, 1e-2)}
     algorithm: Any
     if kind == "optuna_asha":
@@ -157,12 +157,8 @@ def run_peer(kind: str, settings: Settings, storage: str) -> Choice:
     if not finished:
         raise RuntimeError(f"{kind}: no trial reached epoch {settings.peer_epochs}; errors: {[str(r.error) for r in results]}")
     best = min(finished, key=lambda r: (r.metrics or {})["test_loss"])
-    chosen = copy.deepcopy(base_preset(settings))
     picked = best.config or {}
-    sample = peer_overrides(picked["lr"], picked["momentum"], picked["wd"])
-    chosen["policy"]["max_lr"] = sample["policy.max_lr"]
-    chosen["policy"]["momentum"] = sample["policy.momentum"]
-    chosen["weight_decay"] = sample["weight_decay"]
+    chosen = base_preset(settings, peer_overrides(picked["lr"], picked["momentum"], picked["wd"]))
     spent = sum(float(r.metrics.get("trial_epochs", r.metrics.get("training_iteration", 0))) for r in results if r.metrics)
     return Choice(kind, chosen, describe(chosen), spent, wall, len(results))
 
@@ -238,7 +234,7 @@ def summarise(choices: list[Choice], settings: Settings) -> dict[str, dict[str, 
     return out
 
 
-def floors(summary: dict[str, dict[str, Any]], settings: Settings) -> list[tuple[str, bool, str]]:
+def floors(summary: dict[str, dict[str, Any]]) -> list[tuple[str, bool, str]]:
     """The issue's floors, each with whether it is met and the measured figures."""
     ours = summary["tunekit"]
     peers = {k: v for k, v in summary.items() if k != "tunekit"}
@@ -255,7 +251,7 @@ def floors(summary: dict[str, dict[str, Any]], settings: Settings) -> list[tuple
     ]
 
 
-def table(summary: dict[str, dict[str, Any]], settings: Settings) -> str:
+def table(summary: dict[str, dict[str, Any]]) -> str:
     rows = [("contender", "test accuracy", "trial-epochs", "search wall", "cost ÷ final training", "chosen")]
     for name, s in summary.items():
         rows.append(
@@ -274,7 +270,7 @@ def table(summary: dict[str, dict[str, Any]], settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def markdown(summary: dict[str, dict[str, Any]], settings: Settings) -> str:
+def markdown(summary: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| contender | test accuracy (3 seeds) | trial-epochs | search wall | cost ÷ one final training | chosen |",
         "|---|---|---|---|---|---|",
@@ -351,7 +347,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         record = {"settings": asdict(settings), "total_wall_s": total, "contenders": summary}
         (args.out / "search_efficiency.json").write_text(json.dumps(record, indent=2))
-        (args.out / "search_efficiency.md").write_text(markdown(summary, settings) + "\n")
+        (args.out / "search_efficiency.md").write_text(markdown(summary) + "\n")
         plot(summary, settings, args.out / "search_efficiency.png")
     if args.json:
         print(json.dumps(summary))
@@ -360,11 +356,11 @@ def main() -> None:
         f"MNIST-1D ({settings.num_samples} samples), {settings.concurrency} trials at a time; every choice trained "
         f"{settings.final_epochs} epochs × {len(settings.seeds)} seeds; total {total / 60:.1f} min"
     )
-    print(table(summary, settings))
+    print(table(summary))
     if {"tunekit", "optuna_asha"} <= summary.keys():
         if args.quick:
             print("  (a --quick run: peers get 16 short trials, so the floors below are judged on the full run)")
-        for what, met, figures in floors(summary, settings):
+        for what, met, figures in floors(summary):
             print(f"  floor: {what}: {'met' if met else 'NOT met'} ({figures})")
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from tunekit.core.budget import epochs_for_budget
 from tunekit.core.curves import Shape, diagnose
+from tunekit.core.devices import autocast_precision, use_channels_last
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import Data, load_data
 from tunekit.train.models import build_model
@@ -49,23 +50,18 @@ def pick_device(gpu: float = 0.0) -> torch.device:
 
 
 def memory_format(channels_last: bool | None, device: torch.device, input_shape: tuple[int, ...]) -> torch.memory_format:
-    """NHWC (``channels_last``) for image models on CUDA unless told otherwise; else the default layout.
-
-    cuDNN's tensor-core convolutions work in NHWC: with NCHW every convolution pays a layout
-    transpose. resnet-56 on an H100 trains 1.7× faster in NHWC (bench/gpu_epoch.py).
-    """
-    is_image = len(input_shape) == 3  # (C, H, W): 2-D convolutions
-    wanted = (device.type == "cuda") if channels_last is None else channels_last
-    return torch.channels_last if wanted and is_image else torch.contiguous_format
+    """The torch layout :func:`tunekit.core.devices.use_channels_last` decides for this device."""
+    wanted = use_channels_last(channels_last, device.type == "cuda", input_shape)
+    return torch.channels_last if wanted else torch.contiguous_format
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 where the GPU supports it, else fp16; None on CPU or when off."""
-    if device.type != "cuda" or mode == "off":
+    """The autocast dtype :func:`tunekit.core.devices.autocast_precision` decides for this device."""
+    on_gpu = device.type == "cuda"
+    precision = autocast_precision(mode, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
+    if precision is None:
         return None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 @dataclass
