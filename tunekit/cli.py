@@ -17,9 +17,17 @@ from typing import Annotated, Any
 
 import typer
 
-from tunekit.core.storage import is_uri
-from tunekit.presets import PresetError, RangeTestPolicy, bundled_presets, load_preset, parse_overrides, range_test_preset
-from tunekit.train.paths import DatasetError, preflight
+from tunekit.presets import (
+    Preset,
+    PresetError,
+    RangeTestPolicy,
+    bundled_presets,
+    load_preset,
+    parse_overrides,
+    range_test_preset,
+)
+from tunekit.runner import RANGE_CURVE_FILE, TrialOutcome, load_trial, run_trial, write_range_curve
+from tunekit.train.paths import DatasetError
 
 app = typer.Typer(
     help="Leslie Smith's disciplined approach to hyper-parameters, run as Ray Tune searches.",
@@ -59,8 +67,6 @@ SharedOpt = Annotated[
 ]
 
 USAGE_ERROR = 2
-#: Trial-config keys accepted by --set that are not preset fields.
-TRIAL_KEYS = ("restore_from",)
 
 
 def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
@@ -68,18 +74,12 @@ def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(preset: str, sets: list[str] | None) -> tuple[Any, dict[str, Any]]:
+def _load(preset: str, sets: list[str] | None) -> tuple[Preset, dict[str, Any]]:
     """Validate the preset with its overrides; split off trial-only keys. Exits 2 on bad input."""
     try:
-        overrides = parse_overrides(sets or [])
-        extra = {k: overrides.pop(k) for k in TRIAL_KEYS if k in overrides}
-        loaded = load_preset(preset, overrides)
-        preflight(loaded.dataset)
+        return load_trial(preset, parse_overrides(sets or []))
     except (PresetError, DatasetError) as exc:
         raise _fail(str(exc)) from None
-    if "restore_from" in extra and not Path(str(extra["restore_from"])).exists() and not is_uri(str(extra["restore_from"])):
-        raise _fail(f"restore_from: {extra['restore_from']} does not exist; give a checkpoint folder of an earlier trial")
-    return loaded, extra
 
 
 @contextlib.contextmanager
@@ -101,6 +101,15 @@ def _storage_refusals() -> Iterator[None]:
         yield
     except SharedStorageError as exc:
         raise _fail(f"--storage: {exc}") from None
+
+
+def _run_trial(what: str, preset: Preset, json_: bool, **options: Any) -> TrialOutcome:
+    """Run one trial (see :func:`tunekit.runner.run_trial`); a failed one is one line, ``<what> failed: …``, exit 1."""
+    with _storage_refusals(), _quiet_stdout(json_):
+        outcome = run_trial(preset, **options)
+    if outcome.failure:
+        raise _fail(f"{what} failed: {outcome.failure}", 1)
+    return outcome
 
 
 def _finite(value: Any) -> Any:
@@ -168,24 +177,21 @@ def train(
     shared_storage: SharedOpt = False,
 ) -> None:
     """Train one preset as a Ray Tune trial (logged to MLflow) and print its final metrics."""
-    from tunekit.runner import run_trial
-
     loaded, extra = _load(preset, set_)
     _check_tracking(tracking_uri, not no_tracking)
-    with _storage_refusals(), _quiet_stdout(json_):
-        outcome = run_trial(
-            loaded,
-            storage=storage,
-            name=name,
-            config=extra,
-            address=address,
-            tracking_uri=tracking_uri,
-            experiment=experiment,
-            track=not no_tracking,
-            shared_storage=shared_storage,
-        )
-    if outcome.error:
-        raise _fail(f"the trial failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
+    outcome = _run_trial(
+        "the trial",
+        loaded,
+        json_,
+        storage=storage,
+        name=name,
+        config=extra,
+        address=address,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        track=not no_tracking,
+        shared_storage=shared_storage,
+    )
     result = _summary(
         outcome.metrics, {"trial_dir": outcome.path, "checkpoint": outcome.checkpoint, "mlflow_run_id": outcome.run_id}
     )
@@ -231,60 +237,40 @@ def range_test(
     shared_storage: SharedOpt = False,
 ) -> None:
     """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
-    from tunekit.runner import run_trial
-
     loaded, extra = _load(preset, set_)
     _check_tracking(tracking_uri, not no_tracking)
     try:
         test = range_test_preset(loaded)
     except PresetError as exc:
         raise _fail(str(exc)) from None
-    with _storage_refusals(), _quiet_stdout(json_):
-        outcome = run_trial(
-            test,
-            storage=storage,
-            name=name or f"{loaded.name}-range-test",
-            config=extra,
-            address=address,
-            max_failures=0,
-            tracking_uri=tracking_uri,
-            experiment=experiment,
-            track=not no_tracking,
-            shared_storage=shared_storage,
-        )
-    if outcome.error:
-        raise _fail(f"the range test failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
-    columns = ["lr", "test_loss", "test_acc", "step", "momentum", "train_loss", "weight_decay", "diverged"]
-    rows = [{c: row.get(c) for c in columns} for row in outcome.history]
-    path = out or Path(outcome.path) / "range_test.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    finite = [r for r in rows if isinstance(r["test_loss"], float) and math.isfinite(r["test_loss"])]
-    best = min(finite, key=lambda r: r["test_loss"]) if finite else None  # type: ignore[arg-type,return-value]
-    result = {
-        "curve": str(path),
-        "points": len(rows),
-        "diverged": bool(rows and rows[-1]["diverged"]),
-        "lowest_test_loss": best["test_loss"] if best else None,
-        "lr_at_lowest_test_loss": best["lr"] if best else None,
-        "trial_dir": outcome.path,
-    }
+    outcome = _run_trial(
+        "the range test",
+        test,
+        json_,
+        storage=storage,
+        name=name or f"{loaded.name}-range-test",
+        config=extra,
+        address=address,
+        max_failures=0,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        track=not no_tracking,
+        shared_storage=shared_storage,
+    )
+    result = {**write_range_curve(outcome.history, out or Path(outcome.path) / RANGE_CURVE_FILE), "trial_dir": outcome.path}
     if json_:
         _emit_json(result)
         return
     policy = test.policy
     assert isinstance(policy, RangeTestPolicy)
     typer.echo(
-        f"{loaded.name}: range test of {len(rows)} points, LR {policy.min_lr:g} → {policy.max_lr:g} (weight decay {test.weight_decay:g})"
+        f"{loaded.name}: range test of {result['points']} points, LR {policy.min_lr:g} → {policy.max_lr:g} (weight decay {test.weight_decay:g})"
     )
-    if best:
+    if result["lowest_test_loss"] is not None:
         typer.echo(
-            f"lowest test loss {best['test_loss']:.4f} at lr {best['lr']:.4g}{' (then diverged)' if result['diverged'] else ''}"
+            f"lowest test loss {result['lowest_test_loss']:.4f} at lr {result['lr_at_lowest_test_loss']:.4g}{' (then diverged)' if result['diverged'] else ''}"
         )
-    typer.echo(f"curve: {path}")
+    typer.echo(f"curve: {result['curve']}")
     _echo_mlflow(outcome)
 
 
@@ -354,18 +340,17 @@ def _read_curve(path: Path, x_col: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def _tracking_uri(uri: str | None, storage: str | None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the sqlite store next to the runs."""
-    import os
+def _store_to_read(uri: str | None, storage: str | None) -> str:
+    """The MLflow store that train/search wrote for --storage (see :func:`tunekit.runner.tracking_uri_for`); exit 2 when missing."""
+    from tunekit.runner import tracking_uri_for
+    from tunekit.tracking import TrackingError, check_tracking_uri
 
-    from tunekit.runner import storage_path
-
-    if uri or os.environ.get("MLFLOW_TRACKING_URI"):
-        return uri or os.environ["MLFLOW_TRACKING_URI"]
-    db = Path(storage_path(storage)) / "mlflow.db"
-    if not db.is_file():
-        raise _fail(f"--tracking-uri: no MLflow store at {db}; pass --tracking-uri (or --storage of the runs)")
-    return f"sqlite:///{db}"
+    try:
+        found = tracking_uri_for(uri, storage, must_exist=True)
+        check_tracking_uri(found)
+    except TrackingError as exc:
+        raise _fail(str(exc)) from None
+    return found
 
 
 @app.command()
@@ -383,8 +368,7 @@ def best(
 
     if format_ not in ("yaml", "json"):
         raise _fail(f"--format: 'yaml' or 'json', got {format_!r}")
-    uri = _tracking_uri(tracking_uri, storage)
-    _check_tracking(uri, True)
+    uri = _store_to_read(tracking_uri, storage)
     try:
         config = best_config(uri, experiment, run)
     except NotFound as exc:
@@ -402,54 +386,45 @@ def continue_(
     address: AddressOpt = None,
 ) -> None:
     """Train on from a run's recorded snapshot, with new settings, as a new trial run of the same search."""
-    from tunekit.tracking.queries import NotFound, snapshot_of
+    from tunekit.searchers.snapshot import RESTORE_KEY
+    from tunekit.tracking.queries import NotFound, load_snapshot
 
-    uri = _tracking_uri(tracking_uri, storage)
-    _check_tracking(uri, True)
+    uri = _store_to_read(tracking_uri, storage)
     try:
-        checkpoint, parent, experiment = snapshot_of(uri, run_id)
+        snapshot = load_snapshot(uri, run_id)
     except NotFound as exc:
         raise _fail(str(exc)) from None
-    if not is_uri(checkpoint) and not Path(checkpoint).is_dir():
-        raise _fail(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
-    from tunekit.runner import run_trial
-    from tunekit.trainable import load_state
-
-    state = load_state(checkpoint) if not is_uri(checkpoint) else None
-    if state is None:
-        raise _fail(f"the snapshot {checkpoint} is remote; copy it locally or run `tunekit continue` on a cluster node")
     try:
-        loaded = load_preset(state["preset"], parse_overrides(set_ or []))
+        loaded = load_preset(snapshot.state["preset"], parse_overrides(set_ or []))
     except PresetError as exc:
         raise _fail(str(exc)) from None
-    with _storage_refusals(), _quiet_stdout(json_):
-        outcome = run_trial(
-            loaded,
-            storage=storage,
-            config={"restore_from": checkpoint},
-            address=address,
-            tracking_uri=uri,
-            experiment=experiment,
-            parent_run_id=parent,
-        )
-    if outcome.error:
-        raise _fail(f"the continuation failed: {outcome.error.strip().splitlines()[-1]} (logs under {outcome.path})", 1)
+    outcome = _run_trial(
+        "the continuation",
+        loaded,
+        json_,
+        storage=storage,
+        config={RESTORE_KEY: snapshot.checkpoint},
+        address=address,
+        tracking_uri=uri,
+        experiment=snapshot.experiment,
+        parent_run_id=snapshot.parent_run_id,
+    )
     result = _summary(
         outcome.metrics,
         {
             "trial_dir": outcome.path,
             "checkpoint": outcome.checkpoint,
             "mlflow_run_id": outcome.trial_run_id,
-            "restored_from": checkpoint,
+            "restored_from": snapshot.checkpoint,
         },
     )
     if json_:
         _emit_json(result)
         return
     typer.echo(
-        f"continued {run_id} from {checkpoint}: epoch {state['epoch']} → {outcome.metrics.get('epoch')}, test_acc {outcome.metrics.get('test_acc', math.nan):.4f}"
+        f"continued {run_id} from {snapshot.checkpoint}: epoch {snapshot.state['epoch']} → {outcome.metrics.get('epoch')}, test_acc {outcome.metrics.get('test_acc', math.nan):.4f}"
     )
-    typer.echo(f"MLflow run {outcome.trial_run_id} under search {parent}")
+    typer.echo(f"MLflow run {outcome.trial_run_id} under search {snapshot.parent_run_id}")
 
 
 PhasesOpt = Annotated[

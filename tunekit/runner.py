@@ -1,21 +1,31 @@
-"""Run one preset as one Ray Tune trial (``tunekit train`` and ``tunekit range-test``).
+"""Run one preset as one Ray Tune trial (``tunekit train``, ``range-test`` and ``continue``).
 
 Starts (or joins) Ray, builds a ``Tuner`` around :func:`tunekit.trainable.train_fn` with the
-preset's resources, and returns the trial's final metrics and its history.
+preset's resources, and returns the trial's final metrics and its history. Also where every
+command finds its storage folder and MLflow store (:func:`tracking_uri_for`), and where a
+range test's curve is written.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunekit.core.storage import is_uri
-from tunekit.presets import Preset, preset_to_dict
+from tunekit.presets import Preset, PresetError, load_preset, preset_to_dict
+from tunekit.train.paths import preflight
 
 DEFAULT_STORAGE = "~/tunekit_runs"
+#: The range test's curve, one row per evaluation, in this column order.
+RANGE_CURVE_COLUMNS = ("lr", "test_loss", "test_acc", "step", "momentum", "train_loss", "weight_decay", "diverged")
+#: Its file name in the trial folder, unless asked to write it elsewhere.
+RANGE_CURVE_FILE = "range_test.csv"
 
 
 @dataclass
@@ -31,6 +41,14 @@ class TrialOutcome:
     checkpoint: str | None = None
     error: str | None = None
     wall_s: float = 0.0
+
+    @property
+    def failure(self) -> str | None:
+        """Why the trial failed in one line — the error's last line, then where its logs are — or None."""
+        if not self.error:
+            return None
+        last = (self.error.strip().splitlines() or [self.error])[-1]
+        return f"{last} (logs under {self.path})"
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -73,6 +91,82 @@ def storage_path(path: str | None) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def tracking_uri_for(uri: str | None, storage: str | None, *, must_exist: bool = False) -> str:
+    """The MLflow store of the runs under ``storage``: ``uri``, else ``$MLFLOW_TRACKING_URI``, else sqlite beside them.
+
+    Every command resolves its store here, so what ``train``, ``range-test`` and ``search`` write for
+    one ``--storage`` is what ``best`` and ``continue`` read for it. The sqlite default lives in the
+    storage folder, or in ``~/tunekit_runs`` when the storage is a URI (``s3://…``): sqlite needs a
+    local file.
+
+    Args:
+        uri: an explicit store (``--tracking-uri``); wins over everything.
+        storage: the runs' storage (folder or URI), as :func:`storage_path` reads it.
+        must_exist: the caller reads: a missing sqlite default is an error, not a new empty store.
+
+    Raises:
+        TrackingError: ``must_exist`` and no sqlite store where the runs' one would be; the message
+            names ``--tracking-uri`` and ``--storage``.
+    """
+    from tunekit.tracking import TrackingError, default_store, default_tracking_uri
+
+    if uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return uri or os.environ["MLFLOW_TRACKING_URI"]
+    folder = _local_root(storage_path(storage))
+    if must_exist and not default_store(folder).is_file():
+        raise TrackingError(
+            f"--tracking-uri: no MLflow store at {default_store(folder)}; pass --tracking-uri (or --storage of the runs)"
+        )
+    return default_tracking_uri(folder)
+
+
+def load_trial(preset: str | Path | Mapping[str, Any], overrides: Mapping[str, Any]) -> tuple[Preset, dict[str, Any]]:
+    """The validated preset of one trial, and the trial-config keys among ``overrides`` that are no preset field.
+
+    The one such key is :data:`~tunekit.searchers.snapshot.RESTORE_KEY` (the snapshot to continue
+    from); a local one must exist. The dataset is checked too, so nothing starts on bad input.
+
+    Raises:
+        PresetError: a bad preset or override, or a snapshot folder that does not exist.
+        DatasetError: the dataset is not where the preset says.
+    """
+    from tunekit.searchers.snapshot import RESTORE_KEY
+
+    fields = dict(overrides)
+    extra = {RESTORE_KEY: fields.pop(RESTORE_KEY)} if RESTORE_KEY in fields else {}
+    loaded = load_preset(preset, fields)
+    preflight(loaded.dataset)
+    if RESTORE_KEY in extra:
+        source = str(extra[RESTORE_KEY])
+        if not is_uri(source) and not Path(source).exists():
+            raise PresetError(f"{RESTORE_KEY}: {source} does not exist; give a checkpoint folder of an earlier trial")
+    return loaded, extra
+
+
+def write_range_curve(history: list[dict[str, Any]], path: str | Path) -> dict[str, Any]:
+    """Write a range test's rows as CSV (:data:`RANGE_CURVE_COLUMNS`) to ``path``; returns its summary.
+
+    The summary: ``curve`` (the file), ``points``, ``diverged`` (the last row did), and the
+    ``lowest_test_loss`` with ``lr_at_lowest_test_loss`` — both None when no test loss is finite.
+    """
+    rows: list[dict[str, Any]] = [{c: row.get(c) for c in RANGE_CURVE_COLUMNS} for row in history]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RANGE_CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    finite = [r for r in rows if isinstance(r["test_loss"], float) and math.isfinite(r["test_loss"])]
+    best = min(finite, key=lambda r: r["test_loss"]) if finite else None
+    return {
+        "curve": str(path),
+        "points": len(rows),
+        "diverged": bool(rows and rows[-1]["diverged"]),
+        "lowest_test_loss": best["test_loss"] if best else None,
+        "lr_at_lowest_test_loss": best["lr"] if best else None,
+    }
+
+
 def run_trial(
     preset: Preset,
     *,
@@ -94,12 +188,12 @@ def run_trial(
         preset: what to train (a range-test preset runs a range test).
         storage: experiment storage (local folder or URI); default ``~/tunekit_runs``.
         name: experiment name; default ``<preset name>-<timestamp>``.
-        config: extra trial-config keys (overrides, ``restore_from``).
+        config: extra trial-config keys (overrides, :data:`~tunekit.searchers.snapshot.RESTORE_KEY`).
         max_failures: retries from the last checkpoint after a crash.
         address: a Ray cluster to use instead of a local one.
         keep_checkpoints: keep only the newest N checkpoints (None: all). Ray forces an
             experiment-state sync every N checkpoints, so a small N costs time every epoch.
-        tracking_uri: MLflow store; default a sqlite file next to the runs (``mlflow.db``).
+        tracking_uri: MLflow store; default as :func:`tracking_uri_for` resolves it (sqlite next to the runs).
         experiment: MLflow experiment name; default the preset's name.
         track: log to MLflow at all (a parent run, and the trial as its nested child run).
         parent_run_id: log the trial under this existing parent run instead (``tunekit continue``).
@@ -119,10 +213,10 @@ def run_trial(
     callbacks: list[Any] = []
     log = logger = None
     if track:
-        from tunekit.tracking import MLflowTrialLogger, default_tracking_uri
+        from tunekit.tracking import MLflowTrialLogger
         from tunekit.tracking.search_log import SearchLog, record_trial
 
-        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(_local_root(root))
+        tracking_uri = tracking_uri_for(tracking_uri, root)
         experiment = experiment or preset.name
         folder = Path(_local_root(root)) / name
         if parent_run_id is None:

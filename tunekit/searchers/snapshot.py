@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -25,6 +26,22 @@ from ray.tune.search import Searcher
 from tunekit.core.storage import check_shared_storage, is_uri
 from tunekit.runner import alive_nodes
 from tunekit.searchers.bisection import ExponentBisectionSearcher
+
+#: The trial-config key of a continuation: the snapshot (checkpoint folder or URI) it starts from.
+RESTORE_KEY = "restore_from"
+#: The override that makes a trial a snapshot base run: it ends itself, with a checkpoint, once
+#: its test loss runs horizontal.
+BASE_RUN_KEY = "train.stop_when_horizontal"
+
+
+def is_continuation(config: Mapping[str, Any]) -> bool:
+    """A trial that starts from another trial's snapshot (its config carries :data:`RESTORE_KEY`)."""
+    return bool(config.get(RESTORE_KEY))
+
+
+def is_base_run(config: Mapping[str, Any]) -> bool:
+    """The trial whose snapshot the continuations start from (:data:`BASE_RUN_KEY` set, not itself a continuation)."""
+    return bool(config.get(BASE_RUN_KEY)) and not is_continuation(config)
 
 
 def middle_value(values: list[float]) -> float:
@@ -58,7 +75,7 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
     An :class:`~tunekit.searchers.bisection.ExponentBisectionSearcher` whose trials continue from
     one snapshot instead of starting from scratch; it takes all of that searcher's keyword
     arguments (``grid``, ``guess``, ``scale``, ``resolution``, ``max_trials`` — counting
-    continuations, not the base run — ``tie_tolerance``, ``metric``, ``mode``, ``time_attr``).
+    continuations, not the base run — ``tie_tolerance``, ``judge``).
 
     Args:
         param: the config key searched (``weight_decay``).
@@ -105,7 +122,7 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
             if self.storage_path is not None:
                 check_shared_storage(self.storage_path, alive_nodes(), self.shared_storage)
             self.base_trial = trial_id
-            return self.config_with(**{self.param: self.middle, "train.stop_when_horizontal": True})
+            return self.config_with(**{self.param: self.middle, BASE_RUN_KEY: True})
         if self.snapshot is None:
             return None  # the base run is still on its way to a horizontal test loss
         return super().suggest(trial_id)
@@ -113,7 +130,7 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
     def trial_config(self, value: float) -> dict[str, Any]:
         assert self.snapshot is not None
         assert self.snapshot_epoch is not None
-        overrides: dict[str, Any] = {self.param: value, "restore_from": self.snapshot}
+        overrides: dict[str, Any] = {self.param: value, RESTORE_KEY: self.snapshot}
         if self.continuation_epochs is not None:
             overrides["train.stop_at_epoch"] = self.snapshot_epoch + self.continuation_epochs
         return self.config_with(**overrides)

@@ -13,6 +13,7 @@ from tunekit.tracking.mlflow_log import (
     Tracker,
     TrackingError,
     check_tracking_uri,
+    default_store,
     default_tracking_uri,
     replay_fallback,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "check_tracking_uri",
+    "default_store",
     "default_tracking_uri",
     "replay_fallback",
 ]

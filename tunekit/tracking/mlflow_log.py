@@ -20,6 +20,8 @@ import tunekit
 
 #: Where operations that could not reach the tracking store are kept, under the search folder.
 FALLBACK_FILE = "mlflow-fallback.jsonl"
+#: The embedded sqlite store's file name, in the local folder next to the runs.
+SQLITE_FILE = "mlflow.db"
 #: Result fields logged as metrics (when numeric and finite).
 METRICS = (
     "test_loss",
@@ -40,11 +42,16 @@ class TrackingError(ValueError):
     """The tracking store cannot be used; the message names --tracking-uri and what to do."""
 
 
+def default_store(folder: str | Path) -> Path:
+    """The file of the embedded sqlite store under ``folder``; nothing is created."""
+    return Path(folder).expanduser().resolve() / SQLITE_FILE
+
+
 def default_tracking_uri(folder: str | Path) -> str:
-    """An embedded sqlite store under ``folder`` (no server needed)."""
-    path = Path(folder).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path / 'mlflow.db'}"
+    """An embedded sqlite store under ``folder`` (no server needed); creates ``folder``."""
+    store = default_store(folder)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store}"
 
 
 def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,39 @@ def snapshot_of(tracking_uri: str, run_id: str) -> tuple[str, str, str]:
         raise NotFound(f"run {run.info.run_id} records no checkpoint (tag tunekit.checkpoint)")
     experiment = client.get_experiment(run.info.experiment_id).name
     return checkpoint, tags["mlflow.parentRunId"], experiment
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run's recorded snapshot, loaded to continue from."""
+
+    checkpoint: str  # the checkpoint folder the continuation restores
+    parent_run_id: str  # the search (parent) run the continuation joins
+    experiment: str  # that search's MLflow experiment
+    state: dict[str, Any]  # the trainer state in it: ``preset``, ``epoch``, the weights
+
+
+def load_snapshot(tracking_uri: str, run_id: str) -> Snapshot:
+    """The snapshot recorded on ``run_id`` (a trial run, or a search's parent run: its best trial), read from disk.
+
+    Raises:
+        NotFound: no such run or no checkpoint recorded on it (see :func:`snapshot_of`); the
+            snapshot folder is gone or holds no state; it is remote (``s3://…``), where only a
+            cluster node or a local copy can read it.
+    """
+    from tunekit.core.storage import is_uri
+    from tunekit.trainable import load_state
+
+    checkpoint, parent, experiment = snapshot_of(tracking_uri, run_id)
+    if is_uri(checkpoint):
+        raise NotFound(f"the snapshot {checkpoint} is remote; copy it locally or run `tunekit continue` on a cluster node")
+    if not Path(checkpoint).is_dir():
+        raise NotFound(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
+    try:
+        state = load_state(checkpoint)
+    except FileNotFoundError as exc:
+        raise NotFound(str(exc)) from None
+    return Snapshot(checkpoint, parent, experiment, state)
 
 
 def load_model(tracking_uri: str, run_id: str | None = None, experiment: str | None = None) -> Any:

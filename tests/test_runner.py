@@ -1,0 +1,77 @@
+"""What the commands delegate to the runner: the range-test curve, a failure's one line, a trial's inputs (no Ray session)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import tiny_preset_dict
+from tunekit.presets import PresetError
+from tunekit.runner import RANGE_CURVE_COLUMNS, TrialOutcome, load_trial, write_range_curve
+
+
+def _row(step: int, lr: float, test_loss: float, diverged: bool = False) -> dict[str, Any]:
+    return {"step": step, "lr": lr, "test_loss": test_loss, "test_acc": 0.5, "diverged": diverged, "trial_id": "t"}
+
+
+def test_write_range_curve_writes_the_columns_and_finds_the_lowest_loss(tmp_path: Path) -> None:
+    history = [_row(5, 0.1, 2.0), _row(10, 0.5, 1.2), _row(15, 1.0, math.nan), _row(20, 2.0, math.inf, diverged=True)]
+    path = tmp_path / "deep" / "curve.csv"
+    summary = write_range_curve(history, path)
+    rows = list(csv.DictReader(path.open()))
+    # the documented columns in order, one row per evaluation, nothing else from the history
+    assert tuple(rows[0]) == RANGE_CURVE_COLUMNS
+    assert [r["step"] for r in rows] == ["5", "10", "15", "20"]
+    # the lowest finite test loss and its LR; the last row decides "diverged"
+    assert summary == {
+        "curve": str(path),
+        "points": 4,
+        "diverged": True,
+        "lowest_test_loss": 1.2,
+        "lr_at_lowest_test_loss": 0.5,
+    }
+
+
+@pytest.mark.parametrize("history", [[], [_row(5, 0.1, math.nan, diverged=True)]])
+def test_write_range_curve_without_a_finite_loss_has_no_lowest(history: list[dict[str, Any]], tmp_path: Path) -> None:
+    summary = write_range_curve(history, tmp_path / "curve.csv")
+    # no finite test loss: no lowest point, and still a CSV with its header
+    assert summary["lowest_test_loss"] is None
+    assert summary["lr_at_lowest_test_loss"] is None
+    assert summary["points"] == len(history)
+    assert (tmp_path / "curve.csv").read_text().startswith("lr,test_loss,test_acc,step")
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (None, None),
+        ("Traceback …\n  File x\nRuntimeError: out of memory\n", "RuntimeError: out of memory (logs under /runs/t)"),
+        ("boom", "boom (logs under /runs/t)"),
+    ],
+)
+def test_trial_outcome_failure_is_the_last_line_and_the_logs(error: str | None, failure: str | None) -> None:
+    # one line: the error's last line, then where the logs are
+    assert TrialOutcome(metrics={}, error=error, path="/runs/t").failure == failure
+
+
+def test_load_trial_splits_off_the_snapshot_to_restore(tmp_path: Path) -> None:
+    loaded, extra = load_trial(tiny_preset_dict(), {"max_lr": 0.3, "restore_from": str(tmp_path)})
+    # restore_from is trial config, not a preset field; the rest overrides the preset
+    assert extra == {"restore_from": str(tmp_path)}
+    assert loaded.policy.max_lr == 0.3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("source", "refused"), [("/nonexistent/ckpt", True), ("s3://bucket/ckpt", False)])
+def test_load_trial_refuses_a_missing_local_snapshot(source: str, refused: bool) -> None:
+    if refused:
+        # a local folder must exist; the message names the key
+        with pytest.raises(PresetError, match="restore_from: /nonexistent/ckpt does not exist"):
+            load_trial(tiny_preset_dict(), {"restore_from": source})
+    else:
+        # a URI is checked where it is read (on the trial's node)
+        assert load_trial(tiny_preset_dict(), {"restore_from": source})[1] == {"restore_from": source}
