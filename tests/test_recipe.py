@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import tiny_preset_dict
 from tunekit.cli import app
-from tunekit.recipe import read_state
+from tunekit.recipe import SearchState, read_state
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -65,8 +65,8 @@ def result_hashes(directory: Path, phase: str) -> dict[str, str]:
     return {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (directory / phase).glob("*/result.json")}
 
 
-def decisions(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {phase: done["values"] for phase, done in state["done"].items()}
+def decisions(state: SearchState) -> dict[str, dict[str, Any]]:
+    return {phase: done.values for phase, done in state.done.items()}
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +199,8 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     finally:
         _kill_group(driver)
     state = read_state(str(directory))
-    assert "weight_decay" not in state["done"], "the kill came too late to test a mid-phase resume"
-    assert {"range_test", "momentum"} <= set(state["done"])
+    assert "weight_decay" not in state.done, "the kill came too late to test a mid-phase resume"
+    assert {"range_test", "momentum"} <= set(state.done)
 
     result = cli("resume", str(directory), "--json")
     resumed = json.loads(result.stdout)
@@ -346,4 +346,4 @@ def test_ctrl_c_stops_the_search_and_says_how_to_resume(reference: dict[str, Any
     assert driver.returncode == 130, output[-3000:]
     assert f"tunekit resume {tmp_path / 'c'}" in output
     assert "Traceback" not in output
-    assert read_state(str(tmp_path / "c"))["done"] == {}
+    assert read_state(str(tmp_path / "c")).done == {}

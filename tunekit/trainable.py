@@ -25,11 +25,12 @@ import torch
 from ray import tune
 
 from tunekit.presets import Preset, load_preset
+from tunekit.searchers.snapshot import RESTORE_KEY, is_continuation
 from tunekit.train.loop import Trainer, pick_device
 
 CHECKPOINT_FILE = "state.pt"
 #: Config keys that are not preset overrides.
-RESERVED_KEYS = frozenset({"preset", "restore_from"})
+RESERVED_KEYS = frozenset({"preset", RESTORE_KEY})
 
 
 def preset_from_config(config: Mapping[str, Any]) -> Preset:
@@ -75,8 +76,8 @@ def train_fn(config: dict[str, Any]) -> None:
     if own is not None:  # a retry or Tuner.restore: our own checkpoint wins over restore_from
         with own.as_directory() as folder:
             trainer.load_state_dict(load_state(folder))
-    elif config.get("restore_from"):
-        source = str(config["restore_from"])
+    elif is_continuation(config):
+        source = str(config[RESTORE_KEY])
         with tune.Checkpoint(source).as_directory() as folder:
             trainer.load_snapshot(load_state(folder), source)
     started = time.perf_counter()

@@ -1,108 +1,112 @@
-"""What every tunekit searcher shares: curves per trial, judging a trial, plain-data state.
+"""What every tunekit searcher shares: the results of each trial, one judge, plain-data state.
 
 A tunekit searcher proposes configs ``{**base_config, <its values>}`` for
 :func:`tunekit.trainable.train_fn`, learns from results, and keeps its state as plain data
 (``get_state``/``set_state``), so ``save``/``restore`` — and with them ``Tuner.restore`` —
-bring it back exactly. Ray 2.60 keeps only one pending trial of a custom searcher unless it is
-wrapped in ``ConcurrencyLimiter(searcher, max_concurrent=N, batch=False)``: use
-:func:`limited` (DESIGN.md).
+bring it back exactly. It judges finished trials with a :class:`~tunekit.core.judge.Judge`,
+the same object the search phase hands its ``decide``: what the searcher ranks best while the
+trials run is what the phase decides from the records. Ray 2.60 keeps only one pending trial
+of a custom searcher unless it is wrapped in ``ConcurrencyLimiter(searcher, max_concurrent=N,
+batch=False)``: use :func:`limited` (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from tunekit._state import PickledState
-from tunekit.core.curves import Shape
-from tunekit.core.decisions import score_curve
+from tunekit.core.decisions import Candidate
+from tunekit.core.judge import Judge
+
+#: The result fields a judge reads besides its metric and step.
+JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by")
 
 
 class TunekitSearcher(PickledState, Searcher):
-    """Base class: records each trial's curve and turns a finished trial into (loss, shape).
+    """Base class: keeps each trial's judged results and turns a finished trial into a candidate.
 
     Args:
         base_config: the trial config every suggestion starts from (``{"preset": …}``).
-        metric, mode: what to judge by; may also arrive through ``set_search_properties``.
-        judge_step: judge a trial by its metric at this step (``time_attr``); None: its last result.
-            The value there is the median of the last ``judge_window`` results up to it.
-        judge_window: results whose median is the trial's value (1: the single result).
-        time_attr: the result field counting steps.
+        judge: how finished trials are compared (metric, mode, window, judging step); default the
+            median test loss of the last three results. A ``metric``/``mode`` that Tune passes
+            through ``set_search_properties`` replaces the judge's.
     """
 
-    def __init__(
-        self,
-        base_config: dict[str, Any] | None = None,
-        metric: str | None = "test_loss",
-        mode: str | None = "min",
-        judge_step: float | None = None,
-        time_attr: str = "training_iteration",
-        judge_window: int = 3,
-    ) -> None:
-        super().__init__(metric=metric, mode=mode)
-        if judge_window < 1:
-            raise ValueError(f"judge_window must be ≥ 1, got {judge_window=}")
-        self.judge_window = judge_window
+    def __init__(self, base_config: dict[str, Any] | None = None, judge: Judge | None = None) -> None:
+        self.judge = judge if judge is not None else Judge(window=3)
+        super().__init__(metric=self.judge.metric, mode=self.judge.mode)
         self.base_config: dict[str, Any] = copy.deepcopy(base_config or {})
-        self.judge_step = judge_step
-        self.time_attr = time_attr
-        self.curves: dict[str, tuple[list[float], list[float]]] = {}
-        self.chance: dict[str, float] = {}
+        self.rows: dict[str, list[dict[str, Any]]] = {}  # trial id → the judged fields of each result
         self.trial_values: dict[str, Any] = {}  # trial id → the value it evaluates
         self.finished: set[str] = set()
 
     # ------------------------------------------------------------------ Ray hooks
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any) -> bool:
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
+        if mode not in (None, "min", "max"):
+            return False
+        direction: Literal["min", "max"] = "max" if (mode or self.judge.mode) == "max" else "min"
+        self.judge = dataclasses.replace(self.judge, metric=metric or self.judge.metric, mode=direction)
+        self._metric, self._mode = self.judge.metric, self.judge.mode
         return True
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if self._metric is None or self._metric not in result:
+        if self.judge.metric not in result:
             return
-        steps, values = self.curves.setdefault(trial_id, ([], []))
-        steps.append(float(result.get(self.time_attr, len(steps) + 1)))
-        raw = result[self._metric]
-        value = float(raw) if raw is not None else math.nan
-        values.append(math.nan if result.get("diverged") else self._sign * value)
-        if "chance_loss" in result and self._mode == "min":
-            self.chance[trial_id] = float(result["chance_loss"])
+        kept = (self.judge.metric, self.judge.time_attr, *JUDGED_FIELDS)
+        self.rows.setdefault(trial_id, []).append({k: result[k] for k in kept if k in result})
 
     def get_state(self) -> dict[str, Any]:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if not k.startswith("__")}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(copy.deepcopy(state))
+        self.__dict__.update(copy.deepcopy(self.upgrade(state)))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tuner.restore unpickles the searcher of an experiment an earlier release wrote
+        self.__dict__.update(self.upgrade(state))
+
+    def upgrade(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A state pickled by tunekit 0.1.0 (``curves``, ``judge_window``, …) in today's terms (``judge``, ``rows``)."""
+        if "curves" not in state:
+            return state
+        state = dict(state)
+        judge = Judge(
+            state.get("_metric") or "test_loss",
+            state.get("_mode") or "min",
+            window=state.pop("judge_window", 3),
+            step=state.pop("judge_step", None),
+            time_attr=state.pop("time_attr", "training_iteration"),
+        )
+        chance = state.pop("chance", {})
+        state["rows"] = {
+            trial_id: [
+                {
+                    judge.time_attr: step,
+                    judge.metric: judge.sign * value,
+                    **({"chance_loss": chance[trial_id]} if trial_id in chance else {}),
+                }
+                for step, value in zip(steps, values, strict=True)
+            ]
+            for trial_id, (steps, values) in state.pop("curves").items()
+        }
+        state["judge"] = judge
+        return state
 
     # ------------------------------------------------------------------ helpers
 
-    @property
-    def _sign(self) -> float:
-        if self._mode not in ("min", "max"):
-            raise ValueError(f"{type(self).__name__} needs metric and mode: pass them here or in TuneConfig(metric=…, mode=…)")
-        return 1.0 if self._mode == "min" else -1.0
-
-    def judge(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> tuple[float, Shape]:
-        """(loss to minimise, curve shape) of a finished trial; an error or divergence is worst."""
-        if result is not None and self._metric in result:
-            recorded = self.curves.get(trial_id, ([], []))[0]
-            if not recorded or float(result.get(self.time_attr, math.nan)) != recorded[-1]:
+    def candidate(self, trial_id: str, result: dict[str, Any] | None, error: bool, label: str | None = None) -> Candidate:
+        """A finished trial judged (labelled ``label``, default its id); an error or divergence is worst."""
+        if result is not None and self.judge.metric in result:
+            rows = self.rows.get(trial_id, [])
+            step = result.get(self.judge.time_attr)
+            if not rows or rows[-1].get(self.judge.time_attr) != step:
                 self.on_trial_result(trial_id, result)  # Tune does not send a stopping result to searchers
-        steps, values = self.curves.get(trial_id, ([], []))
-        return score_curve(
-            steps,
-            values,
-            judge_step=self.judge_step,
-            window=self.judge_window,
-            chance_loss=self.chance.get(trial_id),
-            diverged=error or bool((result or {}).get("diverged")),
-        )
+        return self.judge.candidate(label or trial_id, self.rows.get(trial_id, []), error)
 
     def config_with(self, **values: Any) -> dict[str, Any]:
         """``base_config`` with ``values`` as overrides (dotted paths or aliases)."""

@@ -9,12 +9,13 @@ trial configs and finished trials into observations. Paper: Sec. 4.4, Sec. 5 che
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from ray.tune.search import Searcher
 
 from tunekit.core.bisection import Bisection, guess_grid
+from tunekit.core.decisions import Candidate
+from tunekit.core.judge import Judge
 from tunekit.searchers.base import TunekitSearcher
 
 NO_IDEA_GRID = (1e-3, 1e-4, 1e-5, 0.0)
@@ -48,7 +49,7 @@ class ExponentBisectionSearcher(TunekitSearcher):
         scale: "log" or "linear".
         resolution, max_trials: when to stop (see :class:`~tunekit.core.bisection.Bisection`).
         tie_tolerance: losses closer than this count as equal; then a horizontal curve wins.
-        metric, mode, judge_step, time_attr, judge_window: see :class:`~tunekit.searchers.base.TunekitSearcher`.
+        judge: see :class:`~tunekit.searchers.base.TunekitSearcher`.
     """
 
     def __init__(
@@ -61,16 +62,14 @@ class ExponentBisectionSearcher(TunekitSearcher):
         resolution: float = 0.25,
         max_trials: int = 8,
         tie_tolerance: float = 0.0,
-        metric: str | None = "test_loss",
-        mode: str | None = "min",
-        judge_step: float | None = None,
-        time_attr: str = "training_iteration",
-        judge_window: int = 3,
+        judge: Judge | None = None,
     ) -> None:
-        super().__init__(base_config, metric, mode, judge_step, time_attr, judge_window)
+        super().__init__(base_config, judge)
         self.param = param
         self.bisection = start_bisection(grid, guess, scale, resolution, max_trials, tie_tolerance)
         self.queue: list[float] = []
+        self.tie_tolerance = tie_tolerance
+        self.judged: dict[str, Candidate] = {}  # trial id → its judged result
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
         if not self.queue:
@@ -83,6 +82,15 @@ class ExponentBisectionSearcher(TunekitSearcher):
             return Searcher.FINISHED
         return None  # waiting for results
 
+    def upgrade(self, state: dict[str, Any]) -> dict[str, Any]:
+        if "curves" not in state:
+            return state
+        state = super().upgrade(state)
+        judge: Judge = state["judge"]
+        state.setdefault("tie_tolerance", state["bisection"].tie_tolerance)
+        state["judged"] = {t: judge.candidate(t, state["rows"].get(t, [])) for t in state.get("finished", ())}
+        return state
+
     def trial_config(self, value: float) -> dict[str, Any]:
         """The config of the trial that evaluates ``value``."""
         return self.config_with(**{self.param: value})
@@ -90,8 +98,9 @@ class ExponentBisectionSearcher(TunekitSearcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.trial_values or trial_id in self.finished:
             return
-        loss, shape = self.judge(trial_id, result, error)
-        self.bisection.observe(self.trial_values[trial_id], loss, shape)
+        judged = self.candidate(trial_id, result, error)
+        self.judged[trial_id] = judged
+        self.bisection.observe(self.trial_values[trial_id], judged.loss, judged.shape)
         self.finished.add(trial_id)
 
     def _running(self) -> bool:
@@ -99,6 +108,6 @@ class ExponentBisectionSearcher(TunekitSearcher):
 
     @property
     def best_value(self) -> float | None:
-        """The best value found so far (None before any result, or when every trial diverged)."""
-        best = self.bisection.best()
-        return None if best is None or not math.isfinite(best.loss) else best.value
+        """The judge's best value so far, as the phase decides it (None before any result, or when every trial diverged)."""
+        best = self.judge.choose(list(self.judged.values()), self.param, tie_tolerance=self.tie_tolerance).best
+        return None if best is None else float(self.trial_values[best])

@@ -11,8 +11,12 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.curves import Shape, rank
+from tunekit.core.decisions import Candidate, Choice
+from tunekit.core.judge import Judge
 from tunekit.searchers.base import TunekitSearcher
+
+#: Batch sizes are compared by their *final* test accuracy at constant wall time (Sec. 4.2).
+BATCH_SIZE_JUDGE = Judge("test_acc", "max", window=1)
 
 
 class CandidateSearcher(TunekitSearcher):
@@ -20,28 +24,27 @@ class CandidateSearcher(TunekitSearcher):
 
     Args:
         candidates: label → config overrides for that trial.
-        base_config, metric, mode, judge_step, time_attr: see :class:`~tunekit.searchers.base.TunekitSearcher`.
+        base_config, judge: see :class:`~tunekit.searchers.base.TunekitSearcher`.
         tie_tolerance: losses closer than this count as equal; then a horizontal curve wins.
+        what: what the candidates are, for the reason of the choice ("max momentum").
     """
 
     def __init__(
         self,
         candidates: dict[str, dict[str, Any]],
         base_config: dict[str, Any] | None = None,
-        metric: str | None = "test_loss",
-        mode: str | None = "min",
-        judge_step: float | None = None,
-        time_attr: str = "training_iteration",
+        judge: Judge | None = None,
         tie_tolerance: float = 0.0,
-        judge_window: int = 3,
+        what: str = "candidate",
     ) -> None:
-        super().__init__(base_config, metric, mode, judge_step, time_attr, judge_window)
+        super().__init__(base_config, judge)
         if not candidates:
             raise ValueError("candidates is empty: give at least one")
         self.candidates = dict(candidates)
         self.todo = list(candidates)
         self.tie_tolerance = tie_tolerance
-        self.scores: dict[str, tuple[float, Shape]] = {}
+        self.what = what
+        self.scores: dict[str, Candidate] = {}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
         if self.todo:
@@ -55,17 +58,30 @@ class CandidateSearcher(TunekitSearcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.trial_values or trial_id in self.finished:
             return
-        self.scores[self.trial_values[trial_id]] = self.judge(trial_id, result, error)
+        label = self.trial_values[trial_id]
+        self.scores[label] = self.candidate(trial_id, result, error, label)
         self.finished.add(trial_id)
 
+    def upgrade(self, state: dict[str, Any]) -> dict[str, Any]:
+        if "curves" not in state:
+            return state
+        state = super().upgrade(state)
+        state.setdefault("what", "candidate")
+        state["scores"] = {label: Candidate(label, loss, shape) for label, (loss, shape) in state.get("scores", {}).items()}
+        return state
+
+    def choice(self) -> Choice:
+        """The judge's choice among the finished candidates (the phase decides the same from the records)."""
+        return self.judge.choose(list(self.scores.values()), self.what, tie_tolerance=self.tie_tolerance)
+
     def ranking(self) -> list[str]:
-        """Candidate labels from best to worst (diverged last; shape breaks ties)."""
-        return rank(self.scores, self.tie_tolerance)
+        """Candidate labels from best to worst (stopped early after finished, diverged last; shape breaks ties)."""
+        return self.choice().order
 
     @property
     def best_label(self) -> str | None:
-        order = self.ranking()
-        return order[0] if order else None
+        """The best candidate so far; None before any result, or when every candidate diverged."""
+        return self.choice().best
 
 
 class MomentumSearcher(CandidateSearcher):
@@ -81,6 +97,7 @@ class MomentumSearcher(CandidateSearcher):
     ) -> None:
         extra = {"epochs": epochs} if epochs is not None else {}
         options = {f"{m:g}": {"momentum": [m, min(min_momentum, m)], **extra} for m in candidates}
+        kwargs.setdefault("what", "max momentum")
         super().__init__(options, base_config, **kwargs)
 
     @property
@@ -106,8 +123,7 @@ class BatchSizeSearcher(CandidateSearcher):
         base_max_lr: float,
         lr_scaling: Literal["linear", "sqrt", "none"] = "linear",
         base_config: dict[str, Any] | None = None,
-        metric: str | None = "test_acc",
-        mode: str | None = "max",
+        judge: Judge | None = None,
         **kwargs: Any,
     ) -> None:
         if time_budget_s <= 0:
@@ -120,8 +136,9 @@ class BatchSizeSearcher(CandidateSearcher):
             }
             for b in candidates
         }
-        kwargs.setdefault("judge_window", 1)  # compared by *final* test accuracy (Sec. 4.2)
-        super().__init__(options, base_config, metric=metric, mode=mode, **kwargs)
+        judge = judge or BATCH_SIZE_JUDGE
+        kwargs.setdefault("what", "batch size")
+        super().__init__(options, base_config, judge, **kwargs)
 
     @property
     def best_batch_size(self) -> int | None:

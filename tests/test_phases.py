@@ -1,0 +1,197 @@
+"""Each phase's ``decide`` on recorded trials, without Ray — and its searcher, fed the same results, agrees.
+
+``tests/data/records/mnist1d_demo.json`` holds every trial of a real ``make demo`` search (as
+tunekit 0.1.0 ran it: same decisions, same reasons) — see tests/data/record_search.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray.tune.search import Searcher
+
+from tunekit.core.judge import Judge
+from tunekit.presets import Preset, load_preset
+from tunekit.recipe import PhaseContext, TrialRecord
+from tunekit.recipe.phases import REGISTRY, BatchSize, Momentum, WeightDecay, phase_named
+from tunekit.searchers.snapshot import is_base_run, is_continuation
+
+DEMO = Path(__file__).parent / "data" / "records" / "mnist1d_demo.json"
+
+
+def load_demo() -> dict[str, Any]:
+    return json.loads(DEMO.read_text())
+
+
+def records(demo: dict[str, Any], phase: str) -> list[TrialRecord]:
+    return [
+        TrialRecord(phase, t["trial_id"], t["config"], t["rows"], t["error"], f"/recorded/{t['trial_id']}", None)
+        for t in demo["trials"][phase]
+    ]
+
+
+def replay(demo: dict[str, Any], upto: str, tmp: Path) -> tuple[Preset, PhaseContext, dict[str, Any]]:
+    """Decide every phase before ``upto`` from its records; return the preset and context ``upto`` runs with."""
+    preset = load_preset(demo["preset"])
+    earlier: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    for phase in REGISTRY:
+        if phase.name == upto:
+            break
+        if phase.name not in demo["trials"]:
+            continue
+        context = PhaseContext(str(tmp), phase.judge(preset), dict(earlier))
+        result, _ = phase.decide(preset, records(demo, phase.name), context)
+        earlier[phase.name] = phase.typed(result)
+        overrides.update(result.overrides)
+        preset = load_preset(demo["preset"], overrides)
+    phase = phase_named(upto)
+    return preset, PhaseContext(str(tmp), phase.judge(preset), earlier), earlier
+
+
+@pytest.mark.parametrize("name", ["range_test", "momentum", "weight_decay", "final"])
+def test_decide_on_recorded_trials_makes_the_recorded_decision(name: str, tmp_path: Path) -> None:
+    demo = load_demo()
+    preset, context, _ = replay(demo, name, tmp_path)
+    result, figure = phase_named(name).decide(preset, records(demo, name), context)
+    # the same numbers and the same sentence as the search that ran these trials
+    assert result.values == pytest.approx(demo["decided"][name]["values"])
+    assert result.reason == demo["decided"][name]["reason"]
+    # every phase draws its evidence
+    assert figure is not None
+
+
+def test_decisions_reach_later_phases_typed(tmp_path: Path) -> None:
+    demo = load_demo()
+    _, context, earlier = replay(demo, "final", tmp_path)
+    rt = earlier["range_test"]
+    # typed fields, not dict keys
+    assert rt.max_lr == pytest.approx(demo["decided"]["range_test"]["values"]["max_lr"])
+    assert rt.min_lr == pytest.approx(rt.max_lr / 10)
+    assert earlier["momentum"].momentum_max == demo["decided"]["momentum"]["values"]["momentum_max"]
+    assert earlier["weight_decay"].weight_decay == demo["decided"]["weight_decay"]["values"]["weight_decay"]
+    # the context of the last phase carries every earlier decision
+    assert set(context.earlier) == {"range_test", "momentum", "weight_decay"}
+
+
+def drive(searcher: Searcher, trials: list[dict[str, Any]], pick: Any, tmp: Path) -> list[dict[str, Any]]:
+    """Play Tune's part: each suggestion runs the recorded trial ``pick(config, trials)`` — its results, then its end."""
+    proposed: list[dict[str, Any]] = []
+    pending: list[tuple[str, dict[str, Any]]] = []
+    for i in range(50):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        if config is None:
+            assert pending, "the searcher waits with nothing running"
+            finish(searcher, *pending.pop(0), pick, trials, tmp)
+            continue
+        proposed.append(config)
+        pending.append((f"t{i}", config))
+        if is_base_run(config):  # continuations wait for the snapshot
+            finish(searcher, *pending.pop(0), pick, trials, tmp)
+    for trial_id, config in pending:
+        finish(searcher, trial_id, config, pick, trials, tmp)
+    return proposed
+
+
+def finish(searcher: Searcher, trial_id: str, config: dict[str, Any], pick: Any, trials: list[dict[str, Any]], tmp: Path) -> None:
+    recorded = pick(config, trials)
+    rows = [dict(row) for row in recorded["rows"]]
+    for row in rows:
+        if "trial_dir" in row:  # the snapshot searcher copies the base run's checkpoint: give it a real folder
+            row["trial_dir"] = str(tmp / "trials" / recorded["trial_id"])
+            (tmp / "trials" / recorded["trial_id"] / str(row["checkpoint_dir_name"])).mkdir(parents=True, exist_ok=True)
+    for row in rows[:-1]:
+        searcher.on_trial_result(trial_id, row)
+    searcher.on_trial_complete(trial_id, rows[-1], error=bool(recorded["error"]))  # Tune holds back the last result
+
+
+def test_the_momentum_searchers_best_is_the_phases_decision(tmp_path: Path) -> None:
+    demo = load_demo()
+    preset, context, _ = replay(demo, "momentum", tmp_path)
+    plan = Momentum().plan(preset, context)
+
+    def pick(config: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+        return next(t for t in trials if t["config"]["momentum"] == config["momentum"])
+
+    drive(plan.searcher, demo["trials"]["momentum"], pick, tmp_path)
+    result, _ = Momentum().decide(preset, records(demo, "momentum"), context)
+    # the live choice and the recorded one are one judgement
+    assert plan.searcher.judge is context.judge
+    assert float(plan.searcher.best_label) == result.values["momentum_max"]
+
+
+def test_the_snapshot_searcher_proposes_what_ran_and_its_best_is_the_phases_decision(tmp_path: Path) -> None:
+    demo = load_demo()
+    preset, context, _ = replay(demo, "weight_decay", tmp_path)
+    plan = WeightDecay().plan(preset, context)
+
+    def pick(config: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+        same = [t for t in trials if is_continuation(t["config"]) == is_continuation(config)]
+        return next(t for t in same if t["config"]["weight_decay"] == config["weight_decay"])
+
+    trials = demo["trials"]["weight_decay"]
+    proposed = drive(plan.searcher, trials, pick, tmp_path)
+    # the bisection proposes exactly the values the recorded search ran, base run first
+    assert is_base_run(proposed[0])
+    assert sorted(c["weight_decay"] for c in proposed) == sorted(t["config"]["weight_decay"] for t in trials)
+    result, _ = WeightDecay().decide(preset, records(demo, "weight_decay"), context)
+    assert plan.searcher.judge.window == preset.search.weight_decay.epochs  # the median over each continuation
+    assert plan.searcher.best_value == result.values["weight_decay"]
+
+
+def batch_trial(batch: int, accuracies: list[float], stopped_by: str = "") -> dict[str, Any]:
+    rows = [
+        {
+            "training_iteration": k,
+            "epoch": k,
+            "test_acc": acc,
+            "test_loss": 1 - acc,
+            "stopped_by": stopped_by if k == len(accuracies) else "",
+        }
+        for k, acc in enumerate(accuracies, start=1)
+    ]
+    return {"trial_id": f"b{batch}", "config": {"batch_size": batch, "max_lr": batch / 256}, "error": None, "rows": rows}
+
+
+def test_a_trial_the_scheduler_stopped_ranks_after_those_that_finished_in_the_searcher_too(tmp_path: Path) -> None:
+    preset = load_preset(
+        {
+            "name": "b",
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp"},
+            "policy": {"name": "one_cycle", "max_lr": 0.5},
+            "train": {"batch_size": 128},
+            "search": {
+                "range_test": {"min_lr": 0.01, "max_lr": 3.0},
+                "batch_size": {"candidates": [64, 128, 256], "time_budget_s": 5},
+            },
+        }
+    )
+    phase = BatchSize()
+    context = PhaseContext(str(tmp_path), phase.judge(preset))
+    # 256 was stopped by the scheduler at a high accuracy: it did not finish its cycle, so it cannot win
+    trials = [batch_trial(64, [0.8, 0.9]), batch_trial(128, [0.85, 0.93]), batch_trial(256, [0.95], stopped_by="peers")]
+    plan = phase.plan(preset, context)
+    drive(plan.searcher, trials, lambda c, ts: next(t for t in ts if t["config"]["batch_size"] == c["batch_size"]), tmp_path)
+    result, _ = phase.decide(
+        preset, [TrialRecord("batch_size", t["trial_id"], t["config"], t["rows"], None, "", None) for t in trials], context
+    )
+    assert result.values["batch_size"] == 128
+    assert plan.searcher.best_batch_size == 128
+
+
+def test_one_judge_is_built_per_phase_from_the_preset() -> None:
+    demo = load_demo()
+    preset = load_preset(demo["preset"])
+    # weight decay by snapshot: the median over each continuation's epochs; by full runs: the last epoch
+    assert WeightDecay().judge(preset).window == preset.search.weight_decay.epochs
+    full = load_preset(demo["preset"], {"search.weight_decay.strategy": "full"})
+    assert WeightDecay().judge(full).window == 1
+    assert BatchSize().judge(preset) == Judge("test_acc", "max", window=1)
+    assert math.isinf(Judge().candidate("x", [{"training_iteration": 1, "test_loss": 0.5}], failed=True).loss)

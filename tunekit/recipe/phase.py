@@ -1,0 +1,128 @@
+"""The Phase protocol: what every step of the search is, and what the driver hands it.
+
+A phase is one Ray Tune experiment and one decision. The driver (:mod:`tunekit.recipe.driver`)
+asks each phase of the registry (:mod:`tunekit.recipe.phases`) in order:
+
+* ``applies(preset)`` — does a default search run it (batch size only with its section)?
+* ``check(preset)`` — refuse, before anything runs, with a one-line :class:`SearchError`;
+* ``judge(preset)`` — how its trials compare (:class:`~tunekit.core.judge.Judge`): built once,
+  handed to the searcher through :meth:`plan` and to :meth:`decide` through the context;
+* ``plan(preset, context)`` — the preset its trials run, the searcher, the scheduler (or None);
+* ``decide(preset, records, context)`` — a pure function of the finished trials: the typed
+  decision, the preset overrides for later phases, the reason, the evidence and a figure.
+
+Earlier decisions reach later phases typed, as ``context.earlier["range_test"]`` (a
+:class:`~tunekit.recipe.phases.range_test.RangeTestDecision`), never as untyped dict keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, NamedTuple, Protocol
+
+from tunekit.core.judge import Judge
+from tunekit.presets import Preset, SearchConfig, load_preset, preset_to_dict
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.records import TrialRecord
+from tunekit.recipe.results import PhaseResult
+
+
+@dataclass(frozen=True)
+class PhaseContext:
+    """What a phase is told besides the preset: where the search lives, the judge, earlier decisions."""
+
+    directory: str  # the search folder (snapshots are copied under it)
+    judge: Judge = field(default_factory=Judge)
+    earlier: Mapping[str, Any] = field(default_factory=dict)  # phase name → its typed decision
+    shared_storage: bool = False  # a local-looking storage is a mount every node sees
+
+
+@dataclass
+class PhasePlan:
+    """One phase's Tune experiment: the preset its trials run (resources, range-test policy), searcher, scheduler."""
+
+    preset: Preset
+    searcher: Any  # a tunekit searcher; the driver wraps it in a ConcurrencyLimiter
+    scheduler: Any = None  # a LossShapeScheduler, or None when its trials are not rivals
+
+
+class Decided(NamedTuple):
+    """What ``decide`` returns: the phase's result and its figure (or None)."""
+
+    result: PhaseResult
+    figure: Any = None
+
+
+class Phase(Protocol):
+    """One step of the disciplined search. Subclass it: ``applies`` and ``check`` have defaults."""
+
+    name: ClassVar[str]
+    decision_type: ClassVar[type]  # a frozen dataclass whose fields are the decided values
+
+    def applies(self, preset: Preset) -> bool:
+        """Whether a search that names no phases runs this one."""
+        return True
+
+    def check(self, preset: Preset) -> None:
+        """Raise :class:`SearchError` (one line: the field and the fix) when this phase cannot run on ``preset``."""
+        return None
+
+    def judge(self, preset: Preset) -> Judge:
+        """How this phase compares its trials; the searcher and :meth:`decide` share it."""
+        ...
+
+    def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
+        """The Tune experiment of this phase (``preset`` carries every earlier decision)."""
+        ...
+
+    def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
+        """The decision, from the finished trials alone (no Ray, no I/O besides the figure)."""
+        ...
+
+    def typed(self, result: PhaseResult) -> Any:
+        """A recorded result's values as this phase's typed decision."""
+        return self.decision_type(**result.values)
+
+
+# --------------------------------------------------------------------------- helpers the phases share
+
+
+def search_section(preset: Preset) -> SearchConfig:
+    """The preset's ``search`` section; a preset without one cannot be searched."""
+    if preset.search is None:
+        raise SearchError(
+            f"preset {preset.name!r} has no search section; add one (search: {{range_test: {{min_lr: 0.01, max_lr: 3.0}}}}) "
+            "— see search_spaces/mnist1d.yaml"
+        )
+    return preset.search
+
+
+def trial_base(preset: Preset, **overrides: Any) -> dict[str, Any]:
+    """The config every trial of a phase starts from: the preset (with ``overrides`` applied) as plain data."""
+    return {"preset": preset_to_dict(load_preset(preset_to_dict(preset), overrides) if overrides else preset)}
+
+
+def loss_shape_scheduler() -> Any:
+    """The scheduler that stops trials by the shape of their test loss; peers share a schedule length (Sec. 3)."""
+    from tunekit.schedulers import LossShapeScheduler
+
+    return LossShapeScheduler(metric="test_loss", mode="min", group_attr="epochs_total")
+
+
+def result_of(phase: Phase, decision: Any, overrides: dict[str, Any], reason: str, evidence: dict[str, float]) -> PhaseResult:
+    """A :class:`PhaseResult` whose values are the fields of ``decision``."""
+    return PhaseResult(phase.name, overrides=overrides, values=asdict(decision), reason=reason, evidence=evidence)
+
+
+def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], judge: Judge) -> list[Any]:
+    """Every record as a judged candidate, labelled by ``label`` — as the phase's searcher judged it."""
+    return [judge.candidate(label(r), r.rows, bool(r.error)) for r in records]
+
+
+def curves_figure_of(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], title: str) -> Any:
+    """The test-loss curves of a phase's trials, each with its diagnosis."""
+    from tunekit.plots import curves_figure
+
+    curves = {label(r): (*r.curve("epoch", "test_loss"), str(r.last.get("diagnosis") or "")) for r in records}
+    return curves_figure(curves, title)

@@ -1,0 +1,41 @@
+"""The phases of the disciplined search, in the recipe's order (Smith 2018, Sec. 5).
+
+Adding a phase is one module with a :class:`~tunekit.recipe.phase.Phase` subclass and one line
+in :data:`REGISTRY` (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from tunekit.recipe.phase import Phase
+from tunekit.recipe.phases.batch_size import BatchSize, BatchSizeDecision
+from tunekit.recipe.phases.final import Final, FinalDecision
+from tunekit.recipe.phases.momentum import Momentum, MomentumDecision
+from tunekit.recipe.phases.range_test import RangeTest, RangeTestDecision
+from tunekit.recipe.phases.weight_decay import WeightDecay, WeightDecayDecision
+
+#: Every phase, in the order a search runs them.
+REGISTRY: tuple[Phase, ...] = (RangeTest(), Momentum(), WeightDecay(), BatchSize(), Final())
+#: Their names, in order: what ``--phases`` accepts.
+PHASES: tuple[str, ...] = tuple(p.name for p in REGISTRY)
+
+
+def phase_named(name: str) -> Phase:
+    """The registered phase called ``name``."""
+    return next(p for p in REGISTRY if p.name == name)
+
+
+__all__ = [
+    "PHASES",
+    "REGISTRY",
+    "BatchSize",
+    "BatchSizeDecision",
+    "Final",
+    "FinalDecision",
+    "Momentum",
+    "MomentumDecision",
+    "RangeTest",
+    "RangeTestDecision",
+    "WeightDecay",
+    "WeightDecayDecision",
+    "phase_named",
+]

@@ -1,0 +1,93 @@
+"""Phase 4 (optional) — batch size at constant wall time (Sec. 4.2, Remark 4).
+
+Runs only when the preset has a ``search.batch_size`` section. Each candidate batch trains a
+full 1cycle sized to ``time_budget_s`` on the hardware it runs on, with ``max_lr`` scaled with
+the batch; the best final test accuracy wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tunekit.core.judge import Judge
+from tunekit.presets import OneCyclePolicy, Preset
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.phase import (
+    Decided,
+    Phase,
+    PhaseContext,
+    PhasePlan,
+    judged,
+    loss_shape_scheduler,
+    result_of,
+    search_section,
+    trial_base,
+)
+from tunekit.recipe.records import TrialRecord
+
+
+@dataclass(frozen=True)
+class BatchSizeDecision:
+    """The batch size of the final training and the ``max_lr`` scaled with it."""
+
+    batch_size: int
+    batch_max_lr: float
+
+
+def _label(record: TrialRecord) -> str:
+    return str(int(record.config["batch_size"]))  # BatchSizeSearcher's label of the same candidate
+
+
+class BatchSize(Phase):
+    name: ClassVar[str] = "batch_size"
+    decision_type: ClassVar[type] = BatchSizeDecision
+
+    def applies(self, preset: Preset) -> bool:
+        return search_section(preset).batch_size is not None
+
+    def check(self, preset: Preset) -> None:
+        if search_section(preset).batch_size is None:
+            raise SearchError(
+                "--phases batch_size: the preset has no search.batch_size section; add "
+                "{candidates: [64, 128, 256], time_budget_s: 60} or leave the phase out"
+            )
+
+    def judge(self, preset: Preset) -> Judge:
+        from tunekit.searchers.grid import BATCH_SIZE_JUDGE
+
+        return BATCH_SIZE_JUDGE
+
+    def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
+        from tunekit.searchers import BatchSizeSearcher
+
+        bs = search_section(preset).batch_size
+        if bs is None or not isinstance(preset.policy, OneCyclePolicy):
+            raise SearchError("phase batch_size: needs a search.batch_size section and a one_cycle policy")
+        searcher = BatchSizeSearcher(
+            bs.candidates,
+            bs.time_budget_s,
+            preset.train.batch_size,
+            preset.policy.max_lr,
+            base_config=trial_base(preset),
+            judge=context.judge,
+        )
+        return PhasePlan(preset, searcher, loss_shape_scheduler())
+
+    def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
+        from tunekit.plots import bars_figure
+
+        candidates = judged(records, _label, context.judge)
+        choice = context.judge.choose(candidates, "batch size", unit="−(final test accuracy) at constant wall time")
+        if choice.best is None:
+            raise SearchError(f"phase batch_size: {choice.reason}")
+        chosen = next(r for r in records if _label(r) == choice.best)
+        max_lr = float(chosen.config["max_lr"])
+        result = result_of(
+            self,
+            BatchSizeDecision(int(choice.best), max_lr),
+            overrides={"batch_size": int(choice.best), "max_lr": max_lr},
+            reason=choice.reason + f"; max_lr scaled with the batch to {max_lr:.3g}",
+            evidence={c.label: -c.loss for c in candidates},
+        )
+        return Decided(result, bars_figure(result.evidence, "batch size at constant wall time", "final test accuracy"))

@@ -1,0 +1,71 @@
+"""Phase 2 — cyclical momentum (Sec. 4.3, Sec. 5 item 3).
+
+Short 1cycle runs whose momentum cycles from each candidate maximum (0.99, 0.97, 0.95, 0.9)
+down to ``search.momentum.min``, at the range test's bounds; the best by its test loss at the
+end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tunekit.core.judge import Judge
+from tunekit.presets import Preset
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.phase import (
+    Decided,
+    Phase,
+    PhaseContext,
+    PhasePlan,
+    curves_figure_of,
+    judged,
+    loss_shape_scheduler,
+    result_of,
+    search_section,
+    trial_base,
+)
+from tunekit.recipe.records import TrialRecord
+
+
+@dataclass(frozen=True)
+class MomentumDecision:
+    """The cycle of momentum: from ``momentum_max`` down to ``momentum_min`` while the LR rises."""
+
+    momentum_max: float
+    momentum_min: float
+
+
+def _label(record: TrialRecord) -> str:
+    return f"{float(record.config['momentum'][0]):g}"  # MomentumSearcher's label of the same candidate
+
+
+class Momentum(Phase):
+    name: ClassVar[str] = "momentum"
+    decision_type: ClassVar[type] = MomentumDecision
+
+    def judge(self, preset: Preset) -> Judge:
+        return Judge("test_loss", "min", window=1)  # the test loss at the end of the short cycle
+
+    def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
+        from tunekit.searchers import MomentumSearcher
+
+        ms = search_section(preset).momentum
+        searcher = MomentumSearcher(ms.candidates, ms.min, base_config=trial_base(preset, epochs=ms.epochs), judge=context.judge)
+        return PhasePlan(preset, searcher, loss_shape_scheduler())
+
+    def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
+        low = search_section(preset).momentum.min
+        candidates = judged(records, _label, context.judge)
+        choice = context.judge.choose(candidates, "max momentum")
+        if choice.best is None:
+            raise SearchError(f"phase momentum: {choice.reason}; lower search.range_test.max_lr or check the data")
+        best = float(choice.best)
+        result = result_of(
+            self,
+            MomentumDecision(best, min(low, best)),
+            overrides={"momentum": [best, min(low, best)]},
+            reason=choice.reason,
+            evidence={c.label: c.loss for c in candidates},
+        )
+        return Decided(result, curves_figure_of(records, _label, "momentum: test loss of the short runs"))

@@ -1,0 +1,72 @@
+"""Phase 1 — LR range tests, one per candidate weight decay (Sec. 4.1, 4.4, Fig. 10).
+
+Each trial ramps the LR linearly from ``search.range_test.min_lr`` to ``max_lr`` and reports the
+test loss every few iterations. The bounds come from the curve of the weight decay that reached
+the lowest loss: ``max_lr`` just before its test loss turns up, ``min_lr = max_lr / div``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tunekit.core.decisions import choose_lr_range
+from tunekit.core.judge import Judge, number
+from tunekit.core.lr_range import RangeTestError
+from tunekit.presets import OneCyclePolicy, Preset, preset_to_dict, range_test_preset
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, result_of, search_section
+from tunekit.recipe.records import TrialRecord
+
+
+@dataclass(frozen=True)
+class RangeTestDecision:
+    """The LR bounds of 1cycle and the weight decay whose test reached the lowest loss.
+
+    Names are unique across phases: MLflow params on the parent run cannot change once logged.
+    """
+
+    max_lr: float
+    min_lr: float
+    range_test_weight_decay: float
+
+
+class RangeTest(Phase):
+    name: ClassVar[str] = "range_test"
+    decision_type: ClassVar[type] = RangeTestDecision
+
+    def judge(self, preset: Preset) -> Judge:
+        # a range test is read as one curve of test loss against the LR, not ranked at a step
+        return Judge("test_loss", "min")
+
+    def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
+        from tunekit.searchers import CandidateSearcher
+
+        test = range_test_preset(preset)
+        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in search_section(preset).range_test.weight_decays}
+        # no scheduler: a range test is meant to run past its minimum into divergence
+        return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
+
+    def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
+        from tunekit.plots import range_test_figure
+
+        policy = preset.policy if isinstance(preset.policy, OneCyclePolicy) else OneCyclePolicy(name="one_cycle", max_lr=1.0)
+        curves = {float(r.config["weight_decay"]): r.curve("lr", context.judge.metric) for r in records if not r.error}
+        chance = next((number(r.last.get("chance_loss")) for r in records if r.rows), None)
+        try:
+            choice = choose_lr_range(curves, min_lr_factor=policy.div, chance_loss=chance)
+        except RangeTestError as exc:
+            raise SearchError(f"phase range_test: {exc}; widen search.range_test (min_lr, max_lr, epochs)") from None
+        new_policy: dict[str, Any] = {
+            **preset_to_dict(preset.model_copy(update={"policy": policy}))["policy"],
+            "max_lr": choice.max_lr,
+        }
+        result = result_of(
+            self,
+            RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay),
+            overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
+            reason=choice.reason,
+            evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},
+        )
+        figure = range_test_figure({f"wd {wd:g}": curves[wd] for wd in sorted(curves)}, choice.max_lr, choice.min_lr)
+        return Decided(result, figure)

@@ -1,0 +1,76 @@
+"""What a person watching a search sees: one line per trial start and end, and Ray kept quiet."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from typing import Any
+
+from ray.tune.callback import Callback
+
+from tunekit.core.judge import number
+from tunekit.recipe.records import config_label
+from tunekit.searchers.snapshot import is_continuation
+
+
+class Progress(Callback):
+    """Tune callback printing one line per trial start and end: phase, trials running/done, best so far."""
+
+    def __init__(self, phase: str, index: int, total: int, enabled: bool = True) -> None:
+        self.phase, self.index, self.total, self.enabled = phase, index, total, enabled
+        self.best: tuple[float, str] | None = None
+
+    def _echo(self, text: str) -> None:
+        if self.enabled:
+            print(f"[{self.index}/{self.total} {self.phase}] {text}", file=sys.stdout, flush=True)
+
+    @staticmethod
+    def _label(trial: Any) -> str:
+        text = config_label(trial.config) or trial.trial_id
+        return text + (" (from snapshot)" if is_continuation(trial.config) else "")
+
+    @staticmethod
+    def _counts(trials: list[Any], trial: Any, now: str) -> str:
+        # Tune calls back before it updates this trial's status: count it as it is about to be
+        status = {t.trial_id: t.status for t in trials} | {trial.trial_id: now}
+        running = sum(1 for s in status.values() if s == "RUNNING")
+        done = sum(1 for s in status.values() if s in ("TERMINATED", "ERROR"))
+        return f"{running} running, {done} done"
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._echo(f"started {self._label(trial)} — {self._counts(trials, trial, 'RUNNING')}")
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        r = trial.last_result or {}
+        loss, acc = number(r.get("test_loss")), number(r.get("test_acc"))
+        shape = r.get("diagnosis") or ""
+        stopped = f", stopped: {r['stopped_by']}" if r.get("stopped_by") else ""
+        label = self._label(trial)
+        if self.phase != "range_test" and math.isfinite(loss) and (self.best is None or loss < self.best[0]):
+            self.best = (loss, label)
+        best = f"; best so far {self.best[1]} ({self.best[0]:.4f})" if self.best else ""
+        self._echo(
+            f"done {label}: test_loss {loss:.4f}, test_acc {acc:.4f} at epoch {r.get('epoch')}"
+            f"{' (' + shape + stopped + ')' if shape or stopped else ''} — {self._counts(trials, trial, 'TERMINATED')}{best}"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._echo(f"FAILED {self._label(trial)} — {self._counts(trials, trial, 'ERROR')} (logs: {trial.path})")
+
+
+class _BenignSyncRace(logging.Filter):
+    """Drops Ray's "Saving experiment state ... failed" when all that failed is copying a temp file
+    the next save already replaced (saving after every event makes a save overlap the previous
+    copy; the next copy carries the state, and the final save waits for its copy)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
+
+
+def quiet_benign_sync_races() -> None:
+    """Install :class:`_BenignSyncRace` on Ray's experiment-state logger (once)."""
+    log = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _BenignSyncRace) for f in log.filters):
+        log.addFilter(_BenignSyncRace())

@@ -1,0 +1,84 @@
+"""A phase's trials as Ray recorded them, as plain data the phases decide from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunekit.core.judge import number
+
+
+@dataclass
+class TrialRecord:
+    """One trial of a phase as Ray recorded it: its config overrides, every result, its end."""
+
+    phase: str
+    trial_id: str
+    config: dict[str, Any]  # the trial config without the preset
+    rows: list[dict[str, Any]]
+    error: str | None
+    path: str
+    checkpoint: str | None
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.rows[-1] if self.rows else {}
+
+    @property
+    def trial_epochs(self) -> float:
+        return max((float(r.get("trial_epochs") or 0.0) for r in self.rows), default=0.0)
+
+    def curve(self, x: str = "training_iteration", y: str = "test_loss") -> tuple[list[float], list[float]]:
+        xs = [float(r[x]) for r in self.rows if x in r]
+        ys = [number(r.get(y)) for r in self.rows if x in r]
+        return xs, ys
+
+    @property
+    def label(self) -> str:
+        return config_label(self.config) or self.trial_id
+
+
+def config_label(config: Mapping[str, Any]) -> str:
+    """What a trial tries, in a few words: its overrides, without the preset, snapshot path or train.* plumbing."""
+    from tunekit.searchers.snapshot import RESTORE_KEY
+
+    shown = {k: v for k, v in config.items() if k not in ("preset", RESTORE_KEY) and not k.startswith("train.")}
+    return ", ".join(f"{k}={_short(v)}" for k, v in shown.items())
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def records_of(phase: str, grid: Any) -> list[TrialRecord]:
+    """The trials of a ``ResultGrid`` (or of ``ResultGrid(ExperimentAnalysis(path))``) as records."""
+    out = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        rows = frame.to_dict("records") if frame is not None else []
+        config = {k: v for k, v in (result.config or {}).items() if k != "preset"}
+        trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+        error = str(result.error).strip().splitlines()[-1] if result.error else None
+        checkpoint = result.checkpoint.path if result.checkpoint else None
+        out.append(TrialRecord(phase, trial_id, config, rows, error, result.path, checkpoint))
+    return sorted(out, key=lambda r: r.path)
+
+
+def phase_records(directory: str, phase: str) -> list[TrialRecord]:
+    """The trials of one phase of a search folder (finished or not); [] before the phase started."""
+    from ray import tune
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from tunekit.recipe.state import join
+    from tunekit.runner import storage_path
+
+    path = join(storage_path(directory), phase)
+    if not tune.Tuner.can_restore(path):
+        return []
+    return records_of(phase, ResultGrid(ExperimentAnalysis(path)))

@@ -1,0 +1,49 @@
+"""``tunekit report``: one row per trial of a search, whatever phase it belongs to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tunekit.recipe.records import TrialRecord, phase_records
+from tunekit.recipe.state import read_state
+from tunekit.searchers.snapshot import is_continuation
+
+#: Trial-config keys shown as columns of their own.
+CONFIG_COLUMNS = ("weight_decay", "momentum", "max_lr", "batch_size", "seed", "init")
+#: Last-result fields shown as columns.
+RESULT_COLUMNS = ("epoch", "test_loss", "test_acc", "train_loss", "lr")
+
+
+def report_frame(directory: str) -> Any:
+    """One row per trial of a search (finished or not): phase, config, diagnosis, stopped_by,
+    final metrics and compute — a ``pandas.DataFrame``."""
+    import pandas as pd
+
+    from tunekit.runner import storage_path
+
+    directory = storage_path(directory)
+    state = read_state(directory)
+    rows = [report_row(r) for phase in state.phases for r in phase_records(directory, phase)]
+    return pd.DataFrame(rows)
+
+
+def report_row(record: TrialRecord) -> dict[str, Any]:
+    """The report's row of one trial."""
+    last = record.last
+    row: dict[str, Any] = {"phase": record.phase, "trial_id": record.trial_id, "config": record.label}
+    for key in CONFIG_COLUMNS:
+        if key in record.config:
+            value = record.config[key]
+            row[key] = json.dumps(value) if isinstance(value, list) else value
+    row["continuation"] = is_continuation(record.config)
+    row["status"] = "ERROR" if record.error else ("DONE" if last else "NOT STARTED")
+    row["diagnosis"] = last.get("diagnosis") or ""
+    row["stopped_by"] = last.get("stopped_by") or ""
+    for key in RESULT_COLUMNS:
+        row[key] = last.get(key)
+    row["trial_epochs"] = record.trial_epochs
+    row["train_time_s"] = last.get("train_time_s")
+    row["results"] = len(record.rows)
+    row["error"] = record.error or ""
+    return row

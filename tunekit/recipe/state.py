@@ -1,0 +1,164 @@
+"""``search.json``: everything a search knows, typed, written atomically after every step.
+
+A search folder (``<storage>/<name>/``) holds one Tune experiment per phase and this file: the
+request (preset, phases, storage, tracking), each finished phase's :class:`PhaseResult`, and
+the end. ``tunekit resume`` needs nothing else. Version 1 (tunekit ≤ 0.1.0) has the same
+fields but ``written_by``; it still loads, and is written back as version 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tunekit.core.storage import is_uri
+from tunekit.presets import Preset, load_preset
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.results import PhaseResult
+
+STATE_FILE = "search.json"
+STATE_VERSION = 2
+#: Versions this release reads (1: written by tunekit 0.1.0, before the phases became modules).
+READABLE_VERSIONS = (1, 2)
+
+
+@dataclass
+class TrackingState:
+    """Where the search logs in MLflow; ``parent_run_id`` is set once the parent run exists."""
+
+    uri: str
+    experiment: str
+    parent_run_id: str | None = None
+
+
+@dataclass
+class SearchEnd:
+    """The end of a search: the chosen preset and the final replicates' test accuracy."""
+
+    preset: dict[str, Any]
+    accuracy_mean: float
+    accuracy_std: float
+    accuracies: list[float]
+    best_checkpoint: str | None = None
+    finished: str = ""
+
+
+@dataclass
+class SearchState:
+    """The contents of ``search.json``. ``preset`` is the request; :meth:`preset_now` applies the decisions."""
+
+    name: str
+    directory: str
+    storage: str
+    preset: dict[str, Any]
+    phases: list[str]
+    shared_storage: bool = False
+    max_failures: int = 2
+    tracking: TrackingState | None = None
+    done: dict[str, PhaseResult] = field(default_factory=dict)
+    result: SearchEnd | None = None
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    written_by: str | None = None  # the tunekit version that wrote the file (None: version 1)
+    version: int = STATE_VERSION
+
+    def preset_now(self) -> Preset:
+        """The requested preset with every finished phase's decision applied, in phase order."""
+        overrides: dict[str, Any] = {}
+        for result in self.done.values():
+            overrides.update(result.overrides)
+        return load_preset(self.preset, overrides)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps({"version": data.pop("version"), **data}, indent=1, default=float)
+
+    @classmethod
+    def from_json(cls, text: str, directory: str) -> SearchState:
+        """Parse a ``search.json`` found in ``directory`` (a moved folder is where it is now).
+
+        Raises:
+            SearchError: not a search state this release reads.
+        """
+        where = join(directory, STATE_FILE)
+        try:
+            data = json.loads(text)
+            if data.get("version") not in READABLE_VERSIONS:
+                raise SearchError(
+                    f"{where}: version {data.get('version')} is not one this tunekit reads ({READABLE_VERSIONS}); "
+                    "upgrade tunekit or start a new search"
+                )
+            known = {f.name for f in fields(cls)}
+            state = cls(**{k: v for k, v in data.items() if k in known})
+            state.tracking = TrackingState(**data["tracking"]) if data.get("tracking") else None
+            state.done = {k: PhaseResult(**v) for k, v in data.get("done", {}).items()}
+            state.result = SearchEnd(**data["result"]) if data.get("result") else None
+        except (json.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
+            raise SearchError(f"{where}: not a tunekit search state ({exc}); give the folder `tunekit search` printed") from None
+        state._relocate(directory)
+        return state
+
+    def _relocate(self, directory: str) -> None:
+        """A folder that was moved or copied resumes where it is now, not where it was written."""
+        if is_uri(directory) or is_uri(self.directory) or Path(directory).resolve() == Path(self.directory).resolve():
+            return
+        self.directory = str(Path(directory).resolve())
+        self.storage = str(Path(self.directory).parent)
+
+    def save(self) -> None:
+        """Write ``search.json`` as this release's version (a state read from version 1 is written back as 2)."""
+        from tunekit import __version__
+
+        self.version, self.written_by = STATE_VERSION, __version__
+        write_text(join(self.directory, STATE_FILE), self.to_json())
+
+
+def read_state(directory: str) -> SearchState:
+    """The ``search.json`` of a search folder.
+
+    Raises:
+        SearchError: the folder holds no search, or not one this release reads.
+    """
+    text = read_text(join(directory, STATE_FILE))
+    if text is None:
+        raise SearchError(
+            f"{directory}: no {STATE_FILE} here; give the search folder `tunekit search` printed (<storage>/<name>)"
+        )
+    return SearchState.from_json(text, directory)
+
+
+def join(directory: str, name: str) -> str:
+    """``directory/name`` for a folder or a URI."""
+    return f"{directory.rstrip('/')}/{name}" if is_uri(directory) else str(Path(directory) / name)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write a small text file: atomically on a local disk (a killed driver leaves the old file or the new one)."""
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        with fs.open_output_stream(inner) as fh:
+            fh.write(text.encode())
+        return
+    tmp = Path(f"{path}.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_text(path: str) -> str | None:
+    """A small text file's contents; None when it does not exist."""
+    if is_uri(path):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        if fs.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
+            return None
+        with fs.open_input_stream(inner) as fh:
+            return bytes(fh.read()).decode()
+    p = Path(path)
+    return p.read_text() if p.is_file() else None
