@@ -119,7 +119,7 @@ def _recorded(name: str) -> tuple[list[float], list[float]]:
 @pytest.mark.parametrize("name", ["range_wd0.0001", "range_wd0", "range_to1_wd1e-4"])
 def test_recorded_mnist1d_range_tests_turn_up_near_lr_one(name: str) -> None:
     r = analyse_range_test(*_recorded(name), chance_loss=math.log(10))
-    # MNIST-1D's CNN with BN re-estimated: minimum near 0.6-0.9, sharp rise after ≈ 1.0 (DESIGN.md)
+    # MNIST-1D's CNN with BN re-estimated: minimum near 0.6-0.9, sharp rise after ≈ 1.0 (ARCHITECTURE.md)
     assert 0.6 <= r.lr_at_min_loss <= 0.9
     assert 0.7 <= r.max_lr <= 1.1
     assert r.turned_up

@@ -11,7 +11,7 @@ One rule, shared by the Ray scheduler (:mod:`tunekit.schedulers`) and the Optuna
    fast enough to close that gap within one tail window.
 
 Peers must run schedules of the same length: a 1cycle trial's loss at epoch k depends on its
-total cycle, so callers group trials by schedule length before comparing (DESIGN.md).
+total cycle, so callers group trials by schedule length before comparing (ARCHITECTURE.md).
 
 Paper: Sec. 3 (Remarks 1-2): early test loss separates good from bad configurations.
 """

@@ -270,7 +270,7 @@ class Trainer:
         """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches.
 
         During a range test the weights move faster than BN's running averages follow; without
-        this the eval-mode test loss is chaos (see DESIGN.md, "Range tests on BN networks").
+        this the eval-mode test loss is chaos (see ARCHITECTURE.md, "Range tests on BN networks").
         """
         norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not norms or batches <= 0:
