@@ -52,6 +52,8 @@ def main() -> None:
                 "search.range_test.epochs": 2,
                 "search.momentum.epochs": 2,
                 "search.weight_decay.epochs": 2,
+                "search.momentum.min_points": 2,  # 2-epoch short runs, as measured (the default floor is 3)
+                "search.weight_decay.min_points": 2,
                 "search.final.epochs": 4,
                 "search.final.replicates": 2,
             },

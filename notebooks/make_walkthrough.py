@@ -43,6 +43,10 @@ if QUICK:  # a tiny dataset and short runs: the same code path, in a minute
         "search.range_test.weight_decays": [1e-3, 1e-4],
         "search.momentum.candidates": [0.95, 0.9], "search.momentum.epochs": 2,
         "search.weight_decay.epochs": 2, "search.weight_decay.max_trials": 3,
+        # floors low enough for these short phases (on 1 600 samples the defaults would lengthen them)
+        "search.range_test.min_steps": 10, "search.range_test.points": 10,
+        "search.momentum.min_steps": 10, "search.momentum.min_points": 1,
+        "search.weight_decay.min_steps": 10, "search.weight_decay.min_points": 1,
         "search.final.epochs": 4, "search.final.replicates": 2,
     }
 print("storage:", STORAGE)"""

@@ -13,6 +13,11 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
 
 
+#: Sizing floors low enough for the tiny presets' deliberately short phases (the defaults would lengthen them).
+TINY_RANGE_TEST: dict[str, Any] = {"min_steps": 10, "points": 5}
+TINY_SHORT_RUNS: dict[str, Any] = {"min_steps": 10, "min_points": 1}
+
+
 def tiny_preset_dict(**overrides: Any) -> dict[str, Any]:
     """MNIST-1D with 2 000 samples (1 600 train): a real dataset, a real model, seconds per run."""
     preset: dict[str, Any] = {
@@ -22,7 +27,9 @@ def tiny_preset_dict(**overrides: Any) -> dict[str, Any]:
         "train": {"epochs": 3, "batch_size": 64, "seed": 0},
         "policy": {"name": "one_cycle", "max_lr": 0.5},
         "weight_decay": 1e-4,
-        "search": {"range_test": {"min_lr": 0.01, "max_lr": 3.0, "epochs": 1, "eval_every": 5, "eval_samples": 200}},
+        "search": {
+            "range_test": {"min_lr": 0.01, "max_lr": 3.0, "epochs": 1, "eval_every": 5, "eval_samples": 200, **TINY_RANGE_TEST}
+        },
     }
     preset.update(overrides)
     return preset

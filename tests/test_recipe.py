@@ -20,7 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from tests.conftest import tiny_preset_dict
+from tests.conftest import TINY_RANGE_TEST, TINY_SHORT_RUNS, tiny_preset_dict
 from tunekit.cli import app
 from tunekit.recipe import SearchState, read_state
 
@@ -34,9 +34,10 @@ SEARCH = {
         "eval_every": 4,
         "eval_samples": 400,
         "weight_decays": [1e-3, 1e-4],
+        **TINY_RANGE_TEST,
     },
-    "momentum": {"candidates": [0.95, 0.9], "epochs": 2},
-    "weight_decay": {"strategy": "full", "epochs": 2, "max_trials": 4},
+    "momentum": {"candidates": [0.95, 0.9], "epochs": 2, **TINY_SHORT_RUNS},
+    "weight_decay": {"strategy": "full", "epochs": 2, "max_trials": 4, **TINY_SHORT_RUNS},
     "final": {"epochs": 3, "replicates": 2},
 }
 
@@ -259,7 +260,7 @@ def test_snapshot_and_batch_size_phases(tmp_path: Path, ray_session: None) -> No
     preset = write_preset(
         tmp_path,
         search={
-            "weight_decay": {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4]},
+            "weight_decay": {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4], **TINY_SHORT_RUNS},
             "batch_size": {"candidates": [32, 128], "time_budget_s": 4},
             "final": {"epochs": 3, "replicates": 1},
         },

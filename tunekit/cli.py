@@ -239,9 +239,11 @@ def range_test(
     """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
     loaded, extra = _load(preset, set_)
     _check_tracking(tracking_uri, not no_tracking)
-    try:
-        test = range_test_preset(loaded)
-    except PresetError as exc:
+    from tunekit.recipe import SearchError, plan_search
+
+    try:  # sized to the data: enough optimizer steps and evaluations to read the curve
+        test = range_test_preset(plan_search(loaded, ["range_test"]).preset)
+    except (PresetError, SearchError) as exc:
         raise _fail(str(exc)) from None
     outcome = _run_trial(
         "the range test",
@@ -449,9 +451,12 @@ def search(
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
     shared_storage: SharedOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print each phase's trials, steps and evaluations on this data; run nothing.")
+    ] = False,
 ) -> None:
     """Run the disciplined search (range test → momentum → weight decay → batch size → final) on a preset."""
-    from tunekit.recipe import SearchError, SearchInterrupted, plan_phases
+    from tunekit.recipe import SearchError, SearchInterrupted, plan_phases, plan_search
     from tunekit.recipe import search as run_search
 
     loaded, extra = _load(preset, set_)
@@ -459,8 +464,14 @@ def search(
         raise _fail(f"--set {', '.join(extra)}: not a preset field; a search starts from scratch")
     try:
         chosen = plan_phases(loaded, phases.split(",") if phases is not None else None)
+        if dry_run:
+            plan = plan_search(loaded, chosen)
+            plan_phases(plan.preset, chosen)  # the sized phases must still fit
     except SearchError as exc:
         raise _fail(str(exc)) from None
+    if dry_run:
+        _emit_json(plan.to_dict()) if json_ else typer.echo(plan.table())
+        return
     _check_tracking(tracking_uri, not no_tracking)
     try:
         with _quiet_stdout(json_):

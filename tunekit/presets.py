@@ -232,12 +232,18 @@ class Resources(_Strict):
 
 
 class RangeTestSearch(_Strict):
+    """The range tests, sized in optimizer steps and evaluation points (tunekit.core.sizing)."""
+
     min_lr: float = Field(gt=0.0)
     max_lr: float = Field(gt=0.0)
-    epochs: float = Field(default=3.0, gt=0.0)
+    epochs: float = Field(default=3.0, gt=0.0)  # length, unless `steps` is given; kept within [min_steps, max_steps]
+    steps: int | None = Field(default=None, gt=0)  # length in optimizer steps (wins over epochs; not capped)
+    min_steps: int = Field(default=200, gt=0)  # a shorter ramp cannot show where the loss turns up
+    max_steps: int | None = Field(default=3000, gt=0)  # epochs of a large dataset stop here (null: no cap)
     momentum: tuple[float, float] = (0.95, 0.85)
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
-    eval_every: int = Field(default=20, gt=0)
+    eval_every: int = Field(default=20, gt=0)  # steps between evaluations, at most (lowered to reach `points`)
+    points: int = Field(default=30, gt=1)  # evaluations along each curve, at least
     eval_samples: int = Field(default=1000, gt=0)
     bn_recalibration_batches: int = Field(default=4, ge=0)
 
@@ -253,10 +259,18 @@ class RangeTestSearch(_Strict):
         return self
 
 
-class MomentumSearch(_Strict):
+class ShortRuns(_Strict):
+    """How long a phase's short 1cycle runs last: epochs (or a fraction of the final training), with floors."""
+
+    epochs: int = Field(default=3, gt=0)  # raised to meet min_steps and min_points
+    fraction: float | None = Field(default=None, gt=0.0, le=1.0)  # instead of epochs: this share of the final training
+    min_steps: int = Field(default=200, gt=0)  # optimizer steps, at least
+    min_points: int = Field(default=3, gt=0)  # evaluations (one per epoch), at least: the scheduler's grace period
+
+
+class MomentumSearch(ShortRuns):
     candidates: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9)
     min: float = Field(default=0.85, ge=0.0, lt=1.0)  # the cyclical momentum's low point
-    epochs: int = Field(default=3, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> MomentumSearch:
@@ -267,9 +281,8 @@ class MomentumSearch(_Strict):
         return self
 
 
-class WeightDecaySearch(_Strict):
+class WeightDecaySearch(ShortRuns):
     strategy: Literal["full", "snapshot"] = "full"
-    epochs: int = Field(default=3, gt=0)
     candidates: tuple[float, ...] | None = None  # None: the range test's weight_decays
     max_trials: int = Field(default=8, gt=0)
 

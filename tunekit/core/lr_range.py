@@ -119,7 +119,7 @@ def analyse_range_test(
         if smooth[m] >= chance_loss:
             raise RangeTestError(
                 f"the test loss never fell below chance level ({chance_loss:.3g}): the range test learned nothing; "
-                "start at a smaller min_lr, or check the data and the model"
+                "run it for more steps, start at a smaller min_lr, or check the data and the model"
             )
         back = np.nonzero(smooth[m:] >= chance_loss)[0]
         if len(back):

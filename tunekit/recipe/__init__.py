@@ -21,8 +21,9 @@ repository root walks one search through them.
 from tunekit.core.judge import Judge
 from tunekit.recipe.driver import Driver, plan_phases, resume, search, trial_dirname
 from tunekit.recipe.errors import SearchError, SearchInterrupted
-from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan
+from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize
 from tunekit.recipe.phases import PHASES, REGISTRY
+from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.progress import Progress
 from tunekit.recipe.records import TrialRecord, config_label, phase_records, records_of
 from tunekit.recipe.report import report_frame
@@ -41,15 +42,18 @@ __all__ = [
     "PhaseContext",
     "PhasePlan",
     "PhaseResult",
+    "PhaseSize",
     "Progress",
     "SearchError",
     "SearchInterrupted",
+    "SearchPlan",
     "SearchResult",
     "SearchState",
     "TrialRecord",
     "config_label",
     "phase_records",
     "plan_phases",
+    "plan_search",
     "read_state",
     "records_of",
     "report_frame",

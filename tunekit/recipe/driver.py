@@ -27,6 +27,7 @@ from tunekit.recipe.errors import SearchError, SearchInterrupted
 from tunekit.recipe.phase import Phase, PhaseContext, search_section
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import replicates_in_order
+from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.records import TrialRecord, phase_records, records_of
 from tunekit.recipe.results import PhaseResult, SearchResult
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, join, read_state, read_text
@@ -73,6 +74,9 @@ def search(
     if overrides:
         loaded = load_preset(preset_to_dict(loaded), overrides)
     chosen = plan_phases(loaded, phases)
+    plan = plan_search(loaded, chosen)
+    loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
+    plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
     name = name or f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = storage_path(storage)
     directory = join(root, name)
@@ -81,9 +85,10 @@ def search(
             f"--name {name}: a search already lives in {directory}; `tunekit resume {directory}` or pick another name"
         )
     state = SearchState(name, directory, root, preset_to_dict(loaded), chosen, shared_storage, max_failures)
+    state.train_samples = plan.train_samples
     if track:
         state.tracking = TrackingState(tracking_uri_for(tracking_uri, root), experiment or loaded.name)
-    return Driver(state, address=address, progress=progress).run()
+    return Driver(state, address=address, progress=progress, plan=plan).run()
 
 
 def resume(directory: str, *, address: str | None = None, progress: bool = True) -> SearchResult:
@@ -120,10 +125,11 @@ def plan_phases(preset: Preset, phases: Iterable[str] | None) -> list[str]:
 class Driver:
     """Runs the phases of one search; everything it knows lives in its :class:`SearchState`."""
 
-    def __init__(self, state: SearchState, address: str | None, progress: bool) -> None:
+    def __init__(self, state: SearchState, address: str | None, progress: bool, plan: SearchPlan | None = None) -> None:
         self.state = state
         self.address = address
         self.progress = progress
+        self.plan = plan  # the sizing of a new search (with what it changed); a resumed one is sized again
         self.log: Any = None  # the search's MLflow record (tunekit.tracking.search_log.SearchLog)
 
     def _echo(self, text: str) -> None:
@@ -145,6 +151,10 @@ class Driver:
         self._start_tracking()
         self.state.save()
         self._echo(f"search {self.state.name}: phases {', '.join(self.state.phases)} → {self.state.directory}")
+        if self.plan is None and self.state.train_samples:
+            self.plan = plan_search(load_preset(self.state.preset), self.state.phases, self.state.train_samples)
+        if self.plan is not None:
+            self._echo(self.plan.table())
         for index, name in enumerate(self.state.phases, start=1):
             done = self.state.done.get(name)
             if done is not None:

@@ -5,6 +5,9 @@ asks each phase of the registry (:mod:`tunekit.recipe.phases`) in order:
 
 * ``applies(preset)`` — does a default search run it (batch size only with its section)?
 * ``check(preset)`` — refuse, before anything runs, with a one-line :class:`SearchError`;
+* ``size(preset, train_samples)`` — how long its trials run on this data, in optimizer steps and
+  evaluation points (:mod:`tunekit.core.sizing`), and what the phase will cost; printed before
+  anything runs, and by ``tunekit search --dry-run``;
 * ``judge(preset)`` — how its trials compare (:class:`~tunekit.core.judge.Judge`): built once,
   handed to the searcher through :meth:`plan` and to :meth:`decide` through the context;
 * ``plan(preset, context)`` — the preset its trials run, the searcher, the scheduler (or None);
@@ -22,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from tunekit.core.judge import Judge
-from tunekit.presets import Preset, SearchConfig, load_preset, preset_to_dict
+from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.records import TrialRecord
 from tunekit.recipe.results import PhaseResult
@@ -47,6 +50,19 @@ class PhasePlan:
     scheduler: Any = None  # a LossShapeScheduler, or None when its trials are not rivals
 
 
+@dataclass(frozen=True)
+class PhaseSize:
+    """One phase on this data: the ``search.*`` values sizing fills in, and what its trials will cost."""
+
+    overrides: dict[str, Any]  # dotted preset paths → sized values (epochs, eval_every)
+    trials: str  # how many trials ("4", or "≤ 9" where a searcher decides)
+    epochs: float  # per trial (NaN: sized by wall time)
+    steps: int  # optimizer steps per trial (0: sized by wall time)
+    points: int  # evaluations per trial
+    trial_epochs: float  # the phase's compute, at most
+    note: str = ""  # what sizing changed, and why
+
+
 class Decided(NamedTuple):
     """What ``decide`` returns: the phase's result and its figure (or None)."""
 
@@ -67,6 +83,10 @@ class Phase(Protocol):
     def check(self, preset: Preset) -> None:
         """Raise :class:`SearchError` (one line: the field and the fix) when this phase cannot run on ``preset``."""
         return None
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        """This phase's trials on ``train_samples`` training samples: the sized ``search.*`` values and the cost."""
+        ...
 
     def judge(self, preset: Preset) -> Judge:
         """How this phase compares its trials; the searcher and :meth:`decide` share it."""
@@ -96,6 +116,16 @@ def search_section(preset: Preset) -> SearchConfig:
             "— see search_spaces/mnist1d.yaml"
         )
     return preset.search
+
+
+def short_run_size(preset: Preset, train_samples: int, section: ShortRuns, field: str, trials: str, count: float) -> PhaseSize:
+    """A short-run phase (momentum, weight decay) sized by :func:`~tunekit.core.sizing.size_short_run`."""
+    from tunekit.core.sizing import size_short_run
+
+    final = search_section(preset).final.epochs or preset.train.epochs
+    lengths = section.model_dump(include={"epochs", "fraction", "min_steps", "min_points"})
+    sized = size_short_run(train_samples, preset.train.batch_size, final_epochs=final, **lengths)
+    return PhaseSize({field: sized.epochs}, trials, sized.epochs, sized.steps, sized.epochs, count * sized.epochs, sized.note)
 
 
 def trial_base(preset: Preset, **overrides: Any) -> dict[str, Any]:

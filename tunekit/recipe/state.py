@@ -62,6 +62,7 @@ class SearchState:
     done: dict[str, PhaseResult] = field(default_factory=dict)
     result: SearchEnd | None = None
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    train_samples: int | None = None  # what the phases were sized for (None: version 1, sized in epochs)
     written_by: str | None = None  # the tunekit version that wrote the file (None: version 1)
     version: int = STATE_VERSION
 

@@ -345,6 +345,11 @@ _TENSOR_LOADERS: dict[str, Callable[[DatasetConfig, int], TensorData]] = {
 }
 
 
+def train_samples(cfg: DatasetConfig, seed: int = 0) -> int:
+    """How many training samples ``cfg`` yields (what sizes a search's phases); loads the data once, on the CPU."""
+    return load_data(cfg, "cpu", seed).num_train
+
+
 def load_data(cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0) -> Data:
     """Load the dataset ``cfg`` names, ready to batch on ``device``.
 

@@ -7,6 +7,7 @@ the batch; the best final test accuracy wins.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,6 +19,7 @@ from tunekit.recipe.phase import (
     Phase,
     PhaseContext,
     PhasePlan,
+    PhaseSize,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -52,6 +54,13 @@ class BatchSize(Phase):
                 "--phases batch_size: the preset has no search.batch_size section; add "
                 "{candidates: [64, 128, 256], time_budget_s: 60} or leave the phase out"
             )
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        bs = search_section(preset).batch_size
+        count = len(bs.candidates) if bs is not None else 0
+        budget = f"{bs.time_budget_s:g} s each" if bs is not None else ""
+        # each candidate's epochs are whatever fits its time budget, measured inside its trial
+        return PhaseSize({}, str(count), math.nan, 0, 0, math.nan, f"sized by wall time: {budget}")
 
     def judge(self, preset: Preset) -> Judge:
         from tunekit.searchers.grid import BATCH_SIZE_JUDGE

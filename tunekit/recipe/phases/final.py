@@ -13,9 +13,10 @@ from typing import ClassVar
 
 from tunekit.core.decisions import mean_std, replicate_overrides
 from tunekit.core.judge import Judge, number
+from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset
 from tunekit.recipe.errors import SearchError
-from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, result_of, search_section, trial_base
+from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize, result_of, search_section, trial_base
 from tunekit.recipe.records import TrialRecord
 
 
@@ -35,6 +36,12 @@ def replicates_in_order(records: list[TrialRecord]) -> list[TrialRecord]:
 class Final(Phase):
     name: ClassVar[str] = "final"
     decision_type: ClassVar[type] = FinalDecision
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        final = search_section(preset).final
+        epochs = final.epochs or preset.train.epochs
+        steps = epochs * steps_per_epoch(train_samples, preset.train.batch_size)
+        return PhaseSize({}, str(final.replicates), epochs, steps, epochs, final.replicates * epochs)
 
     def judge(self, preset: Preset) -> Judge:
         return Judge("test_acc", "max", window=1)  # the replicates' final test accuracy

@@ -18,11 +18,13 @@ from tunekit.recipe.phase import (
     Phase,
     PhaseContext,
     PhasePlan,
+    PhaseSize,
     curves_figure_of,
     judged,
     loss_shape_scheduler,
     result_of,
     search_section,
+    short_run_size,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -43,6 +45,11 @@ def _label(record: TrialRecord) -> str:
 class Momentum(Phase):
     name: ClassVar[str] = "momentum"
     decision_type: ClassVar[type] = MomentumDecision
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        ms = search_section(preset).momentum
+        count = len(ms.candidates)
+        return short_run_size(preset, train_samples, ms, "search.momentum.epochs", str(count), count)
 
     def judge(self, preset: Preset) -> Judge:
         return Judge("test_loss", "min", window=1)  # the test loss at the end of the short cycle

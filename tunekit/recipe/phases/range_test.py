@@ -15,7 +15,7 @@ from tunekit.core.judge import Judge, number
 from tunekit.core.lr_range import RangeTestError
 from tunekit.presets import OneCyclePolicy, Preset, preset_to_dict, range_test_preset
 from tunekit.recipe.errors import SearchError
-from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, result_of, search_section
+from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize, result_of, search_section
 from tunekit.recipe.records import TrialRecord
 
 
@@ -34,6 +34,16 @@ class RangeTestDecision:
 class RangeTest(Phase):
     name: ClassVar[str] = "range_test"
     decision_type: ClassVar[type] = RangeTestDecision
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        from tunekit.core.sizing import size_range_test
+
+        rt = search_section(preset).range_test
+        lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points"})
+        sized = size_range_test(train_samples, preset.train.batch_size, **lengths)
+        trials = len(rt.weight_decays)
+        overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
+        return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
 
     def judge(self, preset: Preset) -> Judge:
         # a range test is read as one curve of test loss against the LR, not ranked at a step
@@ -56,7 +66,7 @@ class RangeTest(Phase):
         try:
             choice = choose_lr_range(curves, min_lr_factor=policy.div, chance_loss=chance)
         except RangeTestError as exc:
-            raise SearchError(f"phase range_test: {exc}; widen search.range_test (min_lr, max_lr, epochs)") from None
+            raise SearchError(f"phase range_test: {exc}; {_advice(records)}") from None
         new_policy: dict[str, Any] = {
             **preset_to_dict(preset.model_copy(update={"policy": policy}))["policy"],
             "max_lr": choice.max_lr,
@@ -70,3 +80,12 @@ class RangeTest(Phase):
         )
         figure = range_test_figure({f"wd {wd:g}": curves[wd] for wd in sorted(curves)}, choice.max_lr, choice.min_lr)
         return Decided(result, figure)
+
+
+def _advice(records: list[TrialRecord]) -> str:
+    """What to change, from how long the range tests ran and how often they were evaluated."""
+    from tunekit.core.sizing import range_test_advice
+
+    steps = max((int(number(r.last.get("step"))) for r in records if r.rows and number(r.last.get("step")) > 0), default=0)
+    points = max((len(r.rows) for r in records), default=0)
+    return range_test_advice(steps, points)

@@ -9,7 +9,7 @@ its test loss runs horizontal, then continues every value ``epochs`` more from i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from tunekit.core.judge import Judge, number
@@ -20,10 +20,12 @@ from tunekit.recipe.phase import (
     Phase,
     PhaseContext,
     PhasePlan,
+    PhaseSize,
     judged,
     loss_shape_scheduler,
     result_of,
     search_section,
+    short_run_size,
     trial_base,
 )
 from tunekit.recipe.phases.range_test import RangeTestDecision
@@ -51,8 +53,17 @@ class WeightDecay(Phase):
         if ws.strategy == "snapshot" and preset.train.epochs <= ws.epochs:
             raise SearchError(
                 f"search.weight_decay: snapshot continuations of {ws.epochs} epochs need a longer schedule than "
-                f"train.epochs = {preset.train.epochs}; raise train.epochs or lower search.weight_decay.epochs"
+                f"train.epochs = {preset.train.epochs}; raise train.epochs, or lower search.weight_decay.epochs (and min_steps)"
             )
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        ws = search_section(preset).weight_decay
+        size = short_run_size(preset, train_samples, ws, "search.weight_decay.epochs", f"≤ {ws.max_trials}", ws.max_trials)
+        if ws.strategy == "full":
+            return size
+        # one base run on the final schedule, up to where each continuation still has its epochs left
+        base = max(preset.train.epochs - int(size.epochs), 0)
+        return replace(size, trials=f"1 + ≤ {ws.max_trials}", trial_epochs=size.trial_epochs + base)
 
     def judge(self, preset: Preset) -> Judge:
         ws = search_section(preset).weight_decay

@@ -1,0 +1,139 @@
+"""A search section that fits any dataset size: the plan, --dry-run, and what an unreadable range test says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tunekit.cli import app
+from tunekit.presets import load_preset, preset_to_dict
+from tunekit.recipe import SearchError, TrialRecord, plan_phases, plan_search
+from tunekit.recipe.phases import RangeTest
+
+EMBEDDED = load_preset("mnist1d")
+
+
+def on_digits(**train: Any) -> dict[str, Any]:
+    """The embedded preset's search section, unchanged, on scikit-learn's digits with an MLP."""
+    return {
+        "name": "digits-mlp",
+        "dataset": {"name": "digits"},
+        "model": {"name": "mlp"},
+        "train": {"epochs": 15, "batch_size": 64, "seed": 0, **train},
+        "policy": {"name": "one_cycle", "max_lr": 0.5},
+        "weight_decay": 1e-4,
+        "search": preset_to_dict(EMBEDDED)["search"],
+    }
+
+
+def test_the_embedded_section_is_left_as_it_is_on_the_data_it_was_written_for() -> None:
+    plan = plan_search(EMBEDDED, plan_phases(EMBEDDED, None), train_samples=12_800)
+    # make demo runs exactly the trials it ran before sizing existed
+    assert preset_to_dict(plan.preset) == preset_to_dict(EMBEDDED)
+    assert (plan.sizes["range_test"].steps, plan.sizes["range_test"].points) == (300, 30)
+    assert all(not size.note for size in plan.sizes.values())
+
+
+def test_the_same_section_on_digits_gets_enough_steps_and_evaluations() -> None:
+    preset = load_preset(on_digits())
+    plan = plan_search(preset, plan_phases(preset, None))
+    assert plan.train_samples == 1437
+    rt = plan.sizes["range_test"]
+    # 3 epochs would be 66 steps and 6 evaluations: raised to 200 steps, ≥ 30 evaluations
+    assert rt.steps == 200
+    assert rt.points >= 30
+    assert plan.preset.search.range_test.eval_every * rt.points <= rt.steps
+    # the short runs: ⌈200 / 22⌉ epochs
+    assert plan.preset.search.momentum.epochs == plan.preset.search.weight_decay.epochs == 10
+    assert "raised" in plan.table()
+
+
+def test_sizing_twice_changes_nothing() -> None:
+    preset = load_preset(on_digits())
+    once = plan_search(preset, ["range_test", "momentum", "weight_decay", "final"], train_samples=1437)
+    twice = plan_search(once.preset, ["range_test", "momentum", "weight_decay", "final"], train_samples=1437)
+    # a resumed search re-reads the sized preset: it must size to itself
+    assert preset_to_dict(twice.preset) == preset_to_dict(once.preset)
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(on_digits()))
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run", "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    for phase in ("range_test", "momentum", "weight_decay", "final"):
+        assert phase in result.output
+    assert "steps/trial" in result.output
+    assert "evaluations/trial" in result.output
+    # nothing ran, nothing was written
+    assert not (tmp_path / "runs").exists()
+    as_json = json.loads(CliRunner().invoke(app, ["search", str(path), "--dry-run", "--json"]).stdout)
+    assert as_json["phases"]["range_test"]["steps"] == 200
+
+
+def test_a_sized_phase_that_no_longer_fits_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(on_digits(epochs=8)))
+    result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
+    # 10-epoch continuations do not fit an 8-epoch schedule: say which fields to change
+    assert result.exit_code == 2
+    assert "search.weight_decay" in result.output
+    assert "train.epochs" in result.output
+    assert "Traceback" not in result.output
+
+
+def flat_range_test(steps: int, every: int, wd: float) -> TrialRecord:
+    """A range test that learned nothing: its loss stays at chance level."""
+    rows = [
+        {"training_iteration": i, "step": i * every, "lr": 0.01 + i * 0.1, "test_loss": 2.31, "chance_loss": 2.302585}
+        for i in range(1, steps // every + 1)
+    ]
+    return TrialRecord("range_test", f"t{wd}", {"weight_decay": wd}, rows, None, "", None)
+
+
+@pytest.mark.parametrize(
+    ("steps", "every", "cause", "advice"),
+    [
+        (66, 11, "evaluation points", "search.range_test.eval_every="),
+        (66, 3, "optimizer steps", "search.range_test.steps=200"),
+    ],
+)
+def test_an_unreadable_range_test_names_its_cause_and_the_field_to_change(
+    steps: int, every: int, cause: str, advice: str
+) -> None:
+    from tunekit.recipe import PhaseContext
+
+    preset = load_preset(on_digits())
+    records = [flat_range_test(steps, every, wd) for wd in (1e-3, 1e-4)]
+    with pytest.raises(SearchError) as error:
+        RangeTest().decide(preset, records, PhaseContext("/tmp", RangeTest().judge(preset)))
+    message = str(error.value)
+    assert cause in message
+    assert advice in message
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_the_embedded_search_section_unchanged_runs_to_a_decision_on_digits(tmp_path: Path) -> None:
+    path = tmp_path / "digits.yaml"
+    path.write_text(yaml.safe_dump(on_digits()))
+    result = CliRunner().invoke(
+        app, ["search", str(path), "--storage", str(tmp_path / "runs"), "--name", "d", "--no-tracking", "--json"]
+    )
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = json.loads(result.stdout)
+    # every phase decided, where 3-epoch phases could not read a range test at all
+    assert list(summary["phases"]) == ["range_test", "momentum", "weight_decay", "final"]
+    assert 0.01 < summary["phases"]["range_test"]["values"]["max_lr"] < 3.0
+    assert summary["accuracy_mean"] > 0.9
+    # the range tests ran the sized length and were evaluated ≥ 30 times
+    from tunekit.recipe import phase_records
+
+    for record in phase_records(str(tmp_path / "runs" / "d"), "range_test"):
+        assert len(record.rows) >= 30
+        assert record.last["step"] == 200
