@@ -74,9 +74,6 @@ def search(
     if overrides:
         loaded = load_preset(preset_to_dict(loaded), overrides)
     chosen = plan_phases(loaded, phases)
-    plan = plan_search(loaded, chosen)
-    loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
-    plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
     name = name or f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = storage_path(storage)
     directory = join(root, name)
@@ -84,6 +81,9 @@ def search(
         raise SearchError(
             f"--name {name}: a search already lives in {directory}; `tunekit resume {directory}` or pick another name"
         )
+    plan = plan_search(loaded, chosen)
+    loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
+    plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
     state = SearchState(name, directory, root, preset_to_dict(loaded), chosen, shared_storage, max_failures)
     state.train_samples = plan.train_samples
     if track:
