@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from tunekit.core.decisions import Candidate
 from tunekit.core.judge import Judge
 from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
@@ -145,7 +146,7 @@ def result_of(phase: Phase, decision: Any, overrides: dict[str, Any], reason: st
     return PhaseResult(phase.name, overrides=overrides, values=asdict(decision), reason=reason, evidence=evidence)
 
 
-def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], judge: Judge) -> list[Any]:
+def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], judge: Judge) -> list[Candidate]:
     """Every record as a judged candidate, labelled by ``label`` — as the phase's searcher judged it."""
     return [judge.candidate(label(r), r.rows, bool(r.error)) for r in records]
 
