@@ -17,6 +17,7 @@ from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, load_preset, preset_to_dict
 from tunekit.recipe.phase import PhaseSize
 from tunekit.recipe.phases import phase_named
+from tunekit.recipe.results import text_table
 
 
 @dataclass
@@ -51,20 +52,15 @@ class SearchPlan:
         )
         rows = [("phase", "trials", "epochs/trial", "steps/trial", "evaluations/trial", "trial-epochs")]
         for name, s in self.sizes.items():
-            rows.append((name, s.trials, _num(s.epochs), _num(s.steps), _num(s.points), _num(s.trial_epochs, "≤ ")))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(2, "  ".join("-" * w for w in widths))
+            rows.append((name, s.trials, _cell(s.epochs), _cell(s.steps), _cell(s.points), _cell(s.trial_epochs, "≤ ")))
+        lines = [head, *text_table(rows)]
         lines += [f"{name}: {s.note}" for name, s in self.sizes.items() if s.note]
-        lines.append(
-            f"at most {self.trial_epochs:.0f} trial-epochs (batch_size: by wall time)"
-            if "batch_size" in self.sizes
-            else f"at most {self.trial_epochs:.0f} trial-epochs"
-        )
+        by_time = " (batch_size: by wall time)" if "batch_size" in self.sizes else ""
+        lines.append(f"at most {self.trial_epochs:.0f} trial-epochs{by_time}")
         return "\n".join(lines)
 
 
-def _num(value: float, prefix: str = "") -> str:
+def _cell(value: float, prefix: str = "") -> str:
     if not math.isfinite(value) or value == 0:
         return "by time" if not math.isfinite(value) else "-"
     return prefix + (f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}")

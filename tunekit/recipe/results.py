@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,9 +66,7 @@ class SearchResult:
         for p in self.phases.values():
             decided = ", ".join(f"{k} {_fmt(v)}" for k, v in p.values.items())
             rows.append((p.phase, decided, str(p.trials), f"{p.trial_epochs:.1f}", f"{p.wall_s:.0f} s"))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = text_table(rows)
         lines.append("")
         lines += [f"{p.phase}: {p.reason}" for p in self.phases.values()]
         if math.isfinite(self.accuracy_mean):
@@ -77,6 +76,14 @@ class SearchResult:
                 f"({len(self.accuracies)} replicates); search compute {self.trial_epochs:.0f} trial-epochs"
             )
         return "\n".join(lines)
+
+
+def text_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned text columns, the first row a header underlined with dashes."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
 
 
 def _fmt(value: float) -> str:

@@ -28,6 +28,7 @@ from torch import nn
 from tunekit.core.budget import epochs_for_budget
 from tunekit.core.curves import Shape, diagnose
 from tunekit.core.devices import autocast_precision, use_channels_last
+from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import Data, load_data
 from tunekit.train.models import build_model
@@ -86,7 +87,7 @@ class Trainer:
         self.optimizer = build_optimizer(
             self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay, fused=self.fused
         )
-        self.steps_per_epoch = max(1, self.data.num_train // train.batch_size)
+        self.steps_per_epoch = steps_per_epoch(self.data.num_train, train.batch_size)  # as the search sized its phases
         self.range_test = isinstance(preset.policy, RangeTestPolicy)
         self.epoch = 0  # completed epochs, global across continuations
         self.step = 0  # completed iterations, global
