@@ -62,6 +62,13 @@ TrackingOpt = Annotated[
 ]
 ExperimentOpt = Annotated[str | None, typer.Option("--experiment", help="MLflow experiment name (default: the preset's name).")]
 NoTrackOpt = Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")]
+WorkingDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--working-dir",
+        help="Ship this folder (your package, your presets) to every Ray worker; the same as runtime_env.working_dir in the preset.",
+    ),
+]
 SharedOpt = Annotated[
     bool, typer.Option("--shared-storage", help="The --storage folder is a mount every cluster node sees (NFS).")
 ]
@@ -74,10 +81,15 @@ def _fail(message: str, code: int = USAGE_ERROR) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(preset: str, sets: list[str] | None) -> tuple[Preset, dict[str, Any]]:
+def _load(preset: str, sets: list[str] | None, working_dir: str | None = None) -> tuple[Preset, dict[str, Any]]:
     """Validate the preset with its overrides; split off trial-only keys. Exits 2 on bad input."""
     try:
-        return load_trial(preset, parse_overrides(sets or []))
+        overrides = parse_overrides(sets or [])
+        if working_dir is not None:
+            if not Path(working_dir).is_dir():
+                raise PresetError(f"--working-dir: {working_dir} is not a folder; give the folder that holds your package")
+            overrides["runtime_env.working_dir"] = str(Path(working_dir).resolve())
+        return load_trial(preset, overrides)
     except (PresetError, DatasetError) as exc:
         raise _fail(str(exc)) from None
 
@@ -105,8 +117,11 @@ def _storage_refusals() -> Iterator[None]:
 
 def _run_trial(what: str, preset: Preset, json_: bool, **options: Any) -> TrialOutcome:
     """Run one trial (see :func:`tunekit.runner.run_trial`); a failed one is one line, ``<what> failed: …``, exit 1."""
-    with _storage_refusals(), _quiet_stdout(json_):
-        outcome = run_trial(preset, **options)
+    try:
+        with _storage_refusals(), _quiet_stdout(json_):
+            outcome = run_trial(preset, **options)
+    except (PresetError, DatasetError) as exc:  # a user component the probe refused: nothing ran
+        raise _fail(str(exc)) from None
     if outcome.failure:
         raise _fail(f"{what} failed: {outcome.failure}", 1)
     return outcome
@@ -132,8 +147,6 @@ def _emit_json(obj: dict[str, Any]) -> None:
 
 
 _SUMMARY_KEYS = (
-    "test_acc",
-    "test_loss",
     "train_loss",
     "epoch",
     "step",
@@ -145,10 +158,22 @@ _SUMMARY_KEYS = (
 )
 
 
+def _split_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every ``val_*`` and ``test_*`` value of a result: the split is in the name."""
+    return {k: v for k, v in sorted(metrics.items()) if k.startswith(("val_", "test_"))}
+
+
 def _summary(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = {k: metrics.get(k) for k in _SUMMARY_KEYS}
+    out = {**_split_metrics(metrics), **{k: metrics.get(k) for k in _SUMMARY_KEYS}}
     out["epochs"] = out.pop("epoch")
     return {**out, **extra}
+
+
+def _shown(metrics: dict[str, Any]) -> str:
+    """``test_acc 0.9812, test_loss 0.0612, val_acc …``: test first, it is what a finished run reports."""
+    values = _split_metrics(metrics)
+    order = sorted(values, key=lambda k: (not k.startswith("test_"), k))
+    return ", ".join(f"{k} {float(values[k]) if values[k] is not None else math.nan:.4f}" for k in order) or "no metrics"
 
 
 def _check_tracking(uri: str | None, enabled: bool) -> None:
@@ -175,9 +200,10 @@ def train(
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
     shared_storage: SharedOpt = False,
+    working_dir: WorkingDirOpt = None,
 ) -> None:
     """Train one preset as a Ray Tune trial (logged to MLflow) and print its final metrics."""
-    loaded, extra = _load(preset, set_)
+    loaded, extra = _load(preset, set_, working_dir)
     _check_tracking(tracking_uri, not no_tracking)
     outcome = _run_trial(
         "the trial",
@@ -200,9 +226,7 @@ def train(
         return
     m = outcome.metrics
     status = "DIVERGED" if m.get("diverged") else "done"
-    typer.echo(
-        f"{loaded.name}: {status} after {m.get('epoch')} epochs — test_acc {m.get('test_acc', math.nan):.4f}, test_loss {m.get('test_loss', math.nan):.4f}"
-    )
+    typer.echo(f"{loaded.name}: {status} after {m.get('epoch')} epochs — {_shown(m)}")
     typer.echo(f"trial: {outcome.path}")
     if outcome.checkpoint:
         typer.echo(f"checkpoint: {outcome.checkpoint}")
@@ -224,7 +248,7 @@ def range_test(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="Write the curve as CSV (lr,test_loss,test_acc,step,…). Default: range_test.csv in the trial folder."
+            "--out", help="Write the curve as CSV (lr,val_loss,val_acc,step,…). Default: range_test.csv in the trial folder."
         ),
     ] = None,
     json_: JsonOpt = False,
@@ -235,9 +259,10 @@ def range_test(
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
     shared_storage: SharedOpt = False,
+    working_dir: WorkingDirOpt = None,
 ) -> None:
-    """Run one LR range test (LR linear from min to max, test loss every k iterations)."""
-    loaded, extra = _load(preset, set_)
+    """Run one LR range test (LR linear from min to max, validation loss every k iterations)."""
+    loaded, extra = _load(preset, set_, working_dir)
     _check_tracking(tracking_uri, not no_tracking)
     from tunekit.recipe import SearchError, plan_search
 
@@ -268,9 +293,9 @@ def range_test(
     typer.echo(
         f"{loaded.name}: range test of {result['points']} points, LR {policy.min_lr:g} → {policy.max_lr:g} (weight decay {test.weight_decay:g})"
     )
-    if result["lowest_test_loss"] is not None:
+    if result["lowest_val_loss"] is not None:
         typer.echo(
-            f"lowest test loss {result['lowest_test_loss']:.4f} at lr {result['lr_at_lowest_test_loss']:.4g}{' (then diverged)' if result['diverged'] else ''}"
+            f"lowest validation loss {result['lowest_val_loss']:.4f} at lr {result['lr_at_lowest_val_loss']:.4g}{' (then diverged)' if result['diverged'] else ''}"
         )
     typer.echo(f"curve: {result['curve']}")
     _echo_mlflow(outcome)
@@ -280,9 +305,7 @@ def range_test(
 def diagnose(
     curve: Annotated[
         Path,
-        typer.Argument(
-            help="CSV with columns step,test_loss (or lr,test_loss with --range-test, as `tunekit range-test` writes)."
-        ),
+        typer.Argument(help="CSV with columns step,val_loss (or lr,val_loss with --range-test, as `tunekit range-test` writes)."),
     ],
     range_test_: Annotated[
         bool, typer.Option("--range-test", help="Read an LR range test: also pick max_lr and min_lr.")
@@ -316,7 +339,7 @@ def diagnose(
             f"max_lr {found.max_lr:.4g}, min_lr {found.min_lr:.4g} (÷{min_lr_factor:g}); lowest test loss at lr {found.lr_at_min_loss:.4g}"
         )
         if found.turn_up_lr is not None:
-            typer.echo(f"the test loss turns up at lr {found.turn_up_lr:.4g}")
+            typer.echo(f"the loss turns up at lr {found.turn_up_lr:.4g}")
         typer.echo(f"for comparison, fastai's steep {found.steepest_lr:.4g} and valley {found.valley_lr:.4g}")
         for note in found.notes:
             typer.echo(f"note: {note}")
@@ -329,16 +352,18 @@ def _read_curve(path: Path, x_col: str) -> tuple[list[float], list[float]]:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         columns = reader.fieldnames or []
-        for col in (x_col, "test_loss"):
+        # val_loss, as tunekit writes it now; test_loss, as curves recorded before the validation split
+        y_col = next((c for c in ("val_loss", "test_loss", "loss") if c in columns), "val_loss")
+        for col in (x_col, y_col):
             if col not in columns:
                 raise _fail(f"{path}: needs a '{col}' column (has: {', '.join(columns) or 'none'})")
         xs, ys = [], []
         for line, row in enumerate(reader, start=2):
             try:
                 xs.append(float(row[x_col]))
-                ys.append(float(row["test_loss"]) if row["test_loss"] not in ("", None) else math.nan)
+                ys.append(float(row[y_col]) if row[y_col] not in ("", None) else math.nan)
             except ValueError:
-                raise _fail(f"{path}:{line}: '{row[x_col]}', '{row['test_loss']}' are not numbers") from None
+                raise _fail(f"{path}:{line}: '{row[x_col]}', '{row[y_col]}' are not numbers") from None
     return xs, ys
 
 
@@ -424,7 +449,7 @@ def continue_(
         _emit_json(result)
         return
     typer.echo(
-        f"continued {run_id} from {snapshot.checkpoint}: epoch {snapshot.state['epoch']} → {outcome.metrics.get('epoch')}, test_acc {outcome.metrics.get('test_acc', math.nan):.4f}"
+        f"continued {run_id} from {snapshot.checkpoint}: epoch {snapshot.state['epoch']} → {outcome.metrics.get('epoch')}, {_shown(outcome.metrics)}"
     )
     typer.echo(f"MLflow run {outcome.trial_run_id} under search {snapshot.parent_run_id}")
 
@@ -433,7 +458,7 @@ PhasesOpt = Annotated[
     str | None,
     typer.Option(
         "--phases",
-        help="Comma-separated subset of range_test,momentum,weight_decay,batch_size,final (default: all that apply).",
+        help="Comma-separated subset of range_test,momentum,weight_decay,dropout,batch_size,final (default: all that apply).",
     ),
 ]
 
@@ -451,6 +476,7 @@ def search(
     experiment: ExperimentOpt = None,
     no_tracking: NoTrackOpt = False,
     shared_storage: SharedOpt = False,
+    working_dir: WorkingDirOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print each phase's trials, steps and evaluations on this data; run nothing.")
     ] = False,
@@ -458,16 +484,18 @@ def search(
     """Run the disciplined search (range test → momentum → weight decay → batch size → final) on a preset."""
     from tunekit.recipe import SearchError, SearchInterrupted, plan_phases, plan_search
     from tunekit.recipe import search as run_search
+    from tunekit.runner import prepare
 
-    loaded, extra = _load(preset, set_)
+    loaded, extra = _load(preset, set_, working_dir)
     if extra:
         raise _fail(f"--set {', '.join(extra)}: not a preset field; a search starts from scratch")
     try:
         chosen = plan_phases(loaded, phases.split(",") if phases is not None else None)
         if dry_run:
-            plan = plan_search(loaded, chosen)
+            probed = prepare(loaded, address)
+            plan = plan_search(loaded, chosen, probed.train_samples if probed else None)
             plan_phases(plan.preset, chosen)  # the sized phases must still fit
-    except SearchError as exc:
+    except (SearchError, PresetError, DatasetError) as exc:
         raise _fail(str(exc)) from None
     if dry_run:
         _emit_json(plan.to_dict()) if json_ else typer.echo(plan.table())
@@ -488,7 +516,7 @@ def search(
             )
     except SearchInterrupted as exc:
         raise _fail(str(exc), 130) from None
-    except (SearchError, PresetError) as exc:
+    except (SearchError, PresetError, DatasetError) as exc:
         raise _fail(str(exc)) from None
     _end_search(result, json_)
 
@@ -552,7 +580,8 @@ def report(
     else:
         import pandas as pd
 
-        columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", "test_loss", "test_acc", "trial_epochs"]
+        metrics = [c for c in frame.columns if c.startswith(("val_", "test_"))]
+        columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", *metrics, "trial_epochs"]
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             typer.echo(frame[[c for c in columns if c in frame]].to_string(index=False) if len(frame) else "no trials yet")
 

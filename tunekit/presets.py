@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -63,10 +63,35 @@ def _check_momentum(value: Momentum) -> Momentum:
     return value
 
 
-class DatasetConfig(_Strict):
-    """Which data, where it lives and how it is split."""
+#: A factory: ``"package.module:attribute"`` (YAML), or the callable itself (Python; turned into
+#: that string when it is importable, see :mod:`tunekit.components`).
+Factory = str | Callable[..., Any]
 
-    name: Literal["mnist1d", "digits", "mnist", "cifar10", "cifar100", "imagenet"]
+
+def _shorthand(value: Any, bundled: tuple[str, ...] = ()) -> Any:
+    """``"pkg.mod:attr"`` → ``{factory: …}``; a bundled name → ``{name: …}``; a callable → ``{factory: callable}``."""
+    if isinstance(value, str):
+        return {"factory": value} if ":" in value or value not in bundled else {"name": value}
+    if callable(value):
+        return {"factory": value}
+    return value
+
+
+class DatasetConfig(_Strict):
+    """Which data, where it lives and how it is split.
+
+    Either a bundled ``name`` or a user ``factory`` (``"mypkg.data:load"``) called with ``kwargs``
+    inside each trial; it returns ``(train, validation, test)`` map-style datasets of
+    ``(input, target)`` pairs, ``validation`` may be None. Without a validation split, a seeded
+    ``validation_fraction`` of the training data becomes one (the same for every trial).
+    """
+
+    name: Literal["mnist1d", "digits", "mnist", "cifar10", "cifar100", "imagenet"] | None = None
+    factory: Factory | None = None  # "package.module:function" -> (train, validation | None, test)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to the factory; each one is an override path
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)  # carved from train when there is no validation split
+    split_seed: int = 0  # the carve's seed: one split for every trial of a search, whatever its seed
+    in_memory: bool | None = None  # user datasets: stack into tensors on the device (None: when under 2 GiB)
     root: str | None = None  # folder holding the torchvision files (mnist, cifar*, imagenet)
     download: bool = False  # only for machines with internet; never in tests
     verify_checksums: bool = True  # torchvision's md5 check of CIFAR batches
@@ -75,15 +100,132 @@ class DatasetConfig(_Strict):
     test_subset: int | None = Field(default=None, gt=0)  # keep only the first N test samples
     augment: bool | None = None  # None: the dataset's default (crop+flip for CIFAR/ImageNet)
     image_size: int = Field(default=224, gt=0)  # imagenet crop size
-    num_workers: int = Field(default=2, ge=0)  # DataLoader workers for large datasets
+    num_workers: int = Field(default=2, ge=0)  # DataLoader workers for streamed datasets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return _shorthand(value, DATASETS)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if (self.name is None) == (self.factory is None):
+            raise ValueError(
+                f"give a bundled name ({', '.join(DATASETS)}) or a factory ('mypkg.data:load' returning "
+                "(train, validation, test)), exactly one of them"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """The bundled name, or the factory's import path."""
+        return self.name or factory_label(self.factory)
 
 
 class ModelConfig(_Strict):
-    """Which architecture and how its weights start."""
+    """Which architecture and how its weights start.
 
-    name: Literal["cnn1d", "mlp", "shallow3", "lenet", "resnet20", "resnet56", "wrn32x4", "densenet40", "resnet50"]
-    width: int | None = Field(default=None, gt=0)  # channels of the first layer (model's default if None)
-    init: Literal["msra", "xavier"] = "msra"  # the paper alternates these across replicates
+    Either a bundled ``name`` (built for the dataset's classes and input shape) or a user
+    ``factory`` (``"mypkg.models:build"``) called with ``kwargs`` inside each trial, returning an
+    ``nn.Module``. ``init`` re-initialises conv and linear weights (msra or xavier); a bundled
+    model defaults to msra, a user model keeps its own initialisation unless told.
+    """
+
+    name: Literal["cnn1d", "mlp", "shallow3", "lenet", "resnet20", "resnet56", "wrn32x4", "densenet40", "resnet50"] | None = None
+    factory: Factory | None = None  # "package.module:function" -> nn.Module
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to the factory; each one is an override path
+    width: int | None = Field(default=None, gt=0)  # bundled: channels of the first layer (model's default if None)
+    init: Literal["msra", "xavier"] | None = None  # None: msra for bundled models, the factory's own for user models
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return _shorthand(value, MODELS)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.name is None) == (self.factory is None):
+            raise ValueError(
+                f"give a bundled name ({', '.join(MODELS)}) or a factory ('mypkg.models:build' returning an nn.Module), "
+                "exactly one of them"
+            )
+        return self
+
+    @property
+    def effective_init(self) -> str | None:
+        """The initialisation the trials apply: ``init``, else msra for a bundled model, else none."""
+        return self.init or ("msra" if self.name else None)
+
+    @property
+    def label(self) -> str:
+        return self.name or factory_label(self.factory)
+
+
+class LossConfig(_Strict):
+    """The training loss: a class built with ``kwargs`` (``torch.nn:MSELoss``) or ``fn(outputs, targets)``.
+
+    It must return the batch *mean* (a scalar tensor): split losses are averaged over samples.
+    """
+
+    factory: Factory
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return _shorthand(value)
+
+
+class MetricConfig(_Strict):
+    """A metric over a whole split: ``fn(outputs, targets) -> float``, better when higher (max) or lower (min).
+
+    Reported as ``val_<name>`` and ``test_<name>``; ``name`` defaults to the function's name.
+    ``factory: accuracy`` is the bundled top-1 accuracy (``acc``).
+    """
+
+    factory: Factory
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["max", "min"]
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+
+    @property
+    def label(self) -> str:
+        """The name the metric is reported under (after ``val_``/``test_``)."""
+        if self.name:
+            return self.name
+        if self.factory == "accuracy":
+            return "acc"
+        return factory_label(self.factory).rpartition(":")[2].rpartition(".")[2] or "metric"
+
+
+class LoopConfig(_Strict):
+    """The user's own training loop: ``fn(control, **kwargs)`` (see :mod:`tunekit.own_loop`)."""
+
+    factory: Factory
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return _shorthand(value)
+
+
+class RuntimeEnv(_Strict):
+    """What Ray ships to every worker so the trials can import the user's code."""
+
+    working_dir: str | None = None  # a local folder (relative to where tunekit runs) uploaded to every worker
+    py_modules: tuple[str, ...] = ()  # local package folders uploaded to every worker
+    pip: tuple[str, ...] = ()  # packages the workers install
+    env_vars: dict[str, str] = Field(default_factory=dict)
+
+
+def factory_label(factory: Factory | None) -> str:
+    """A factory as text: its import string, or ``module:qualname`` of a callable."""
+    if factory is None:
+        return ""
+    if isinstance(factory, str):
+        return factory if not factory.startswith("cloudpickle:") else "<python object>"
+    return f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', repr(factory))}"
 
 
 class OptimizerConfig(_Strict):
@@ -287,6 +429,21 @@ class WeightDecaySearch(ShortRuns):
     max_trials: int = Field(default=8, gt=0)
 
 
+class DropoutSearch(ShortRuns):
+    """Dropout (Sec. 4.4: found like weight decay): short runs at ``candidates``, then linear bisection."""
+
+    path: str = Field(default="model.kwargs.dropout", pattern=r"^[A-Za-z_][\w.]*$")  # the override path searched
+    candidates: tuple[float, ...] = (0.0, 0.25, 0.5)
+    resolution: float = Field(default=0.05, gt=0.0)  # stop bisecting once the best two are this close
+    max_trials: int = Field(default=6, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DropoutSearch:
+        if len(self.candidates) < 2:
+            raise ValueError("candidates: give at least two values to bisect between, e.g. [0.0, 0.25, 0.5]")
+        return self
+
+
 class BatchSizeSearch(_Strict):
     candidates: tuple[int, ...] = Field(min_length=1)
     time_budget_s: float = Field(gt=0.0)
@@ -304,6 +461,7 @@ class SearchConfig(_Strict):
     range_test: RangeTestSearch
     momentum: MomentumSearch = MomentumSearch()
     weight_decay: WeightDecaySearch = WeightDecaySearch()
+    dropout: DropoutSearch | None = None  # searched only when given
     batch_size: BatchSizeSearch | None = None
     final: FinalTraining = FinalTraining()
 
@@ -319,8 +477,28 @@ class Preset(_Strict):
     train: TrainConfig = TrainConfig()
     policy: Policy
     weight_decay: float = Field(default=0.0, ge=0.0)
+    loss: LossConfig | None = None  # None: cross-entropy
+    metric: MetricConfig | None = None  # None: accuracy with cross-entropy, else none (decisions read the loss)
+    loop: LoopConfig | None = None  # the user's own training loop (tunekit.own_loop); None: tunekit's
     resources: Resources = Resources()
+    runtime_env: RuntimeEnv | None = None
     search: SearchConfig | None = None
+
+    @property
+    def metric_name(self) -> str | None:
+        """The metric's name (``acc``, ``r2``, …) without its split prefix, or None when there is none."""
+        if self.metric is not None:
+            return self.metric.label
+        return "acc" if self.loss is None else None
+
+    @property
+    def metric_mode(self) -> str:
+        return self.metric.mode if self.metric is not None else "max"
+
+    @property
+    def classification(self) -> bool:
+        """Trained with (the default) cross-entropy: where chance level and accuracy mean something."""
+        return self.loss is None
 
 
 # --------------------------------------------------------------------------- loading
@@ -476,8 +654,14 @@ def _plain(value: Any) -> Any:
 
 
 def preset_to_dict(preset: Preset) -> dict[str, Any]:
-    """A plain mapping (lists, not tuples) that :func:`load_preset` turns back into ``preset``."""
-    return _listify(preset.model_dump(mode="python", exclude_none=True))
+    """A plain mapping (lists, not tuples) that :func:`load_preset` turns back into ``preset``.
+
+    Factories given as Python callables become text (:func:`tunekit.components.portable`), so the
+    mapping can be a trial config, a line of ``search.json`` or an MLflow artifact.
+    """
+    from tunekit.components import portable_preset
+
+    return _listify(portable_preset(preset.model_dump(mode="python", exclude_none=True)))
 
 
 def _listify(obj: Any) -> Any:

@@ -6,7 +6,7 @@ clearly worse than its peers at the same step unless it is still falling fast. P
 study's other trials that reported the same step; give them equal schedule lengths.
 
     study = optuna.create_study(direction="minimize", pruner=LossShapePruner(grace_period=3))
-    # in the objective: trial.report(test_loss, epoch); if trial.should_prune(): raise optuna.TrialPruned()
+    # in the objective: trial.report(val_loss, epoch); if trial.should_prune(): raise optuna.TrialPruned()
 
 The last decision is kept in the trial's user attributes (``diagnosis``, ``stopped_by``).
 """

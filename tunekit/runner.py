@@ -23,7 +23,7 @@ from tunekit.train.paths import preflight
 
 DEFAULT_STORAGE = "~/tunekit_runs"
 #: The range test's curve, one row per evaluation, in this column order.
-RANGE_CURVE_COLUMNS = ("lr", "test_loss", "test_acc", "step", "momentum", "train_loss", "weight_decay", "diverged")
+RANGE_CURVE_COLUMNS = ("lr", "val_loss", "step", "momentum", "train_loss", "weight_decay", "diverged")
 #: Its file name in the trial folder, unless asked to write it elsewhere.
 RANGE_CURVE_FILE = "range_test.csv"
 
@@ -51,10 +51,11 @@ class TrialOutcome:
         return f"{last} (logs under {self.path})"
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
     """Start a local Ray (or connect to ``address``) unless one is already up.
 
-    The dashboard stays off and nothing listens beyond loopback.
+    The dashboard stays off and nothing listens beyond loopback. ``runtime_env`` (see
+    :func:`runtime_env_of`) goes to every worker of this job; a Ray that is already up keeps its own.
     """
     import ray
 
@@ -63,10 +64,62 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": False}
+    if runtime_env:
+        kwargs["runtime_env"] = runtime_env
     if address:
         ray.init(address=address, **kwargs)
     else:
         ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+
+
+def runtime_env_of(preset: Preset) -> dict[str, Any] | None:
+    """The Ray ``runtime_env`` that ships the user's code to the workers (``preset.runtime_env``), or None.
+
+    Local folders become absolute paths, and they are put on this process's ``sys.path`` too: the
+    driver imports the factories to check them before anything starts.
+    """
+    import sys
+
+    env = preset.runtime_env
+    if env is None:
+        return None
+    out: dict[str, Any] = {}
+    if env.working_dir:
+        out["working_dir"] = str(Path(env.working_dir).expanduser().resolve())
+        _importable(out["working_dir"], sys.path)
+    if env.py_modules:
+        out["py_modules"] = [str(Path(m).expanduser().resolve()) for m in env.py_modules]
+        for module in out["py_modules"]:
+            _importable(str(Path(module).parent), sys.path)
+    if env.pip:
+        out["pip"] = list(env.pip)
+    if env.env_vars:
+        out["env_vars"] = dict(env.env_vars)
+    return out or None
+
+
+def _importable(folder: str, path: list[str]) -> None:
+    if not Path(folder).is_dir():
+        raise PresetError(f"runtime_env: {folder} is not a folder; give the folder that holds your package")
+    if folder not in path:
+        path.insert(0, folder)
+
+
+def prepare(preset: Preset, address: str | None = None) -> Any:
+    """Everything checked before a trial starts: the data's folder, the user's components (a probe on a
+    worker), with Ray up and shipping ``preset.runtime_env``. Returns the probe's report (None when
+    every component is bundled).
+
+    Raises:
+        PresetError: bad ``runtime_env``; ComponentError: a component that fails; DatasetError: missing data.
+    """
+    from tunekit.probe import needs_probe, probe
+
+    env = runtime_env_of(preset)
+    preflight(preset.dataset)
+    if needs_probe(preset) or env:
+        ensure_ray(address, runtime_env=env)
+    return probe(preset)
 
 
 def alive_nodes() -> int:
@@ -144,26 +197,28 @@ def load_trial(preset: str | Path | Mapping[str, Any], overrides: Mapping[str, A
 
 
 def write_range_curve(history: list[dict[str, Any]], path: str | Path) -> dict[str, Any]:
-    """Write a range test's rows as CSV (:data:`RANGE_CURVE_COLUMNS`) to ``path``; returns its summary.
+    """Write a range test's rows as CSV (:data:`RANGE_CURVE_COLUMNS` and every ``val_<metric>``) to ``path``.
 
-    The summary: ``curve`` (the file), ``points``, ``diverged`` (the last row did), and the
-    ``lowest_test_loss`` with ``lr_at_lowest_test_loss`` — both None when no test loss is finite.
+    Returns its summary: ``curve`` (the file), ``points``, ``diverged`` (the last row did), and the
+    ``lowest_val_loss`` with ``lr_at_lowest_val_loss`` — both None when no validation loss is finite.
     """
-    rows: list[dict[str, Any]] = [{c: row.get(c) for c in RANGE_CURVE_COLUMNS} for row in history]
+    metrics = sorted({k for row in history for k in row if k.startswith("val_") and k != "val_loss"})
+    columns = [*RANGE_CURVE_COLUMNS[:2], *metrics, *RANGE_CURVE_COLUMNS[2:]]
+    rows: list[dict[str, Any]] = [{c: row.get(c) for c in columns} for row in history]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RANGE_CURVE_COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    finite = [r for r in rows if isinstance(r["test_loss"], float) and math.isfinite(r["test_loss"])]
-    best = min(finite, key=lambda r: r["test_loss"]) if finite else None
+    finite = [r for r in rows if isinstance(r["val_loss"], float) and math.isfinite(r["val_loss"])]
+    best = min(finite, key=lambda r: r["val_loss"]) if finite else None
     return {
         "curve": str(path),
         "points": len(rows),
         "diverged": bool(rows and rows[-1]["diverged"]),
-        "lowest_test_loss": best["test_loss"] if best else None,
-        "lr_at_lowest_test_loss": best["lr"] if best else None,
+        "lowest_val_loss": best["val_loss"] if best else None,
+        "lr_at_lowest_val_loss": best["lr"] if best else None,
     }
 
 
@@ -205,6 +260,7 @@ def run_trial(
     from tunekit.core.storage import check_shared_storage
     from tunekit.trainable import trainable
 
+    prepare(preset, address)
     ensure_ray(address)
     name = name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     root = storage_path(storage)

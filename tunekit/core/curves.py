@@ -1,7 +1,7 @@
 """Reading a test-loss curve: horizontal, still decreasing, rising after its minimum, or exploding.
 
 The paper's central clue (Smith 2018, Sec. 3, Remarks 1-2; Figs. 1, 3, 4, 7, 9-11): early in
-training, a test loss that falls and then runs **horizontal** marks a good configuration; one
+training, a validation loss (the paper's "test loss") that falls and then runs **horizontal** marks a good configuration; one
 that keeps **decreasing** is underfitting; one that **rises** after its minimum is overfitting;
 one that explodes is **diverging**.
 
@@ -167,7 +167,7 @@ def diagnose(
 
     Args:
         steps: x values (epochs or iterations), increasing.
-        losses: test losses, same length; NaN/inf allowed.
+        losses: validation losses, same length; NaN/inf allowed.
 
     Paper: Sec. 3 (Remarks 1-2), Sec. 4.1.
     """

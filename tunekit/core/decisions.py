@@ -63,7 +63,9 @@ class Choice:
     reason: str
 
 
-def choose_candidate(candidates: Sequence[Candidate], what: str, tie_tolerance: float = 0.0, unit: str = "test loss") -> Choice:
+def choose_candidate(
+    candidates: Sequence[Candidate], what: str, tie_tolerance: float = 0.0, unit: str = "validation loss"
+) -> Choice:
     """The best candidate: lowest loss among those that ran to the end, the curve shape breaking
     ties (:func:`~tunekit.core.curves.rank_key`); trials the scheduler stopped rank after them,
     diverged ones last."""
@@ -107,8 +109,8 @@ def choose_lr_range(
 ) -> RangeChoice:
     """Read one range test per weight decay and pick the bounds (Sec. 4.1, 4.4 and Fig. 10).
 
-    Each curve (LRs, test losses) is read by :func:`~tunekit.core.lr_range.analyse_range_test`.
-    The weight decays are ranked by the lowest test loss their test reached; the bounds are
+    Each curve (LRs, validation losses) is read by :func:`~tunekit.core.lr_range.analyse_range_test`.
+    The weight decays are ranked by the lowest validation loss their test reached; the bounds are
     those of the best one's test (a weight decay that reaches a lower loss usually also
     tolerates a larger LR, Fig. 10).
 
@@ -133,7 +135,7 @@ def choose_lr_range(
     )
     turn = f", the loss turns up at {chosen.turn_up_lr:.3g}" if chosen.turn_up_lr is not None else ""
     reason = (
-        f"weight decay {best:g} reached the lowest test loss; its test gives max_lr = {chosen.max_lr:.3g}{turn} "
+        f"weight decay {best:g} reached the lowest validation loss; its range test gives max_lr = {chosen.max_lr:.3g}{turn} "
         f"and min_lr = max_lr / {min_lr_factor:g} = {chosen.min_lr:.3g} ({listed})"
     )
     if failures:
@@ -142,20 +144,23 @@ def choose_lr_range(
 
 
 def replicate_overrides(
-    replicates: int, seed: int, batch_size: int, batch_jitter: int, init: str = "msra"
+    replicates: int, seed: int, batch_size: int, batch_jitter: int, init: str | None = "msra"
 ) -> list[dict[str, object]]:
     """Overrides of the final trainings (App. A.1): seeds ``seed, seed+1, …``; with more than one
-    replicate the init alternates msra/xavier and the batch size is jittered within
-    ``[batch_size, batch_size + batch_jitter]`` (replicate 0 keeps the chosen values)."""
+    replicate the init alternates between ``init`` and the other scheme (msra/xavier) and the batch
+    size is jittered within ``[batch_size, batch_size + batch_jitter]``. Replicate 0 keeps the chosen
+    values. ``init=None`` (a user model that keeps its own initialisation): no init override at all."""
     if replicates < 1:
         raise ValueError(f"replicates must be ≥ 1, got {replicates=}")
-    if replicates == 1:
-        return [{"seed": seed, "init": init, "batch_size": batch_size}]
+    other = {"msra": "xavier", "xavier": "msra"}
     rng = random.Random(seed)
     out: list[dict[str, object]] = []
     for i in range(replicates):
         jitter = 0 if i == 0 else rng.randint(0, batch_jitter)
-        out.append({"seed": seed + i, "init": "msra" if i % 2 == 0 else "xavier", "batch_size": batch_size + jitter})
+        row: dict[str, object] = {"seed": seed + i, "batch_size": batch_size + jitter}
+        if init is not None:
+            row["init"] = init if i % 2 == 0 else other[init]
+        out.append(row)
     return out
 
 

@@ -1,4 +1,4 @@
-"""When to stop a trial early, from the shape of its test loss and its peers' losses at the same step.
+"""When to stop a trial early, from the shape of its validation loss and its peers' losses at the same step.
 
 One rule, shared by the Ray scheduler (:mod:`tunekit.schedulers`) and the Optuna pruner
 (:mod:`tunekit.pruners`):
@@ -13,7 +13,7 @@ One rule, shared by the Ray scheduler (:mod:`tunekit.schedulers`) and the Optuna
 Peers must run schedules of the same length: a 1cycle trial's loss at epoch k depends on its
 total cycle, so callers group trials by schedule length before comparing (ARCHITECTURE.md).
 
-Paper: Sec. 3 (Remarks 1-2): early test loss separates good from bad configurations.
+Paper: Sec. 3 (Remarks 1-2): early validation loss separates good from bad configurations.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ the phase's ``decide`` judges the same trials again from what Ray recorded. Both
 :meth:`Judge.candidate` on the same result rows, so the live choice and the recorded one cannot
 differ::
 
-    judge = Judge("test_loss", "min", window=3)
+    judge = Judge("val_loss", "min", window=3)
     candidates = [judge.candidate(label, rows, failed) for label, rows, failed in trials]
     choice = judge.choose(candidates, "weight decay")
 
-Paper: Sec. 3 (Remarks 1-2, early test loss ranks configurations) and Sec. 5.
+Paper: Sec. 3 (Remarks 1-2, early validation loss ranks configurations) and Sec. 5.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Judge:
     """What a phase compares its trials by.
 
     Args:
-        metric: the reported value judged (``test_loss``, ``test_acc``, …).
+        metric: the reported value judged (``val_loss``, ``val_acc``, …: decisions read the validation split).
         mode: ``min`` when lower is better, ``max`` when higher is.
         window: a trial's value is the median of its last ``window`` results up to the judging step
             (1: the single result; more smooths the noisy middle of a 1cycle).
@@ -55,7 +55,7 @@ class Judge:
         time_attr: the result field counting steps.
     """
 
-    metric: str = "test_loss"
+    metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     window: int = 1
     step: float | None = None
@@ -103,4 +103,12 @@ class Judge:
 
     def choose(self, candidates: Sequence[Candidate], what: str, unit: str | None = None, tie_tolerance: float = 0.0) -> Choice:
         """The best candidate by :func:`~tunekit.core.decisions.choose_candidate`, in this judge's words."""
-        return choose_candidate(candidates, what, tie_tolerance=tie_tolerance, unit=unit or self.metric.replace("_", " "))
+        return choose_candidate(candidates, what, tie_tolerance=tie_tolerance, unit=unit or spoken(self.metric))
+
+
+def spoken(metric: str) -> str:
+    """A reported key in words, split first: ``val_loss`` → "validation loss", ``test_acc`` → "test acc"."""
+    split, _, name = metric.partition("_")
+    if not name:
+        return metric
+    return f"{ {'val': 'validation', 'test': 'test', 'train': 'training'}.get(split, split) } {name.replace('_', ' ')}"

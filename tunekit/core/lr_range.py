@@ -29,9 +29,9 @@ class RangeTestError(ValueError):
 class LRRange:
     """The decision of an LR range test and the evidence for each rule."""
 
-    max_lr: float  # largest LR before the test loss turns up or diverges
+    max_lr: float  # largest LR before the validation loss turns up or diverges
     min_lr: float  # max_lr / min_lr_factor
-    lr_at_min_loss: float  # LR at the smoothed minimum of the test loss
+    lr_at_min_loss: float  # LR at the smoothed minimum of the validation loss
     min_loss: float
     turned_up: bool  # the loss rose significantly after its minimum within the tested range
     turn_up_lr: float | None  # first LR whose smoothed loss is significantly above the minimum
@@ -64,7 +64,7 @@ def analyse_range_test(
     super_convergence_span: float = 3.0,
     chance_loss: float | None = None,
 ) -> LRRange:
-    """Pick ``max_lr`` and ``min_lr`` from a range test's (LR, test loss) curve.
+    """Pick ``max_lr`` and ``min_lr`` from a range test's (LR, validation loss) curve.
 
     Rules:
 
@@ -101,7 +101,7 @@ def analyse_range_test(
     if not finite.all():
         cut = int(np.argmin(finite))
         diverged_at = float(x_all[cut])
-        notes.append(f"the test loss is NaN/inf from lr={diverged_at:.4g}: the range test diverged there")
+        notes.append(f"the validation loss is NaN/inf from lr={diverged_at:.4g}: the range test diverged there")
         x, y = x_all[:cut], y_all[:cut]
     else:
         x, y = x_all, y_all
@@ -111,14 +111,14 @@ def analyse_range_test(
             "evaluate more often (range_test.eval_every) or start from a smaller min_lr"
         )
     if np.any(y < 0):
-        notes.append("some losses are negative: a cross-entropy cannot be; check that the column is a test loss")
+        notes.append("some losses are negative: a cross-entropy cannot be; check that the column is a loss")
 
     smooth = running_median(y, smoothing_window(len(y), smooth_fraction))
     m = int(np.argmin(smooth))
     if chance_loss is not None:
         if smooth[m] >= chance_loss:
             raise RangeTestError(
-                f"the test loss never fell below chance level ({chance_loss:.3g}): the range test learned nothing; "
+                f"the validation loss never fell below chance level ({chance_loss:.3g}): the range test learned nothing; "
                 "run it for more steps, start at a smaller min_lr, or check the data and the model"
             )
         back = np.nonzero(smooth[m:] >= chance_loss)[0]
@@ -126,7 +126,9 @@ def analyse_range_test(
             cut = m + int(back[0])
             if diverged_at is None:
                 diverged_at = float(x[cut])
-                notes.append(f"the test loss is back at chance level from lr={diverged_at:.4g}: the range test diverged there")
+                notes.append(
+                    f"the validation loss is back at chance level from lr={diverged_at:.4g}: the range test diverged there"
+                )
             x, y, smooth = x[: cut + 1], y[: cut + 1], smooth[: cut + 1]
     noise = robust_noise(y)
     drop = float(smooth[0] - smooth[m])
@@ -145,7 +147,7 @@ def analyse_range_test(
     tail_change = theil_sen_slope(x[-tail:], y[-tail:]) * float(x[-1] - x[-tail])
     still_falling = not turned_up and -tail_change > tolerance
     if still_falling:
-        notes.append("the test loss is still falling at the largest LR tested: extend max_lr of the range test")
+        notes.append("the validation loss is still falling at the largest LR tested: extend max_lr of the range test")
     near = np.nonzero(smooth - smooth[m] <= tolerance)[0]
     first_flat_lr = float(x[near[0]]) if len(near) else float(x[m])
     super_convergence = (
@@ -156,7 +158,7 @@ def analyse_range_test(
             f"flat from lr={first_flat_lr:.4g} to the end of the test ({x[-1]:.4g}): super-convergence is likely (Sec. 4.1)"
         )
     if drop <= tolerance:
-        notes.append("the test loss never fell clearly: start the range test at a smaller min_lr")
+        notes.append("the validation loss never fell clearly: start the range test at a smaller min_lr")
 
     return LRRange(
         max_lr=max_lr,

@@ -13,7 +13,7 @@ from the number of training samples and the batch size, before anything runs:
 
 Epochs a section gives are kept where they already meet the floors, so a section that worked on
 one dataset decides exactly as before there. Paper: Sec. 4.1 (a range test needs enough
-iterations to show where the loss turns up), Sec. 3 (early test loss needs a few points to read).
+iterations to show where the loss turns up), Sec. 3 (early validation loss needs a few points to read).
 """
 
 from __future__ import annotations

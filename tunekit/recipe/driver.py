@@ -24,7 +24,7 @@ from tunekit.core.decisions import mean_std
 from tunekit.core.judge import number
 from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
-from tunekit.recipe.phase import Phase, PhaseContext, search_section
+from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, search_section
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
@@ -68,7 +68,7 @@ def search(
         PresetError: the preset or an override is invalid.
         SearchInterrupted: Ctrl-C; :func:`resume` continues.
     """
-    from tunekit.runner import storage_path, tracking_uri_for
+    from tunekit.runner import prepare, storage_path, tracking_uri_for
 
     loaded = preset if isinstance(preset, Preset) else load_preset(preset)
     if overrides:
@@ -81,7 +81,8 @@ def search(
         raise SearchError(
             f"--name {name}: a search already lives in {directory}; `tunekit resume {directory}` or pick another name"
         )
-    plan = plan_search(loaded, chosen)
+    probed = prepare(loaded, address)  # the user's components, tried on a worker before anything is written
+    plan = plan_search(loaded, chosen, probed.train_samples if probed else None)
     loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
     plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
     state = SearchState(name, directory, root, preset_to_dict(loaded), chosen, shared_storage, max_failures)
@@ -142,11 +143,12 @@ class Driver:
     # -- the loop
 
     def run(self) -> SearchResult:
-        from tunekit.runner import ensure_ray
+        from tunekit.runner import ensure_ray, runtime_env_of
 
         if self.state.result is not None:
             return self._result()
-        ensure_ray(self.address)
+        self.state.check_resumable()
+        ensure_ray(self.address, runtime_env=runtime_env_of(load_preset(self.state.preset)))
         self._check_storage()  # before anything is written: a refused search leaves nothing behind
         self._start_tracking()
         self.state.save()
@@ -292,14 +294,16 @@ class Driver:
         if "final" in self.state.done:
             preset = load_preset(preset_to_dict(preset), {"epochs": search_section(preset).final.epochs or preset.train.epochs})
             records = replicates_in_order(phase_records(self.state.directory, "final"))
-        accuracies = [number(r.last.get("test_acc")) for r in records]
-        best = max(records, key=lambda r: number(r.last.get("test_acc")), default=None)
-        mean, std = mean_std(accuracies) if accuracies else (math.nan, math.nan)
+        metric, mode = decision_metric(preset, "test")
+        sign = -1.0 if mode == "max" else 1.0
+        values = [number(r.last.get(metric)) for r in records]
+        best = min(records, key=lambda r: _minimised(sign * number(r.last.get(metric))), default=None)
+        mean, std = mean_std(values) if values else (math.nan, math.nan)
         if self.log is not None:
-            self._finish_tracking(preset, best, mean, std)
+            self._finish_tracking(preset, best, metric, mean, std)
         checkpoint = best.checkpoint if best else None
         self.state.result = SearchEnd(
-            preset_to_dict(preset), mean, std, accuracies, checkpoint, time.strftime("%Y-%m-%dT%H:%M:%S")
+            preset_to_dict(preset), mean, std, values, checkpoint, time.strftime("%Y-%m-%dT%H:%M:%S"), metric
         )
         self.state.save()
         result = self._result()
@@ -308,7 +312,7 @@ class Driver:
         self._echo(f"chosen configuration: {self.state.directory}/{STATE_FILE} (and `tunekit best` from MLflow)")
         return result
 
-    def _finish_tracking(self, preset: Preset, best: TrialRecord | None, mean: float, std: float) -> None:
+    def _finish_tracking(self, preset: Preset, best: TrialRecord | None, metric: str, mean: float, std: float) -> None:
         from tunekit.tracking.queries import run_of_trial
         from tunekit.tracking.search_log import final_model
 
@@ -317,9 +321,10 @@ class Driver:
             return
         run = run_of_trial(tracking.uri, tracking.parent_run_id, best.trial_id) if best else None
         state, meta = final_model(best.checkpoint) if best and best.checkpoint else (None, None)
-        metrics = {"test_acc": mean, "test_acc_std": std} if math.isfinite(mean) else {}
+        metrics = {metric: mean, f"{metric}_std": std} if math.isfinite(mean) else {}
         if best is not None:
-            metrics["test_loss"] = number(best.last.get("test_loss"))
+            for key in ("test_loss", "val_loss"):
+                metrics.setdefault(key, number(best.last.get(key)))
         metrics["trial_epochs"] = sum(p.trial_epochs for p in self.state.done.values())
         self.log.finish(run, preset, metrics, model_state=state, model_meta=meta)
 
@@ -338,7 +343,12 @@ class Driver:
             best_checkpoint=end.best_checkpoint,
             run_id=tracking.parent_run_id if tracking else None,
             tracking_uri=tracking.uri if tracking else None,
+            metric=end.metric,
         )
+
+
+def _minimised(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
 
 
 def trial_dirname(trial: Any) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from tunekit.core.decisions import Candidate
 from tunekit.core.judge import Judge
@@ -134,11 +134,22 @@ def trial_base(preset: Preset, **overrides: Any) -> dict[str, Any]:
     return {"preset": preset_to_dict(load_preset(preset_to_dict(preset), overrides) if overrides else preset)}
 
 
+def decision_metric(preset: Preset, split: str = "val") -> tuple[str, Literal["min", "max"]]:
+    """What a ranking phase judges by on ``split``: the preset's metric with its mode, else the loss (min).
+
+    Decisions read ``val`` (the validation split); only the final replicates report ``test``.
+    """
+    name = preset.metric_name
+    if name is None:
+        return f"{split}_loss", "min"
+    return f"{split}_{name}", "max" if preset.metric_mode == "max" else "min"
+
+
 def loss_shape_scheduler() -> Any:
-    """The scheduler that stops trials by the shape of their test loss; peers share a schedule length (Sec. 3)."""
+    """The scheduler that stops trials by the shape of their validation loss; peers share a schedule length (Sec. 3)."""
     from tunekit.schedulers import LossShapeScheduler
 
-    return LossShapeScheduler(metric="test_loss", mode="min", group_attr="epochs_total")
+    return LossShapeScheduler(metric="val_loss", mode="min", group_attr="epochs_total")
 
 
 def result_of(phase: Phase, decision: Any, overrides: dict[str, Any], reason: str, evidence: dict[str, float]) -> PhaseResult:
@@ -152,8 +163,8 @@ def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], 
 
 
 def curves_figure_of(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], title: str) -> Any:
-    """The test-loss curves of a phase's trials, each with its diagnosis."""
+    """The validation-loss curves of a phase's trials, each with its diagnosis."""
     from tunekit.plots import curves_figure
 
-    curves = {label(r): (*r.curve("epoch", "test_loss"), str(r.last.get("diagnosis") or "")) for r in records}
+    curves = {label(r): (*r.curve("epoch", "val_loss"), str(r.last.get("diagnosis") or "")) for r in records}
     return curves_figure(curves, title)

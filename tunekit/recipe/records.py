@@ -30,7 +30,7 @@ class TrialRecord:
     def trial_epochs(self) -> float:
         return max((float(r.get("trial_epochs") or 0.0) for r in self.rows), default=0.0)
 
-    def curve(self, x: str = "training_iteration", y: str = "test_loss") -> tuple[list[float], list[float]]:
+    def curve(self, x: str = "training_iteration", y: str = "val_loss") -> tuple[list[float], list[float]]:
         xs = [float(r[x]) for r in self.rows if x in r]
         ys = [number(r.get(y)) for r in self.rows if x in r]
         return xs, ys

@@ -11,8 +11,8 @@ from tunekit.searchers.snapshot import is_continuation
 
 #: Trial-config keys shown as columns of their own.
 CONFIG_COLUMNS = ("weight_decay", "momentum", "max_lr", "batch_size", "seed", "init")
-#: Last-result fields shown as columns.
-RESULT_COLUMNS = ("epoch", "test_loss", "test_acc", "train_loss", "lr")
+#: Last-result fields shown as columns, besides every ``val_*`` and ``test_*`` one (the split is in the name).
+RESULT_COLUMNS = ("epoch", "val_loss", "train_loss", "lr")
 
 
 def report_frame(directory: str) -> Any:
@@ -42,6 +42,8 @@ def report_row(record: TrialRecord) -> dict[str, Any]:
     row["stopped_by"] = last.get("stopped_by") or ""
     for key in RESULT_COLUMNS:
         row[key] = last.get(key)
+    for key in sorted(k for k in last if k.startswith(("val_", "test_")) and k not in row):
+        row[key] = last[key]
     row["trial_epochs"] = record.trial_epochs
     row["train_time_s"] = last.get("train_time_s")
     row["results"] = len(record.rows)

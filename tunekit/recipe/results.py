@@ -16,7 +16,7 @@ class PhaseResult:
 
     phase: str
     overrides: dict[str, Any]  # applied to the preset for every later phase
-    values: dict[str, float]  # the decided numbers (the fields of the phase's typed decision), for tables and MLflow
+    values: dict[str, Any]  # the decided values (the fields of the phase's typed decision), for tables and MLflow
     reason: str
     evidence: dict[str, float] = field(default_factory=dict)  # candidate → its score
     trials: int = 0
@@ -27,7 +27,12 @@ class PhaseResult:
 
 @dataclass
 class SearchResult:
-    """A finished search: the chosen preset, each phase's decision, the final accuracy ± std."""
+    """A finished search: the chosen preset, each phase's decision, the final test metric ± std.
+
+    ``metric`` is what the final replicates report on the test split (``test_acc``, ``test_r2``, or
+    ``test_loss`` without a metric); ``accuracy_mean``/``accuracy_std`` hold its mean and std
+    whatever it is (the names are kept from when it was always the accuracy).
+    """
 
     name: str
     directory: str
@@ -39,6 +44,15 @@ class SearchResult:
     best_checkpoint: str | None = None
     run_id: str | None = None
     tracking_uri: str | None = None
+    metric: str = "test_acc"
+
+    @property
+    def metric_mean(self) -> float:
+        return self.accuracy_mean
+
+    @property
+    def metric_std(self) -> float:
+        return self.accuracy_std
 
     @property
     def trial_epochs(self) -> float:
@@ -46,12 +60,16 @@ class SearchResult:
         return sum(p.trial_epochs for p in self.phases.values())
 
     def to_dict(self) -> dict[str, Any]:
+        accuracy = self.metric == "test_acc"
         return {
             "name": self.name,
             "directory": self.directory,
-            "accuracy_mean": self.accuracy_mean,
-            "accuracy_std": self.accuracy_std,
-            "accuracies": self.accuracies,
+            "metric_name": self.metric.removeprefix("test_"),
+            "metric_split": "test",
+            "metric_mean": self.metric_mean,
+            "metric_std": self.metric_std,
+            **({"accuracy_mean": self.accuracy_mean, "accuracy_std": self.accuracy_std} if accuracy else {}),
+            "metric_values" if not accuracy else "accuracies": self.accuracies,
             "trial_epochs": self.trial_epochs,
             "best_checkpoint": self.best_checkpoint,
             "mlflow_run_id": self.run_id,
@@ -71,9 +89,12 @@ class SearchResult:
         lines += [f"{p.phase}: {p.reason}" for p in self.phases.values()]
         if math.isfinite(self.accuracy_mean):
             lines.append("")
+            from tunekit.recipe.phases.final import describe
+
             lines.append(
-                f"final test accuracy {100 * self.accuracy_mean:.2f} % ± {100 * self.accuracy_std:.2f} "
-                f"({len(self.accuracies)} replicates); search compute {self.trial_epochs:.0f} trial-epochs"
+                f"final {describe(self.metric, self.accuracy_mean, self.accuracy_std)} on the test split "
+                f"({len(self.accuracies)} replicates; every decision read the validation split); "
+                f"search compute {self.trial_epochs:.0f} trial-epochs"
             )
         return "\n".join(lines)
 

@@ -2,8 +2,12 @@
 
 A search folder (``<storage>/<name>/``) holds one Tune experiment per phase and this file: the
 request (preset, phases, storage, tracking), each finished phase's :class:`PhaseResult`, and
-the end. ``tunekit resume`` needs nothing else. Version 1 (tunekit ≤ 0.1.0) has the same
-fields but ``written_by``; it still loads, and is written back as version 2.
+the end. ``tunekit resume`` needs nothing else.
+
+Versions 1 (tunekit ≤ 0.1.0) and 2 decided on the test split; version 3 decides on a validation
+split (``decided_on``). Older folders still load — a finished one reports as it did — but an
+unfinished one cannot be continued: its remaining trials would be judged on another split than
+its finished ones (:meth:`SearchState.check_resumable`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from tunekit.recipe.errors import SearchError
 from tunekit.recipe.results import PhaseResult
 
 STATE_FILE = "search.json"
-STATE_VERSION = 2
-#: Versions this release reads (1: written by tunekit 0.1.0, before the phases became modules).
-READABLE_VERSIONS = (1, 2)
+STATE_VERSION = 3
+#: Versions this release reads (1: tunekit 0.1.0; 2: phases as modules; both decided on the test split).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -37,14 +41,15 @@ class TrackingState:
 
 @dataclass
 class SearchEnd:
-    """The end of a search: the chosen preset and the final replicates' test accuracy."""
+    """The end of a search: the chosen preset and the final replicates' test metric (``metric``)."""
 
     preset: dict[str, Any]
-    accuracy_mean: float
+    accuracy_mean: float  # the metric's mean (the accuracy's, for a classifier)
     accuracy_std: float
     accuracies: list[float]
     best_checkpoint: str | None = None
     finished: str = ""
+    metric: str = "test_acc"
 
 
 @dataclass
@@ -64,6 +69,7 @@ class SearchState:
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
     train_samples: int | None = None  # what the phases were sized for (None: version 1, sized in epochs)
     written_by: str | None = None  # the tunekit version that wrote the file (None: version 1)
+    decided_on: str = "val"  # the split the decisions read ("test" before version 3)
     version: int = STATE_VERSION
 
     def preset_now(self) -> Preset:
@@ -94,6 +100,8 @@ class SearchState:
                 )
             known = {f.name for f in fields(cls)}
             state = cls(**{k: v for k, v in data.items() if k in known})
+            if data["version"] < 3:
+                state.decided_on = "test"
             state.tracking = TrackingState(**data["tracking"]) if data.get("tracking") else None
             state.done = {k: PhaseResult(**v) for k, v in data.get("done", {}).items()}
             state.result = SearchEnd(**data["result"]) if data.get("result") else None
@@ -101,6 +109,17 @@ class SearchState:
             raise SearchError(f"{where}: not a tunekit search state ({exc}); give the folder `tunekit search` printed") from None
         state._relocate(directory)
         return state
+
+    def check_resumable(self) -> None:
+        """Raise when this unfinished search decided on the test split: this tunekit cannot continue it consistently."""
+        if self.result is None and self.decided_on != "val":
+            done = ", ".join(self.done) or "none"
+            raise SearchError(
+                f"{join(self.directory, STATE_FILE)}: this search (version {self.version}, written by "
+                f"{self.written_by or 'tunekit 0.1.0'}) decided on the test split; this tunekit decides on a validation "
+                f"split, so its unfinished phases cannot be continued consistently (finished: {done}); "
+                "start it again with `tunekit search`"
+            )
 
     def _relocate(self, directory: str) -> None:
         """A folder that was moved or copied resumes where it is now, not where it was written."""

@@ -1,4 +1,4 @@
-"""``LossShapeScheduler``: stop trials by the shape of their test loss (a thin Ray adapter).
+"""``LossShapeScheduler``: stop trials by the shape of their validation loss (a thin Ray adapter).
 
 The rule lives in :func:`tunekit.core.early_stop.decide`; this class only keeps each trial's
 curve, finds its peers at the same step, and tells Ray CONTINUE or STOP. Peers are trials
@@ -11,7 +11,7 @@ loggers see. :class:`DecisionRecorder` — a Tune callback holding the scheduler
 MLflow) read it::
 
     scheduler = LossShapeScheduler(grace_period=3)
-    tune.Tuner(trainable, tune_config=tune.TuneConfig(scheduler=scheduler, metric="test_loss", mode="min"),
+    tune.Tuner(trainable, tune_config=tune.TuneConfig(scheduler=scheduler, metric="val_loss", mode="min"),
                run_config=tune.RunConfig(callbacks=[scheduler.recorder()]))
 """
 
@@ -34,7 +34,7 @@ class LossShapeScheduler(PickledState, FIFOScheduler):
     """Stop diverging trials at once, overfitting ones after the grace period, and clear laggards.
 
     Args:
-        metric: the reported test loss (or any metric; see ``mode``).
+        metric: the reported validation loss (or any metric; see ``mode``).
         mode: "min" or "max"; may arrive later through ``set_search_properties``.
         time_attr: the result field that counts steps.
         grace_period: steps before anything but divergence can stop a trial.
@@ -46,7 +46,7 @@ class LossShapeScheduler(PickledState, FIFOScheduler):
 
     def __init__(
         self,
-        metric: str | None = "test_loss",
+        metric: str | None = "val_loss",
         mode: str | None = "min",
         time_attr: str = "training_iteration",
         grace_period: int = 3,

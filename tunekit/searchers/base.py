@@ -26,19 +26,24 @@ from tunekit.core.judge import Judge
 JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by")
 
 
+def _every_result(metric: str) -> str | None:
+    """The metric Tune may demand of every result: not a ``test_*`` one, which only a run's last result carries."""
+    return None if metric.startswith("test_") else metric
+
+
 class TunekitSearcher(PickledState, Searcher):
     """Base class: keeps each trial's judged results and turns a finished trial into a candidate.
 
     Args:
         base_config: the trial config every suggestion starts from (``{"preset": …}``).
         judge: how finished trials are compared (metric, mode, window, judging step); default the
-            median test loss of the last three results. A ``metric``/``mode`` that Tune passes
+            median validation loss of the last three results. A ``metric``/``mode`` that Tune passes
             through ``set_search_properties`` replaces the judge's.
     """
 
     def __init__(self, base_config: dict[str, Any] | None = None, judge: Judge | None = None) -> None:
         self.judge = judge if judge is not None else Judge(window=3)
-        super().__init__(metric=self.judge.metric, mode=self.judge.mode)
+        super().__init__(metric=_every_result(self.judge.metric), mode=self.judge.mode)
         self.base_config: dict[str, Any] = copy.deepcopy(base_config or {})
         self.rows: dict[str, list[dict[str, Any]]] = {}  # trial id → the judged fields of each result
         self.trial_values: dict[str, Any] = {}  # trial id → the value it evaluates
@@ -51,7 +56,7 @@ class TunekitSearcher(PickledState, Searcher):
             return False
         direction: Literal["min", "max"] = "max" if (mode or self.judge.mode) == "max" else "min"
         self.judge = dataclasses.replace(self.judge, metric=metric or self.judge.metric, mode=direction)
-        self._metric, self._mode = self.judge.metric, self.judge.mode
+        self._metric, self._mode = _every_result(self.judge.metric), self.judge.mode
         return True
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """``SnapshotContinuationSearcher``: weight decay by snapshot-restart continuations (Fig. 12).
 
-1. One base trial at the middle value trains until its test loss runs horizontal
+1. One base trial at the middle value trains until its validation loss runs horizontal
    (``train.stop_when_horizontal``: the trial ends itself with a checkpoint).
 2. The searcher copies that checkpoint somewhere immutable (``CheckpointConfig(num_to_keep)``
    could delete it) — next to the experiment, or under ``snapshot_storage``.
@@ -30,7 +30,7 @@ from tunekit.searchers.bisection import ExponentBisectionSearcher
 #: The trial-config key of a continuation: the snapshot (checkpoint folder or URI) it starts from.
 RESTORE_KEY = "restore_from"
 #: The override that makes a trial a snapshot base run: it ends itself, with a checkpoint, once
-#: its test loss runs horizontal.
+#: its validation loss runs horizontal.
 BASE_RUN_KEY = "train.stop_when_horizontal"
 
 
@@ -70,7 +70,7 @@ def copy_snapshot(source: str, destination: str) -> str:
 
 
 class SnapshotContinuationSearcher(ExponentBisectionSearcher):
-    """One base run to a horizontal test loss, then continuations from its snapshot, bisecting the value.
+    """One base run to a horizontal validation loss, then continuations from its snapshot, bisecting the value.
 
     An :class:`~tunekit.searchers.bisection.ExponentBisectionSearcher` whose trials continue from
     one snapshot instead of starting from scratch; it takes all of that searcher's keyword
@@ -124,7 +124,7 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
             self.base_trial = trial_id
             return self.config_with(**{self.param: self.middle, BASE_RUN_KEY: True})
         if self.snapshot is None:
-            return None  # the base run is still on its way to a horizontal test loss
+            return None  # the base run is still on its way to a horizontal validation loss
         return super().suggest(trial_id)
 
     def trial_config(self, value: float) -> dict[str, Any]:

@@ -22,10 +22,8 @@ import tunekit
 FALLBACK_FILE = "mlflow-fallback.jsonl"
 #: The embedded sqlite store's file name, in the local folder next to the runs.
 SQLITE_FILE = "mlflow.db"
-#: Result fields logged as metrics (when numeric and finite).
+#: Result fields logged as metrics (when numeric and finite), besides every ``val_*`` and ``test_*`` one.
 METRICS = (
-    "test_loss",
-    "test_acc",
     "train_loss",
     "lr",
     "momentum",
@@ -302,7 +300,8 @@ class MLflowTrialLogger(Callback):
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
         run_id = self._run_for(trial)
         step = result.get("step") if self.phase == "range_test" else result.get("epoch", result.get("training_iteration"))
-        metrics = {k: float(result[k]) for k in METRICS if isinstance(result.get(k), int | float) and math.isfinite(result[k])}
+        keys = [*METRICS, *(k for k in result if k.startswith(("val_", "test_")))]
+        metrics = {k: float(result[k]) for k in keys if isinstance(result.get(k), int | float) and math.isfinite(result[k])}
         tags = {tag: str(result[key]) for key, tag in TAGS.items() if result.get(key) not in (None, "")}
         if result.get("diverged"):
             tags["tunekit.diverged"] = "true"

@@ -77,15 +77,16 @@ class SearchLog:
             self.tracking_uri, self.experiment, self.parent_run_id, phase=phase, fallback=self.tracker.fallback
         )
 
-    def decide(self, phase: str, values: dict[str, float], reason: str, figure: Any = None) -> None:
-        """Record a phase's decision on the parent: values as params and metrics, the reason as a tag, the figure as a PNG."""
+    def decide(self, phase: str, values: dict[str, Any], reason: str, figure: Any = None) -> None:
+        """Record a phase's decision on the parent: values as params (numbers as metrics too), the reason as a tag,
+        the figure as a PNG."""
         plot = None
         if figure is not None:
             plot = f"plots/{phase}.png"
             self._upload_figure(figure, plot)
         self.tracker.log(
             self.parent_run_id,
-            metrics={f"decision_{k}": float(v) for k, v in values.items()},
+            metrics={f"decision_{k}": float(v) for k, v in values.items() if isinstance(v, int | float)},
             params={k: str(v) for k, v in values.items()},
             tags={f"tunekit.decision.{phase}": reason[:5000]},
         )
@@ -159,28 +160,29 @@ class SearchLog:
 
 def record_trial(log: SearchLog, preset: Preset, result: Any, trial_run: str | None) -> None:
     """Record a single-trial run (``tunekit train`` / ``range-test``) as a search: its final metrics,
-    its test-loss plot and model, or for a range test the bounds it reads."""
+    its validation-loss plot and model, or for a range test the bounds it reads."""
     metrics = {
         k: float(v)
         for k, v in (result.metrics or {}).items()
-        if k in ("test_acc", "test_loss", "epoch") and isinstance(v, int | float) and math.isfinite(v)
+        if (k == "epoch" or k.startswith(("val_", "test_"))) and isinstance(v, int | float) and math.isfinite(v)
     }
+    chance = _chance(result.metrics_dataframe)
     history = result.metrics_dataframe
     if preset.policy.name == "range_test" and history is not None and len(history):
         from tunekit.core.lr_range import RangeTestError, analyse_range_test
         from tunekit.plots import range_test_figure
 
-        lrs, losses = history["lr"].tolist(), history["test_loss"].tolist()
+        lrs, losses = history["lr"].tolist(), history["val_loss"].tolist()
         try:
-            found = analyse_range_test(lrs, losses, chance_loss=float(history["chance_loss"].iloc[-1]))
-            why = f"max_lr = {found.max_lr:.3g}: the largest LR before the test loss turned up"
+            found = analyse_range_test(lrs, losses, chance_loss=chance)
+            why = f"max_lr = {found.max_lr:.3g}: the largest LR before the validation loss turned up"
             if found.turn_up_lr is not None:
                 why += f" (at {found.turn_up_lr:.3g})"
             log.decide(
                 "range_test",
                 {"max_lr": found.max_lr, "min_lr": found.min_lr},
                 why + "; " + "; ".join(found.notes),
-                range_test_figure({"test loss": (lrs, losses)}, found.max_lr, found.min_lr),
+                range_test_figure({"validation loss": (lrs, losses)}, found.max_lr, found.min_lr),
             )
         except RangeTestError as exc:
             log.decide("range_test", {}, f"no bounds: {exc}")
@@ -188,15 +190,23 @@ def record_trial(log: SearchLog, preset: Preset, result: Any, trial_run: str | N
         from tunekit.core.curves import diagnose
         from tunekit.plots import curves_figure
 
-        epochs, losses = history["epoch"].tolist(), history["test_loss"].tolist()
-        shape = diagnose(epochs, losses, chance_loss=float(history["chance_loss"].iloc[-1])).shape.value
-        log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"test loss ({shape})"), "plots/test_loss.png")
+        epochs, losses = history["epoch"].tolist(), history["val_loss"].tolist()
+        shape = diagnose(epochs, losses, chance_loss=chance).shape.value
+        log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"validation loss ({shape})"), "plots/val_loss.png")
     best_run = None if preset.policy.name == "range_test" else trial_run
     checkpoint = result.checkpoint.path if best_run and result.checkpoint is not None else None
     model_state, meta = final_model(checkpoint) if checkpoint else (None, None)
     log.finish(
         best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
     )
+
+
+def _chance(history: Any) -> float | None:
+    """The chance-level loss a run reported (cross-entropy classification only), else None."""
+    if history is None or "chance_loss" not in history or not len(history):
+        return None
+    value = float(history["chance_loss"].iloc[-1])
+    return value if math.isfinite(value) else None
 
 
 def final_model(checkpoint: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

@@ -1,10 +1,19 @@
-"""Datasets by name, delivered as batches on the training device.
+"""Datasets — bundled by name or the user's own factory — delivered as batches on the training device.
 
-Small datasets (MNIST-1D, digits, MNIST, CIFAR) are held whole as tensors on the device and
-sliced into batches there: no DataLoader, no per-batch host-to-device copy. Large ones
-(ImageNet) stream through a ``DataLoader`` with workers. Both shuffle with a generator seeded
-by ``(seed, epoch)``, so an epoch's order does not depend on what ran before it — a resumed
-run sees the same batches as an unbroken one.
+Every dataset has three splits: train, validation and test. Decisions read validation; the
+final numbers are reported on test. A dataset without a validation split gets one carved from
+its training data with a fixed seed (``dataset.validation_fraction`` of it, ``dataset.split_seed``),
+so every trial of a search sees the same split whatever its own seed.
+
+Small datasets (MNIST-1D, digits, MNIST, CIFAR, a user dataset under 2 GiB) are held whole as
+tensors on the device and sliced into batches there: no DataLoader, no per-batch host-to-device
+copy. Large ones (ImageNet, big user datasets) stream through a ``DataLoader`` with workers.
+Both shuffle with a generator seeded by ``(seed, epoch)``, so an epoch's order does not depend
+on what ran before it — a resumed run sees the same batches as an unbroken one.
+
+A user dataset held in memory is built once per node, not once per trial: the first trial on a
+node calls the factory and writes the stacked tensors to a node-local cache under a file lock;
+the others read them (:func:`cached_user_tensors`).
 
 MNIST, CIFAR-10/100 and ImageNet are read by torchvision from a local ``root``; they are
 downloaded only when the preset says ``download: true``.
@@ -16,7 +25,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -24,9 +33,13 @@ import torch
 from tunekit.presets import DatasetConfig
 from tunekit.train.paths import DatasetError, preflight, require_root
 
-__all__ = ["Data", "DatasetError", "LoaderData", "TensorData", "crop_flip", "load_data", "preflight"]
+__all__ = ["Data", "DatasetError", "LoaderData", "TensorData", "crop_flip", "load_data", "load_splits", "preflight"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: The evaluation splits.
+Split = Literal["val", "test"]
+#: A user dataset at most this large (estimated from its first item) is held whole on the device.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 _CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 _CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
@@ -38,7 +51,8 @@ class Data(Protocol):
     """What the training loop needs from a dataset."""
 
     @property
-    def num_classes(self) -> int: ...
+    def num_classes(self) -> int | None:
+        """Classes of a bundled classification dataset (bundled models are built for them); None otherwise."""
 
     @property
     def input_shape(self) -> tuple[int, ...]: ...
@@ -46,12 +60,13 @@ class Data(Protocol):
     @property
     def num_train(self) -> int: ...
 
-    @property
-    def num_test(self) -> int: ...
+    def size(self, split: Split) -> int:
+        """Samples in the validation or test split."""
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]: ...
 
-    def test_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]: ...
+    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        """The validation or test split in order (its first ``limit`` samples)."""
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -68,9 +83,11 @@ class TensorData:
 
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
-    num_classes: int
+    num_classes: int | None = None
     mean: torch.Tensor | None = None  # per-channel, applied after scaling uint8 to [0, 1]
     std: torch.Tensor | None = None
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
@@ -83,16 +100,16 @@ class TensorData:
     def num_train(self) -> int:
         return int(self.x_train.shape[0])
 
-    @property
-    def num_test(self) -> int:
-        return int(self.x_test.shape[0])
+    def size(self, split: Split) -> int:
+        return int(self._split(split)[0].shape[0])
+
+    def _split(self, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.x_val, self.y_val) if split == "val" else (self.x_test, self.y_test)
 
     def to(self, device: torch.device) -> TensorData:
+        tensors = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}
         return TensorData(
-            x_train=self.x_train.to(device),
-            y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device),
-            y_test=self.y_test.to(device),
+            **tensors,
             num_classes=self.num_classes,
             mean=None if self.mean is None else self.mean.to(device),
             std=None if self.std is None else self.std.to(device),
@@ -118,11 +135,32 @@ class TensorData:
                 x = self.augment(x, gen)
             yield x, self.y_train[idx]
 
-    def test_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
-        end = self.num_test if limit is None else min(limit, self.num_test)
+    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        x_all, y_all = self._split(split)
+        end = len(x_all) if limit is None else min(limit, len(x_all))
         for start in range(0, end, batch_size):
             stop = min(start + batch_size, end)
-            yield self._prepare(self.x_test[start:stop]), self.y_test[start:stop]
+            yield self._prepare(x_all[start:stop]), y_all[start:stop]
+
+    def carve(self, fraction: float, seed: int) -> TensorData:
+        """This dataset with a validation split carved from its training data (see :func:`carve_indices`)."""
+        keep, held = carve_indices(self.num_train, fraction, seed)
+        keep_t, held_t = torch.from_numpy(keep), torch.from_numpy(held)
+        x, y = self.x_train, self.y_train
+        self.x_train, self.y_train, self.x_val, self.y_val = x[keep_t], y[keep_t], x[held_t], y[held_t]
+        return self
+
+
+def carve_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: a seeded ``fraction`` of ``range(n)`` held out, both in ascending order.
+
+    At least one sample is held out when ``fraction > 0``, and at least one kept.
+    """
+    if fraction <= 0 or n < 2:
+        return np.arange(n), np.arange(0)
+    held = min(n - 1, max(1, round(n * fraction)))
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -141,6 +179,11 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
     batch = torch.arange(n, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _bundled(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, **kw: Any) -> TensorData:
+    # a bundled dataset comes without a validation split: load_data carves one
+    return TensorData(x_train, y_train, x_train[:0], y_train[:0], x_test, y_test, **kw)
 
 
 def cache_dir() -> Path:
@@ -176,7 +219,7 @@ def _mnist1d_arrays(num_samples: int) -> dict[str, np.ndarray]:
 
 def _mnist1d(cfg: DatasetConfig, seed: int) -> TensorData:
     data = _mnist1d_arrays(cfg.num_samples or 5000)
-    return TensorData(
+    return _bundled(
         x_train=torch.from_numpy(data["x"]).float().unsqueeze(1),
         y_train=torch.from_numpy(data["y"]).long(),
         x_test=torch.from_numpy(data["x_test"]).float().unsqueeze(1),
@@ -193,7 +236,7 @@ def _digits(cfg: DatasetConfig, seed: int) -> TensorData:
     x = (x[order] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = y[order]
     split = int(0.8 * len(y))
-    return TensorData(
+    return _bundled(
         x_train=torch.from_numpy(x[:split]),
         y_train=torch.from_numpy(y[:split]).long(),
         x_test=torch.from_numpy(x[split:]),
@@ -220,7 +263,7 @@ def _mnist(cfg: DatasetConfig, seed: int) -> TensorData:
         test = MNIST(str(root), train=False, download=cfg.download)
     except RuntimeError as exc:
         raise _torchvision_error(cfg, root, exc) from None
-    return TensorData(
+    return _bundled(
         x_train=train.data.unsqueeze(1).contiguous(),  # uint8 (n, 1, 28, 28)
         y_train=train.targets.long(),
         x_test=test.data.unsqueeze(1).contiguous(),
@@ -257,14 +300,14 @@ def _cifar(cfg: DatasetConfig, seed: int) -> TensorData:
     except RuntimeError as exc:
         raise _torchvision_error(cfg, root, exc) from None
     augment = cfg.augment if cfg.augment is not None else True
-    return TensorData(
+    return _bundled(
         x_train=torch.from_numpy(train.data).permute(0, 3, 1, 2).contiguous(),  # uint8 (n, 3, 32, 32)
         y_train=torch.tensor(train.targets).long(),
         x_test=torch.from_numpy(test.data).permute(0, 3, 1, 2).contiguous(),
         y_test=torch.tensor(test.targets).long(),
         num_classes=len(train.classes),
-        mean=torch.tensor(_CIFAR_MEAN[cfg.name]).view(1, 3, 1, 1),
-        std=torch.tensor(_CIFAR_STD[cfg.name]).view(1, 3, 1, 1),
+        mean=torch.tensor(_CIFAR_MEAN[str(cfg.name)]).view(1, 3, 1, 1),
+        std=torch.tensor(_CIFAR_STD[str(cfg.name)]).view(1, 3, 1, 1),
         augment=crop_flip if augment else None,
     )
 
@@ -273,15 +316,25 @@ def _cifar(cfg: DatasetConfig, seed: int) -> TensorData:
 
 
 class LoaderData:
-    """A folder dataset streamed by a ``DataLoader`` with workers (ImageNet-sized data)."""
+    """Map-style datasets streamed by a ``DataLoader`` with workers (ImageNet-sized or non-tensor data)."""
 
     def __init__(
-        self, train: Any, test: Any, num_classes: int, input_shape: tuple[int, ...], device: torch.device, num_workers: int
+        self,
+        train: Any,
+        val: Any,
+        test: Any,
+        num_classes: int | None,
+        input_shape: tuple[int, ...],
+        device: torch.device,
+        num_workers: int,
     ) -> None:
-        self.train, self.test = train, test
+        self.train, self.val, self.test = train, val, test
         self.num_classes, self.input_shape = num_classes, input_shape
-        self.num_train, self.num_test = len(train), len(test)
+        self.num_train = len(train)
         self.device, self.num_workers = device, num_workers
+
+    def size(self, split: Split) -> int:
+        return len(self.val if split == "val" else self.test)
 
     def _loader(self, dataset: Any, batch_size: int, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
         return torch.utils.data.DataLoader(
@@ -295,16 +348,40 @@ class LoaderData:
 
     def _to_device(self, batches: Any) -> Iterator[Batch]:
         for x, y in batches:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield _to(x, self.device), _to(y, self.device)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         gen = epoch_generator(seed, epoch)
         sampler = torch.utils.data.RandomSampler(self.train, generator=gen)
-        yield from self._to_device(self._loader(self.train, batch_size, sampler=sampler, drop_last=True))
+        drop = len(self.train) >= batch_size  # as TensorData: a dataset smaller than a batch is one batch
+        yield from self._to_device(self._loader(self.train, batch_size, sampler=sampler, drop_last=drop))
 
-    def test_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
-        dataset = self.test if limit is None else torch.utils.data.Subset(self.test, range(min(limit, self.num_test)))
+    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        dataset = self.val if split == "val" else self.test
+        if limit is not None:
+            dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
         yield from self._to_device(self._loader(dataset, batch_size, shuffle=False))
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """A batch part on ``device``: tensors moved, tuples/lists/dicts of tensors walked."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, tuple | list):
+        return type(value)(_to(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
+
+
+def _subsets(cfg: DatasetConfig, train: Any, plain_train: Any, test: Any) -> tuple[Any, Any, Any]:
+    """(train, validation, test) of a streamed bundled dataset: subsets applied, validation carved from train."""
+    Subset = torch.utils.data.Subset
+    n = min(cfg.train_subset or len(train), len(train))
+    keep, held = carve_indices(n, cfg.validation_fraction, cfg.split_seed)
+    if cfg.test_subset:
+        test = Subset(test, range(min(cfg.test_subset, len(test))))
+    return Subset(train, keep.tolist()), Subset(plain_train, held.tolist()), test
 
 
 def _imagenet(cfg: DatasetConfig, device: torch.device) -> LoaderData:
@@ -328,12 +405,11 @@ def _imagenet(cfg: DatasetConfig, device: torch.device) -> LoaderData:
             )
     train = datasets.ImageFolder(str(folders["train"]), transforms.Compose([*train_tf, transforms.ToTensor(), normalize]))
     test = datasets.ImageFolder(str(folders["val"]), transforms.Compose([*test_tf, transforms.ToTensor(), normalize]))
-    if cfg.train_subset:
-        train = torch.utils.data.Subset(train, range(min(cfg.train_subset, len(train))))
-    if cfg.test_subset:
-        test = torch.utils.data.Subset(test, range(min(cfg.test_subset, len(test))))
-    num_classes = len(train.classes) if hasattr(train, "classes") else len(train.dataset.classes)
-    return LoaderData(train, test, num_classes, (3, size, size), device, cfg.num_workers)
+    num_classes = len(train.classes)
+    # the validation split comes from the (un-augmented) training images, so it reads like the test split
+    plain = datasets.ImageFolder(str(folders["train"]), transforms.Compose([*test_tf, transforms.ToTensor(), normalize]))
+    train_part, val_part, test = _subsets(cfg, train, plain, test)
+    return LoaderData(train_part, val_part, test, num_classes, (3, size, size), device, cfg.num_workers)
 
 
 _TENSOR_LOADERS: dict[str, Callable[[DatasetConfig, int], TensorData]] = {
@@ -345,23 +421,219 @@ _TENSOR_LOADERS: dict[str, Callable[[DatasetConfig, int], TensorData]] = {
 }
 
 
+# --------------------------------------------------------------------------- user datasets
+
+
+def call_dataset_factory(cfg: DatasetConfig) -> tuple[Any, Any, Any]:
+    """Call the user's factory and check what it returned: three splits, non-empty, of (input, target) pairs.
+
+    A missing validation split is carved from train (``validation_fraction``, ``split_seed``).
+
+    Raises:
+        ComponentError: the factory raised, returned no three splits, an empty split or items that are no pairs.
+    """
+    from tunekit.components import ComponentError, factory_name, resolve
+
+    assert cfg.factory is not None
+    fn = resolve(cfg.factory, "dataset.factory")
+    try:
+        splits = fn(**cfg.kwargs)
+    except ComponentError:
+        raise
+    except Exception as exc:
+        raise ComponentError(f"dataset.factory: {factory_name(fn)}(**kwargs) raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(splits, tuple | list) or len(splits) != 3:
+        got = f"a {type(splits).__name__}" + (f" of {len(splits)}" if isinstance(splits, tuple | list) else "")
+        raise ComponentError(
+            f"dataset.factory: {factory_name(fn)} returned {got}; return three splits (train, validation, test), "
+            "validation may be None"
+        )
+    train, val, test = splits
+    for name, split in (("train", train), ("validation", val), ("test", test)):
+        if split is None and name == "validation":
+            continue
+        _check_split(split, name)
+    if val is None:
+        keep, held = carve_indices(len(train), cfg.validation_fraction, cfg.split_seed)
+        if len(held) == 0:
+            raise ComponentError(
+                "dataset.validation_fraction: the factory returns no validation split and the fraction carves none; "
+                "set validation_fraction above 0 (default 0.1) or return a validation split"
+            )
+        train, val = torch.utils.data.Subset(train, keep.tolist()), torch.utils.data.Subset(train, held.tolist())
+    return train, val, test
+
+
+def _check_split(split: Any, name: str) -> None:
+    from tunekit.components import ComponentError
+
+    if not hasattr(split, "__getitem__") or not hasattr(split, "__len__"):
+        raise ComponentError(
+            f"dataset.factory: the {name} split is a {type(split).__name__}, not a map-style Dataset; "
+            "return objects with __len__ and __getitem__ (torch.utils.data.Dataset, TensorDataset)"
+        )
+    if len(split) == 0:
+        raise ComponentError(f"dataset.factory: the {name} split is empty; every split needs samples")
+    item = split[0]
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise ComponentError(
+            f"dataset.factory: item 0 of the {name} split is a {type(item).__name__}"
+            + (f" of {len(item)}" if isinstance(item, tuple | list) else "")
+            + "; each item must be an (input, target) pair"
+        )
+
+
+def _as_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray | np.generic | int | float | bool):
+        return torch.as_tensor(value)
+    return None
+
+
+def stack_split(split: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """All (input, target) pairs of ``split`` as two stacked tensors, or None when an item is no tensor/number."""
+    tensors = getattr(split, "tensors", None)
+    if tensors is not None and len(tensors) == 2:  # a TensorDataset: no need to walk it
+        return tensors[0], tensors[1]
+    xs, ys = [], []
+    for i in range(len(split)):
+        x, y = (_as_tensor(v) for v in split[i])
+        if x is None or y is None:
+            return None
+        xs.append(x)
+        ys.append(y)
+    try:
+        return torch.stack(xs), torch.stack(ys)
+    except RuntimeError:  # items of different shapes
+        return None
+
+
+def _fits_in_memory(cfg: DatasetConfig, splits: tuple[Any, Any, Any]) -> bool:
+    if cfg.in_memory is not None:
+        return cfg.in_memory
+    first = [_as_tensor(v) for v in splits[0][0]]
+    if any(t is None for t in first):
+        return False
+    per_item = sum(t.numel() * t.element_size() for t in first if t is not None)
+    return per_item * sum(len(s) for s in splits) <= IN_MEMORY_LIMIT_BYTES
+
+
+def cache_key(cfg: DatasetConfig, token: str) -> str:
+    """The node-cache key of a user dataset: its factory, kwargs and split, and the search's ``token``."""
+    import hashlib
+    import json
+
+    from tunekit.components import portable
+
+    assert cfg.factory is not None
+    described = {
+        "factory": portable(cfg.factory),
+        "kwargs": cfg.kwargs,
+        "validation_fraction": cfg.validation_fraction,
+        "split_seed": cfg.split_seed,
+        "token": token,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def cached_user_tensors(cfg: DatasetConfig, token: str | None) -> TensorData | None:
+    """The user dataset as tensors, built once per node under a lock and read from the node's cache after.
+
+    Without a ``token`` (a bare run, not one of a search's trials) nothing is cached. Returns None
+    when the dataset does not fit in memory (it is then streamed).
+    """
+    if token is None:
+        return _user_tensors(cfg)
+    import fcntl
+
+    folder = cache_dir() / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cache_key(cfg, token)}.pt"
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first trial on this node builds; the others wait, then read
+        if path.is_file():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return None if saved.get("streamed") else TensorData(**saved["tensors"])
+        data = _user_tensors(cfg)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+        torch.save({"streamed": data is None, "tensors": {k: getattr(data, k) for k in names} if data else {}}, tmp)
+        os.replace(tmp, path)
+        return data
+
+
+def _user_tensors(cfg: DatasetConfig) -> TensorData | None:
+    splits = call_dataset_factory(cfg)
+    if not _fits_in_memory(cfg, splits):
+        return None
+    stacked = [stack_split(s) for s in splits]
+    if any(s is None for s in stacked):
+        return None
+    (xt, yt), (xv, yv), (xs, ys) = (s for s in stacked if s is not None)
+    return TensorData(xt, yt, xv, yv, xs, ys)
+
+
+def _user_data(cfg: DatasetConfig, device: torch.device, token: str | None) -> Data:
+    tensors = cached_user_tensors(cfg, token)
+    if tensors is not None:
+        return tensors.to(device)
+    train, val, test = call_dataset_factory(cfg)
+    x = train[0][0]
+    shape = tuple(x.shape) if hasattr(x, "shape") else ()
+    return LoaderData(train, val, test, None, shape, device, cfg.num_workers)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
 def train_samples(cfg: DatasetConfig, seed: int = 0) -> int:
-    """How many training samples ``cfg`` yields (what sizes a search's phases); loads the data once, on the CPU."""
+    """How many training samples ``cfg`` yields after the validation carve (what sizes a search's phases).
+
+    Loads the data once, on the CPU; a search asks the pre-flight probe (a Ray task) instead.
+    """
     return load_data(cfg, "cpu", seed).num_train
 
 
-def load_data(cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0) -> Data:
-    """Load the dataset ``cfg`` names, ready to batch on ``device``.
+def load_data(cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0, token: str | None = None) -> Data:
+    """Load the dataset ``cfg`` names (or builds with its factory), ready to batch on ``device``.
+
+    Args:
+        token: a search's data token; a user dataset held in memory is cached per node under it.
 
     Raises:
         DatasetError: the files are missing or unreadable (the message names ``dataset.root``).
+        ComponentError: the user's dataset factory fails or returns something unusable.
     """
     device = torch.device(device)
+    if cfg.factory is not None:
+        return _user_data(cfg, device, token)
     if cfg.name == "imagenet":
         return _imagenet(cfg, device)
+    assert cfg.name is not None
     data = _TENSOR_LOADERS[cfg.name](cfg, seed)
     if cfg.train_subset:
         data.x_train, data.y_train = data.x_train[: cfg.train_subset], data.y_train[: cfg.train_subset]
     if cfg.test_subset:
         data.x_test, data.y_test = data.x_test[: cfg.test_subset], data.y_test[: cfg.test_subset]
-    return data.to(device)
+    return data.carve(cfg.validation_fraction, cfg.split_seed).to(device)
+
+
+def load_splits(cfg: DatasetConfig, seed: int = 0) -> tuple[Any, Any, Any]:
+    """(train, validation, test) as map-style datasets of (input, target) — what a user's own loop iterates.
+
+    A user factory's splits come back as it returned them (validation carved when missing); a
+    bundled dataset's tensors come as ``TensorDataset``s, normalised as tunekit's loop sees them.
+    """
+    if cfg.factory is not None:
+        return call_dataset_factory(cfg)
+    data = load_data(cfg, "cpu", seed)
+    if isinstance(data, LoaderData):
+        return data.train, data.val, data.test
+    assert isinstance(data, TensorData)
+    TensorDataset = torch.utils.data.TensorDataset
+    return (
+        TensorDataset(data._prepare(data.x_train), data.y_train),
+        TensorDataset(data._prepare(data.x_val), data.y_val),
+        TensorDataset(data._prepare(data.x_test), data.y_test),
+    )

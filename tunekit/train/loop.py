@@ -6,9 +6,11 @@ iteration with evaluations every ``eval_every``) and hands each result to a ``re
 callback, with a checkpoint state when one is due. Nothing here knows about Ray.
 
 Results always carry ``epoch`` (completed epochs, counted across continuations), ``step``
-(iterations), ``test_loss``, ``test_acc``, ``train_loss``, ``lr``, ``momentum``,
-``weight_decay``, ``samples_per_s`` and ``diverged``. A NaN or infinite loss ends the run:
-its last result has ``diverged=True`` and no exception escapes.
+(iterations), ``val_loss`` and ``val_<metric>`` (the validation split: what every decision
+reads), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``samples_per_s`` and
+``diverged``. The last result of a run that reached its end also carries ``test_loss`` and
+``test_<metric>`` (the test split: what is reported, never what is decided on). A NaN or
+infinite loss ends the run: its last result has ``diverged=True`` and no exception escapes.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from tunekit.components import accuracy, build_loss, build_metric, correct, metric_value
 from tunekit.core.budget import epochs_for_budget
 from tunekit.core.curves import Shape, diagnose
 from tunekit.core.devices import autocast_precision, use_channels_last
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
-from tunekit.train.data import Data, load_data
+from tunekit.train.data import Data, Split, load_data
 from tunekit.train.models import build_model
 from tunekit.train.schedules import build_optimizer, build_schedule, fast_forward, get_momentum, total_iterations
 
@@ -67,18 +70,22 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
 
 @dataclass
 class Evaluation:
-    test_loss: float
-    test_acc: float
+    """The mean loss over a split and the metric over it (NaN when the preset has none)."""
+
+    loss: float
+    metric: float = math.nan
 
 
 class Trainer:
     """One training run of ``preset`` on ``device`` (CPU unless told otherwise)."""
 
-    def __init__(self, preset: Preset, device: torch.device | str | None = None, data: Data | None = None) -> None:
+    def __init__(
+        self, preset: Preset, device: torch.device | str | None = None, data: Data | None = None, token: str | None = None
+    ) -> None:
         self.preset = preset
         self.device = torch.device(device) if device is not None else pick_device(preset.resources.gpu)
         train = preset.train
-        self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed)
+        self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed, token)
         torch.manual_seed(train.seed)
         self.memory_format = memory_format(train.channels_last, self.device, self.data.input_shape)
         model = build_model(preset.model, self.data.num_classes, self.data.input_shape)
@@ -93,7 +100,10 @@ class Trainer:
         self.step = 0  # completed iterations, global
         self.start_step = 0  # where this trial began (a continuation starts at its snapshot's step)
         self.restored_from: str | None = None
-        self.loss_fn = nn.CrossEntropyLoss()
+        self.loss_fn = build_loss(preset.loss)
+        self.metric_fn = build_metric(preset.metric, preset.classification)
+        self.metric_name = preset.metric_name
+        self.chance_loss: float | None = None  # ln(classes) for a cross-entropy, set at the first evaluation
         self.amp = amp_dtype(train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.probe: dict[str, float] = {}
@@ -101,7 +111,7 @@ class Trainer:
             self._size_to_budget(train.time_budget_s)
         self.total_steps = total_iterations(self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
         self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
-        self.test_losses: list[float] = []  # per epoch, for stop_when_horizontal
+        self.val_losses: list[float] = []  # per epoch, for stop_when_horizontal
 
     # ------------------------------------------------------------------ state
 
@@ -119,7 +129,7 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "preset": preset_to_dict(self.preset),
-            "num_classes": self.data.num_classes,
+            "num_classes": self.data.num_classes,  # None for a user dataset: the factory rebuilds the model
             "input_shape": list(self.data.input_shape),
         }
 
@@ -249,22 +259,43 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.preset.train.grad_clip)
 
     @torch.no_grad()
-    def evaluate(self, limit: int | None = None) -> Evaluation:
-        """Mean test loss and accuracy over the test set (or its first ``limit`` samples)."""
+    def evaluate(self, limit: int | None = None, split: Split = "val") -> Evaluation:
+        """Mean loss and the metric over the validation split (or ``split``), or its first ``limit`` samples.
+
+        The loss is averaged over samples (the loss function gives batch means); the metric is the
+        user's function over the whole split's outputs, or a running top-1 accuracy for the bundled one.
+        """
         self.model.eval()
         total_loss = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device)
+        hits = torch.zeros((), device=self.device)
+        outputs: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
+        running = self.metric_fn is accuracy
         count = 0
-        for x, y in self.data.test_batches(max(self.preset.train.batch_size, 256), limit):
+        for x, y in self.data.batches(split, max(self.preset.train.batch_size, 256), limit):
             with self._autocast():
-                logits = self._forward(x)
-            total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-            count += len(y)
+                out = self._forward(x)
+            out = out.float()
+            n = len(y)
+            total_loss += self.loss_fn(out, y).float() * n
+            if running:
+                hits += correct(out, y)
+            elif self.metric_fn is not None:
+                outputs.append(out)
+                targets.append(y)
+            if self.chance_loss is None and self.preset.classification and out.dim() >= 2:
+                self.chance_loss = math.log(out.shape[1])
+            count += n
         self.model.train()
         if count == 0:
             return Evaluation(math.nan, math.nan)
-        return Evaluation(float(total_loss) / count, float(correct) / count)
+        if running:
+            metric = float(hits) / count
+        elif self.metric_fn is not None:
+            metric = metric_value(self.metric_fn, torch.cat(outputs), torch.cat(targets))
+        else:
+            metric = math.nan
+        return Evaluation(float(total_loss) / count, metric)
 
     @torch.no_grad()
     def recalibrate_batchnorm(self, batches: int) -> None:
@@ -291,11 +322,10 @@ class Trainer:
     def _result(
         self, train_loss: float, lr: float, momentum: float, samples_per_s: float, evaluation: Evaluation, diverged: bool
     ) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "epoch": self.epoch,
             "step": self.step,
-            "test_loss": evaluation.test_loss,
-            "test_acc": evaluation.test_acc,
+            "val_loss": evaluation.loss,
             "train_loss": train_loss,
             "lr": lr,
             "momentum": momentum,
@@ -303,12 +333,24 @@ class Trainer:
             "samples_per_s": samples_per_s,
             "diverged": diverged,
             "epochs_total": self.preset.policy.epochs if self.range_test else self.preset.train.epochs,  # type: ignore[union-attr]
-            "chance_loss": math.log(self.data.num_classes),  # cross-entropy of a uniform guess
             "batch_size": self.preset.train.batch_size,
             # compute this trial spent, in epochs (a continuation counts from its snapshot)
             "trial_epochs": (self.step - self.start_step) / self.steps_per_epoch,
             **self.probe,
         }
+        if self.metric_name:
+            out[f"val_{self.metric_name}"] = evaluation.metric
+        if self.chance_loss is not None:
+            out["chance_loss"] = self.chance_loss  # cross-entropy of a uniform guess
+        return out
+
+    def _with_test(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with the test split's loss and metric: the run is over, nothing will decide on them."""
+        test = self.evaluate(split="test")
+        result["test_loss"] = test.loss
+        if self.metric_name:
+            result[f"test_{self.metric_name}"] = test.metric
+        return result
 
     # ------------------------------------------------------------------ the loop
 
@@ -345,29 +387,31 @@ class Trainer:
             self.epoch += 1
             # -- evaluate (skipped once diverged: the weights are NaN)
             evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate()
-            diverged = diverged or not math.isfinite(evaluation.test_loss)
+            diverged = diverged or not math.isfinite(evaluation.loss)
             last = self._result(train_loss, lr, momentum, seen / max(elapsed, 1e-9), evaluation, diverged)
-            # -- a snapshot-restart base run ends once its test loss runs horizontal
-            self.test_losses.append(evaluation.test_loss)
+            # -- a snapshot-restart base run ends once its validation loss runs horizontal
+            self.val_losses.append(evaluation.loss)
             snapshot = train.stop_when_horizontal and self._is_horizontal()
             last["snapshot"] = snapshot
             # -- report, with a checkpoint every checkpoint_every epochs and at the end
             done = diverged or snapshot or self.epoch >= end
+            if done and not diverged:
+                last = self._with_test(last)
             due = not diverged and (done or self.epoch % train.checkpoint_every == 0)
             report(last, self.state_dict() if due else None)
             if diverged or snapshot:
                 break
         if last is None:  # a continuation whose snapshot already reached the budget
             lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
-            last = self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False)
+            last = self._with_test(self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False))
             report(last, self.state_dict())
         return last
 
     def _is_horizontal(self) -> bool:
         if self.epoch < self.preset.train.min_epochs:
             return False
-        epochs = range(self.epoch - len(self.test_losses) + 1, self.epoch + 1)
-        shape = diagnose(list(epochs), self.test_losses, chance_loss=math.log(self.data.num_classes)).shape
+        epochs = range(self.epoch - len(self.val_losses) + 1, self.epoch + 1)
+        shape = diagnose(list(epochs), self.val_losses, chance_loss=self.chance_loss).shape
         return shape is Shape.HORIZONTAL
 
     def _run_range_test(self, report: Report) -> dict[str, Any]:
@@ -393,7 +437,7 @@ class Trainer:
             if not diverged:
                 self.recalibrate_batchnorm(policy.bn_recalibration_batches)
             evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate(policy.eval_samples)
-            diverged = diverged or not math.isfinite(evaluation.test_loss)
+            diverged = diverged or not math.isfinite(evaluation.loss)
             self.epoch = self.step // self.steps_per_epoch
             speed = window_steps * train.batch_size / max(elapsed, 1e-9)
             last = self._result(train_loss, lr, momentum, speed, evaluation, diverged)

@@ -230,11 +230,26 @@ def init_weights(model: nn.Module, scheme: str) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_model(cfg: ModelConfig, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """Build and initialise the model ``cfg`` names for inputs of ``input_shape`` (no batch axis)."""
-    builder, kwargs = MODELS[cfg.name]
-    if cfg.width is not None:
-        kwargs = {**kwargs, "width": cfg.width}
-    model = builder(num_classes, input_shape, **kwargs)
-    init_weights(model, cfg.init)
+def build_model(cfg: ModelConfig, num_classes: int | None, input_shape: tuple[int, ...]) -> nn.Module:
+    """Build and initialise the model ``cfg`` names for inputs of ``input_shape`` (no batch axis).
+
+    A user model comes from its factory (``num_classes`` and ``input_shape`` are not used) and is
+    re-initialised only when ``cfg.init`` says so.
+    """
+    init = cfg.effective_init
+    if cfg.factory is not None:
+        from tunekit.components import build_user_model
+
+        model = build_user_model(cfg.factory, cfg.kwargs)
+    else:
+        assert cfg.name is not None
+        if num_classes is None:
+            raise ValueError(f"model.name: the bundled {cfg.name} is a classifier; give a classification dataset")
+        builder, kwargs = MODELS[cfg.name]
+        if cfg.width is not None:
+            kwargs = {**kwargs, "width": cfg.width}
+        kwargs = {**kwargs, **cfg.kwargs}
+        model = builder(num_classes, input_shape, **kwargs)
+    if init is not None:
+        init_weights(model, init)
     return model

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from tunekit.recipe.phase import Phase
 from tunekit.recipe.phases.batch_size import BatchSize, BatchSizeDecision
+from tunekit.recipe.phases.dropout import Dropout, DropoutDecision
 from tunekit.recipe.phases.final import Final, FinalDecision
 from tunekit.recipe.phases.momentum import Momentum, MomentumDecision
 from tunekit.recipe.phases.range_test import RangeTest, RangeTestDecision
 from tunekit.recipe.phases.weight_decay import WeightDecay, WeightDecayDecision
 
 #: Every phase, in the order a search runs them.
-REGISTRY: tuple[Phase, ...] = (RangeTest(), Momentum(), WeightDecay(), BatchSize(), Final())
+REGISTRY: tuple[Phase, ...] = (RangeTest(), Momentum(), WeightDecay(), Dropout(), BatchSize(), Final())
 #: Their names, in order: what ``--phases`` accepts.
 PHASES: tuple[str, ...] = tuple(p.name for p in REGISTRY)
 
@@ -29,6 +30,8 @@ __all__ = [
     "REGISTRY",
     "BatchSize",
     "BatchSizeDecision",
+    "Dropout",
+    "DropoutDecision",
     "Final",
     "FinalDecision",
     "Momentum",

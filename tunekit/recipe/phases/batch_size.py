@@ -2,7 +2,7 @@
 
 Runs only when the preset has a ``search.batch_size`` section. Each candidate batch trains a
 full 1cycle sized to ``time_budget_s`` on the hardware it runs on, with ``max_lr`` scaled with
-the batch; the best final test accuracy wins.
+the batch; the best final validation metric (or loss) wins.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tunekit.recipe.phase import (
     PhaseContext,
     PhasePlan,
     PhaseSize,
+    decision_metric,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -63,9 +64,7 @@ class BatchSize(Phase):
         return PhaseSize({}, str(count), math.nan, 0, 0, math.nan, f"sized by wall time: {budget}")
 
     def judge(self, preset: Preset) -> Judge:
-        from tunekit.searchers.grid import BATCH_SIZE_JUDGE
-
-        return BATCH_SIZE_JUDGE
+        return Judge(*decision_metric(preset), window=1)  # the final value at constant wall time (Sec. 4.2)
 
     def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
         from tunekit.searchers import BatchSizeSearcher
@@ -87,7 +86,10 @@ class BatchSize(Phase):
         from tunekit.plots import bars_figure
 
         candidates = judged(records, _label, context.judge)
-        choice = context.judge.choose(candidates, "batch size", unit="−(final test accuracy) at constant wall time")
+        judge = context.judge
+        shown = judge.metric.replace("_", " ")
+        unit = f"{'−' if judge.mode == 'max' else ''}(final {shown}) at constant wall time"
+        choice = judge.choose(candidates, "batch size", unit=unit)
         if choice.best is None:
             raise SearchError(f"phase batch_size: {choice.reason}")
         chosen = next(r for r in records if _label(r) == choice.best)
@@ -97,6 +99,6 @@ class BatchSize(Phase):
             BatchSizeDecision(int(choice.best), max_lr),
             overrides={"batch_size": int(choice.best), "max_lr": max_lr},
             reason=choice.reason + f"; max_lr scaled with the batch to {max_lr:.3g}",
-            evidence={c.label: -c.loss for c in candidates},
+            evidence={c.label: judge.sign * c.loss for c in candidates},
         )
-        return Decided(result, bars_figure(result.evidence, "batch size at constant wall time", "final test accuracy"))
+        return Decided(result, bars_figure(result.evidence, "batch size at constant wall time", f"final {shown}"))

@@ -1,7 +1,7 @@
 """Phase 2 — cyclical momentum (Sec. 4.3, Sec. 5 item 3).
 
 Short 1cycle runs whose momentum cycles from each candidate maximum (0.99, 0.97, 0.95, 0.9)
-down to ``search.momentum.min``, at the range test's bounds; the best by its test loss at the
+down to ``search.momentum.min``, at the range test's bounds; the best by its validation loss at the
 end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran.
 """
 
@@ -52,7 +52,7 @@ class Momentum(Phase):
         return short_run_size(preset, train_samples, ms, "search.momentum.epochs", str(count), count)
 
     def judge(self, preset: Preset) -> Judge:
-        return Judge("test_loss", "min", window=1)  # the test loss at the end of the short cycle
+        return Judge("val_loss", "min", window=1)  # the validation loss at the end of the short cycle
 
     def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
         from tunekit.searchers import MomentumSearcher
@@ -75,4 +75,4 @@ class Momentum(Phase):
             reason=choice.reason,
             evidence={c.label: c.loss for c in candidates},
         )
-        return Decided(result, curves_figure_of(records, _label, "momentum: test loss of the short runs"))
+        return Decided(result, curves_figure_of(records, _label, "momentum: validation loss of the short runs"))

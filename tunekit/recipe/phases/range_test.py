@@ -1,8 +1,8 @@
 """Phase 1 — LR range tests, one per candidate weight decay (Sec. 4.1, 4.4, Fig. 10).
 
 Each trial ramps the LR linearly from ``search.range_test.min_lr`` to ``max_lr`` and reports the
-test loss every few iterations. The bounds come from the curve of the weight decay that reached
-the lowest loss: ``max_lr`` just before its test loss turns up, ``min_lr = max_lr / div``.
+validation loss every few iterations (on a fixed subset of the validation split). The bounds come from the curve of the weight decay that reached
+the lowest loss: ``max_lr`` just before its validation loss turns up, ``min_lr = max_lr / div``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tunekit.recipe.records import TrialRecord
 
 @dataclass(frozen=True)
 class RangeTestDecision:
-    """The LR bounds of 1cycle and the weight decay whose test reached the lowest loss.
+    """The LR bounds of 1cycle and the weight decay whose range test reached the lowest loss.
 
     Names are unique across phases: MLflow params on the parent run cannot change once logged.
     """
@@ -46,8 +46,8 @@ class RangeTest(Phase):
         return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
 
     def judge(self, preset: Preset) -> Judge:
-        # a range test is read as one curve of test loss against the LR, not ranked at a step
-        return Judge("test_loss", "min")
+        # a range test is read as one curve of validation loss against the LR, not ranked at a step
+        return Judge("val_loss", "min")
 
     def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
         from tunekit.searchers import CandidateSearcher

@@ -3,7 +3,7 @@
 Starts from ``search.weight_decay.candidates``, else {g/√10, g, g·√10} around the range tests'
 best weight decay g, else the range tests' grid. ``strategy: full`` trains each value from
 scratch for ``epochs``; ``strategy: snapshot`` trains one base run on the final schedule until
-its test loss runs horizontal, then continues every value ``epochs`` more from its snapshot
+its validation loss runs horizontal, then continues every value ``epochs`` more from its snapshot
 (:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs.
 """
 
@@ -68,7 +68,7 @@ class WeightDecay(Phase):
     def judge(self, preset: Preset) -> Judge:
         ws = search_section(preset).weight_decay
         # mid-cycle losses are noisy: a continuation is the median over its epochs; a full run its last epoch
-        return Judge("test_loss", "min", window=ws.epochs if ws.strategy == "snapshot" else 1)
+        return Judge("val_loss", "min", window=ws.epochs if ws.strategy == "snapshot" else 1)
 
     def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
         from tunekit.searchers import ExponentBisectionSearcher, SnapshotContinuationSearcher
@@ -81,7 +81,7 @@ class WeightDecay(Phase):
             return PhasePlan(preset, searcher, loss_shape_scheduler())
         snapshot = SnapshotContinuationSearcher(
             "weight_decay",
-            # the base run is on the final schedule; it stops once its test loss is horizontal, and at the
+            # the base run is on the final schedule; it stops once its validation loss is horizontal, and at the
             # latest where the continuations still have their epochs left in the cycle
             trial_base(preset, **{"train.stop_at_epoch": preset.train.epochs - ws.epochs}),
             continuation_epochs=ws.epochs,
@@ -127,7 +127,7 @@ def _start(preset: Preset, range_test: RangeTestDecision | None) -> dict[str, An
 
 def _snapshot_reason(base: TrialRecord, window: int) -> str:
     why = (
-        "its test loss ran horizontal"
+        "its validation loss ran horizontal"
         if base.last.get("snapshot")
         else "not yet horizontal, but the last epoch that leaves the continuations room in the cycle"
     )
