@@ -1,7 +1,8 @@
 """Each phase's ``decide`` on recorded trials, without Ray — and its searcher, fed the same results, agrees.
 
 ``tests/data/records/mnist1d_demo.json`` holds every trial of a real ``make demo`` search (as
-tunekit 0.1.0 ran it: same decisions, same reasons) — see tests/data/record_search.py.
+tunekit 0.2 ran it on 2026-11-24, deciding on the validation split: same decisions, same reasons) — see
+tests/data/record_search.py.
 """
 
 from __future__ import annotations
@@ -150,8 +151,8 @@ def batch_trial(batch: int, accuracies: list[float], stopped_by: str = "") -> di
         {
             "training_iteration": k,
             "epoch": k,
-            "test_acc": acc,
-            "test_loss": 1 - acc,
+            "val_acc": acc,
+            "val_loss": 1 - acc,
             "stopped_by": stopped_by if k == len(accuracies) else "",
         }
         for k, acc in enumerate(accuracies, start=1)
@@ -193,5 +194,6 @@ def test_one_judge_is_built_per_phase_from_the_preset() -> None:
     assert WeightDecay().judge(preset).window == preset.search.weight_decay.epochs
     full = load_preset(demo["preset"], {"search.weight_decay.strategy": "full"})
     assert WeightDecay().judge(full).window == 1
-    assert BatchSize().judge(preset) == Judge("test_acc", "max", window=1)
-    assert math.isinf(Judge().candidate("x", [{"training_iteration": 1, "test_loss": 0.5}], failed=True).loss)
+    assert BatchSize().judge(preset) == Judge("val_acc", "max", window=1)
+    assert phase_named("final").judge(preset) == Judge("test_acc", "max", window=1)  # the one number read on test
+    assert math.isinf(Judge().candidate("x", [{"training_iteration": 1, "val_loss": 0.5}], failed=True).loss)

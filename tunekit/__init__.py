@@ -2,6 +2,7 @@
 
 ``tunekit.search(preset)`` runs the whole recipe and returns a :class:`tunekit.recipe.SearchResult`;
 ``tunekit.resume(directory)`` continues an interrupted one. Both import Ray on first use only.
+``tunekit.Control`` hands tunekit's schedules and decisions to your own training loop (:mod:`tunekit.own_loop`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.2.0"
 
 if TYPE_CHECKING:
+    from tunekit.own_loop import Control
     from tunekit.recipe import SearchResult
 
 
@@ -28,4 +30,14 @@ def resume(directory: str, **options: Any) -> SearchResult:
     return run(directory, **options)
 
 
-__all__ = ["__version__", "resume", "search"]
+def __getattr__(name: str) -> Any:
+    # tunekit.Control (the user's own loop, tunekit.own_loop) is imported on first use: it pulls in torch, which
+    # `import tunekit` and the CLI's startup do without
+    if name == "Control":
+        from tunekit.own_loop import Control
+
+        return Control
+    raise AttributeError(f"module 'tunekit' has no attribute {name!r}")
+
+
+__all__ = ["Control", "__version__", "resume", "search"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,26 +66,58 @@ def _report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
 
 
 def train_fn(config: dict[str, Any]) -> None:
-    """Function trainable: train ``config``'s preset and report every epoch (see module docstring)."""
+    """Function trainable: train ``config``'s preset and report every epoch (see module docstring).
+
+    A preset with ``loop:`` runs the user's own loop instead (:func:`tunekit.own_loop.run_loop`),
+    from the same restore point and through the same report.
+    """
     preset = preset_from_config(config)
     context = tune.get_context()
     cpus = context.get_trial_resources().required_resources.get("CPU", preset.resources.cpu) if context else preset.resources.cpu
     torch.set_num_threads(max(1, int(cpus)))
-    trainer = Trainer(preset, pick_device(preset.resources.gpu))
+    state, source = _restore_point(config)
+    if preset.loop is not None:
+        from tunekit.own_loop import run_loop
+
+        device = pick_device(preset.resources.gpu)
+        run_loop(preset, _reporter(device, source), state=state, device=device, restored_from=source)
+        return
+    trainer = Trainer(preset, pick_device(preset.resources.gpu), token=data_token())
+    if state is not None and source is None:
+        trainer.load_state_dict(state)
+    elif state is not None and source is not None:
+        trainer.load_snapshot(state, source)
+    trainer.run(_reporter(trainer.device, trainer.restored_from))
+
+
+def _restore_point(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint state a trial starts from, and the snapshot it came from (None: a retry, or a fresh start).
+
+    A retry or ``Tuner.restore`` resumes from ``tune.get_checkpoint()``: our own checkpoint wins
+    over ``restore_from``, which starts a continuation from another trial's snapshot.
+    """
     own = tune.get_checkpoint()
-    if own is not None:  # a retry or Tuner.restore: our own checkpoint wins over restore_from
+    if own is not None:
         with own.as_directory() as folder:
-            trainer.load_state_dict(load_state(folder))
-    elif is_continuation(config):
+            return load_state(folder), None
+    if is_continuation(config):
         source = str(config[RESTORE_KEY])
         with tune.Checkpoint(source).as_directory() as folder:
-            trainer.load_snapshot(load_state(folder), source)
-    started = time.perf_counter()
-    node = _node_id()
-    extras = {"trial_dir": _trial_dir(), "node_id": node, "device": str(trainer.device), "threads": torch.get_num_threads()}
-    if trainer.restored_from:
-        extras["restored_from"] = trainer.restored_from
+            return load_state(folder), source
+    return None, None
 
+
+def _reporter(device: torch.device, restored_from: str | None) -> Callable[[dict[str, Any], dict[str, Any] | None], None]:
+    """The report callback both loops call: ``tune.report`` with where and how long the trial ran."""
+    started = time.perf_counter()
+    extras: dict[str, Any] = {
+        "trial_dir": _trial_dir(),
+        "node_id": _node_id(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+    }
+    if restored_from:
+        extras["restored_from"] = restored_from
     overhead = 0.0  # seconds spent in tune.report and checkpoint writes, reported for transparency
 
     def report(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
@@ -94,7 +126,19 @@ def train_fn(config: dict[str, Any]) -> None:
         _report({**metrics, **extras, "train_time_s": entered - started, "report_overhead_s": overhead}, state)
         overhead += time.perf_counter() - entered
 
-    trainer.run(report)
+    return report
+
+
+def data_token() -> str | None:
+    """The key under which trials share a node-local copy of an in-memory user dataset: their Tune experiment.
+
+    One per phase of a search (or per ``tunekit train``), so a node builds the data once per phase
+    and never serves one experiment another's data. None outside a Tune session: nothing cached.
+    """
+    try:
+        return str(tune.get_context().get_storage().experiment_fs_path)
+    except Exception:  # outside a Tune session
+        return None
 
 
 def _trial_dir() -> str:

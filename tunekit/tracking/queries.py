@@ -154,7 +154,8 @@ def load_model(tracking_uri: str, run_id: str | None = None, experiment: str | N
         except Exception:
             raise NotFound(f"run {parent.info.run_id} has no {MODEL_STATE}") from None
         meta = json.loads(Path(meta_path).read_text())
-        model = build_model(preset.model, int(meta["num_classes"]), tuple(meta["input_shape"]))
+        classes = meta.get("num_classes")  # None for a user's model: its factory knows its own shape
+        model = build_model(preset.model, None if classes is None else int(classes), tuple(meta.get("input_shape") or ()))
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model
 

@@ -128,12 +128,13 @@ class SearchLog:
         """The Markdown report: each decision, why, and its plot; then the result."""
         lines = [f"# tunekit search: {self.name}", "", f"Preset `{self.preset.name}`, phases: {', '.join(self.phases)}.", ""]
         for d in self.decisions:
-            values = ", ".join(f"{k} = {v:.4g}" for k, v in d.values.items())
+            values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, int | float) else f"{k} = {v}" for k, v in d.values.items())
             lines += [f"## {d.phase}: {values}", "", d.reason, ""]
             if d.plot:
                 lines += [f"![{d.phase}]({d.plot})", ""]
         lines += ["## Result", ""]
         lines += [f"- {k}: {v:.4g}" for k, v in metrics.items()]
+        lines += ["", "Every decision read the validation split; `test_*` values are the final replicates' on the test split."]
         lines += ["", f"The chosen configuration is `{BEST_CONFIG}` (a preset: `tunekit train {BEST_CONFIG}`)."]
         return "\n".join(lines) + "\n"
 
