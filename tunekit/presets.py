@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -77,7 +77,32 @@ def _shorthand(value: Any, bundled: tuple[str, ...] = ()) -> Any:
     return value
 
 
-class DatasetConfig(_Strict):
+class _Bundled(_Strict):
+    """A component given by a bundled ``name`` or by a user ``factory``, exactly one of them."""
+
+    BUNDLED: ClassVar[tuple[str, ...]] = ()
+    FACTORY: ClassVar[str] = ""  # how the factory is written, for the error
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return _shorthand(value, cls.BUNDLED)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Any:
+        if (getattr(self, "name", None) is None) == (getattr(self, "factory", None) is None):
+            raise ValueError(
+                f"give a bundled name ({', '.join(self.BUNDLED)}) or a factory ({self.FACTORY}), exactly one of them"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """The bundled name, or the factory's import path."""
+        return getattr(self, "name", None) or factory_label(getattr(self, "factory", None))
+
+
+class DatasetConfig(_Bundled):
     """Which data, where it lives and how it is split.
 
     Either a bundled ``name`` or a user ``factory`` (``"mypkg.data:load"``) called with ``kwargs``
@@ -85,6 +110,9 @@ class DatasetConfig(_Strict):
     ``(input, target)`` pairs, ``validation`` may be None. Without a validation split, a seeded
     ``validation_fraction`` of the training data becomes one (the same for every trial).
     """
+
+    BUNDLED: ClassVar[tuple[str, ...]] = DATASETS
+    FACTORY: ClassVar[str] = "'mypkg.data:load' returning (train, validation, test)"
 
     name: Literal["mnist1d", "digits", "mnist", "cifar10", "cifar100", "imagenet"] | None = None
     factory: Factory | None = None  # "package.module:function" -> (train, validation | None, test)
@@ -102,27 +130,8 @@ class DatasetConfig(_Strict):
     image_size: int = Field(default=224, gt=0)  # imagenet crop size
     num_workers: int = Field(default=2, ge=0)  # DataLoader workers for streamed datasets
 
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return _shorthand(value, DATASETS)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> DatasetConfig:
-        if (self.name is None) == (self.factory is None):
-            raise ValueError(
-                f"give a bundled name ({', '.join(DATASETS)}) or a factory ('mypkg.data:load' returning "
-                "(train, validation, test)), exactly one of them"
-            )
-        return self
-
-    @property
-    def label(self) -> str:
-        """The bundled name, or the factory's import path."""
-        return self.name or factory_label(self.factory)
-
-
-class ModelConfig(_Strict):
+class ModelConfig(_Bundled):
     """Which architecture and how its weights start.
 
     Either a bundled ``name`` (built for the dataset's classes and input shape) or a user
@@ -131,34 +140,19 @@ class ModelConfig(_Strict):
     model defaults to msra, a user model keeps its own initialisation unless told.
     """
 
+    BUNDLED: ClassVar[tuple[str, ...]] = MODELS
+    FACTORY: ClassVar[str] = "'mypkg.models:build' returning an nn.Module"
+
     name: Literal["cnn1d", "mlp", "shallow3", "lenet", "resnet20", "resnet56", "wrn32x4", "densenet40", "resnet50"] | None = None
     factory: Factory | None = None  # "package.module:function" -> nn.Module
     kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to the factory; each one is an override path
     width: int | None = Field(default=None, gt=0)  # bundled: channels of the first layer (model's default if None)
     init: Literal["msra", "xavier"] | None = None  # None: msra for bundled models, the factory's own for user models
 
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return _shorthand(value, MODELS)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelConfig:
-        if (self.name is None) == (self.factory is None):
-            raise ValueError(
-                f"give a bundled name ({', '.join(MODELS)}) or a factory ('mypkg.models:build' returning an nn.Module), "
-                "exactly one of them"
-            )
-        return self
-
     @property
     def effective_init(self) -> str | None:
         """The initialisation the trials apply: ``init``, else msra for a bundled model, else none."""
         return self.init or ("msra" if self.name else None)
-
-    @property
-    def label(self) -> str:
-        return self.name or factory_label(self.factory)
 
 
 class LossConfig(_Strict):

@@ -55,6 +55,11 @@ class BatchSize(Phase):
                 "--phases batch_size: the preset has no search.batch_size section; add "
                 "{candidates: [64, 128, 256], time_budget_s: 60} or leave the phase out"
             )
+        if preset.loop is not None:
+            raise SearchError(
+                "search.batch_size: batch sizes are compared at constant wall time, which needs tunekit's own loop "
+                "to time its steps; remove search.batch_size or the preset's loop section"
+            )
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         bs = search_section(preset).batch_size
