@@ -50,7 +50,7 @@ def test_a_bundled_model_has_no_dropout_keyword_to_search() -> None:
 def test_too_few_candidates_is_one_clear_line() -> None:
     from tunekit.presets import PresetError
 
-    with pytest.raises(PresetError, match=r"search\.dropout\.candidates: give at least two values"):
+    with pytest.raises(PresetError, match=r"search\.dropout: candidates: give at least two values"):
         load_preset(preset_dict(dropout={"candidates": [0.3]}))
 
 

@@ -570,7 +570,7 @@ class Control:
             self._val_losses.append(val_loss)
             result["snapshot"] = bool(self.preset.train.stop_when_horizontal and self._is_horizontal())
             finished = diverged or result["snapshot"] or self.epoch >= self._end_epoch
-            if finished and not diverged and test is not None:
+            if finished and not diverged and test is not None and self.preset.train.test_at_end:
                 result.update(_test_keys(test()))
             due = not diverged and (finished or self.epoch % self.preset.train.checkpoint_every == 0)
             state = self.state_dict() if due else None

@@ -245,6 +245,9 @@ class TrainConfig(_Strict):
     stop_when_horizontal: bool = False  # end (with a snapshot) once the test loss runs horizontal (snapshot-restart base runs)
     min_epochs: int = Field(default=3, gt=0)  # with stop_when_horizontal: never before this epoch
     time_budget_s: float | None = Field(default=None, gt=0.0)  # size `epochs` to this wall time with a timing probe (Sec. 4.2)
+    test_at_end: bool = (
+        True  # evaluate the test split once the run ends (a search's short runs do not: they decide on validation)
+    )
 
 
 class OneCyclePolicy(_Strict):
@@ -558,6 +561,8 @@ def _describe(exc: ValidationError) -> str:
             allowed = _allowed_keys(list(err["loc"][:-1]))
             hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
             lines.append(f"{loc}: unknown key; remove it or fix its spelling{hint}")
+        elif err["type"] == "missing" and loc == "metric.mode":
+            lines.append(f"{loc}: required; add mode: max (higher is better) or mode: min (lower is better)")
         elif err["type"] == "missing":
             lines.append(f"{loc}: required; add it to the preset")
         else:

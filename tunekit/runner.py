@@ -113,10 +113,12 @@ def prepare(preset: Preset, address: str | None = None) -> Any:
     Raises:
         PresetError: bad ``runtime_env``; ComponentError: a component that fails; DatasetError: missing data.
     """
+    from tunekit.components import check_components
     from tunekit.probe import needs_probe, probe
 
     env = runtime_env_of(preset)
     preflight(preset.dataset)
+    check_components(preset)  # imports and signatures, here: seconds, before Ray starts
     if needs_probe(preset) or env:
         ensure_ray(address, runtime_env=env)
     return probe(preset)

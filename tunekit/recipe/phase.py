@@ -129,9 +129,14 @@ def short_run_size(preset: Preset, train_samples: int, section: ShortRuns, field
     return PhaseSize({field: sized.epochs}, trials, sized.epochs, sized.steps, sized.epochs, count * sized.epochs, sized.note)
 
 
-def trial_base(preset: Preset, **overrides: Any) -> dict[str, Any]:
-    """The config every trial of a phase starts from: the preset (with ``overrides`` applied) as plain data."""
-    return {"preset": preset_to_dict(load_preset(preset_to_dict(preset), overrides) if overrides else preset)}
+def trial_base(preset: Preset, *, test: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The config every trial of a phase starts from: the preset (with ``overrides`` applied) as plain data.
+
+    Only the final replicates (``test=True``) evaluate the test split: a phase's trials are judged on
+    validation, and a test number beside them would only invite picking by it.
+    """
+    overrides = {**overrides, "train.test_at_end": test}
+    return {"preset": preset_to_dict(load_preset(preset_to_dict(preset), overrides))}
 
 
 def decision_metric(preset: Preset, split: str = "val") -> tuple[str, Literal["min", "max"]]:

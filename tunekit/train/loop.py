@@ -9,7 +9,8 @@ Results always carry ``epoch`` (completed epochs, counted across continuations),
 (iterations), ``val_loss`` and ``val_<metric>`` (the validation split: what every decision
 reads), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``samples_per_s`` and
 ``diverged``. The last result of a run that reached its end also carries ``test_loss`` and
-``test_<metric>`` (the test split: what is reported, never what is decided on). A NaN or
+``test_<metric>`` (the test split: what is reported, never what is decided on), unless
+``train.test_at_end`` is off (a search's trials other than the final replicates). A NaN or
 infinite loss ends the run: its last result has ``diverged=True`` and no exception escapes.
 """
 
@@ -395,7 +396,7 @@ class Trainer:
             last["snapshot"] = snapshot
             # -- report, with a checkpoint every checkpoint_every epochs and at the end
             done = diverged or snapshot or self.epoch >= end
-            if done and not diverged:
+            if done and not diverged and train.test_at_end:
                 last = self._with_test(last)
             due = not diverged and (done or self.epoch % train.checkpoint_every == 0)
             report(last, self.state_dict() if due else None)
@@ -403,7 +404,8 @@ class Trainer:
                 break
         if last is None:  # a continuation whose snapshot already reached the budget
             lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
-            last = self._with_test(self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False))
+            last = self._result(math.nan, lr, momentum, 0.0, self.evaluate(), False)
+            last = self._with_test(last) if train.test_at_end else last
             report(last, self.state_dict())
         return last
 

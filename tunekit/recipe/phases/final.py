@@ -70,7 +70,7 @@ class Final(Phase):
         epochs = final.epochs or preset.train.epochs
         candidates = {f"replicate-{i}": {**o, "epochs": epochs} for i, o in enumerate(plan)}
         # no scheduler: replicates of one configuration are not rivals
-        return PhasePlan(preset, CandidateSearcher(candidates, trial_base(preset), context.judge))
+        return PhasePlan(preset, CandidateSearcher(candidates, trial_base(preset, test=True), context.judge))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         from tunekit.plots import bars_figure

@@ -83,7 +83,7 @@ class WeightDecay(Phase):
             "weight_decay",
             # the base run is on the final schedule; it stops once its validation loss is horizontal, and at the
             # latest where the continuations still have their epochs left in the cycle
-            trial_base(preset, **{"train.stop_at_epoch": preset.train.epochs - ws.epochs}),
+            trial_base(preset, **_stop_at(preset.train.epochs - ws.epochs)),
             continuation_epochs=ws.epochs,
             storage_path=context.directory,
             shared_storage=context.shared_storage,
@@ -123,6 +123,10 @@ def _start(preset: Preset, range_test: RangeTestDecision | None) -> dict[str, An
     if range_test is not None and range_test.range_test_weight_decay > 0:
         return {"guess": range_test.range_test_weight_decay}  # {g/√10, g, g·√10}
     return {"grid": list(search.range_test.weight_decays)}
+
+
+def _stop_at(epoch: int) -> dict[str, Any]:
+    return {"train.stop_at_epoch": epoch}
 
 
 def _snapshot_reason(base: TrialRecord, window: int) -> str:
