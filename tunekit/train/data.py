@@ -21,7 +21,9 @@ downloaded only when the preset says ``download: true``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,7 +350,10 @@ class LoaderData:
 
     def _to_device(self, batches: Any) -> Iterator[Batch]:
         for x, y in batches:
-            yield _to(x, self.device), _to(y, self.device)
+            x = _to(x, self.device)
+            if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:  # as TensorData does: bytes become [0, 1]
+                x = x.float().div_(255.0)
+            yield x, _to(y, self.device)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
         gen = epoch_generator(seed, epoch)
@@ -560,7 +565,21 @@ def cached_user_tensors(cfg: DatasetConfig, token: str | None) -> TensorData | N
         names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
         torch.save({"streamed": data is None, "tensors": {k: getattr(data, k) for k in names} if data else {}}, tmp)
         os.replace(tmp, path)
+        _prune(folder, keep=path)
         return data
+
+
+#: Node-cache entries older than this are deleted when a new one is written (one per experiment and node).
+CACHE_MAX_AGE_S = 24 * 3600
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    now = time.time()
+    for old in folder.glob("*.pt"):
+        with contextlib.suppress(OSError):
+            if old != keep and now - old.stat().st_mtime > CACHE_MAX_AGE_S:
+                old.unlink()
+                old.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def _user_tensors(cfg: DatasetConfig) -> TensorData | None:

@@ -82,7 +82,8 @@ class Final(Phase):
         if not math.isfinite(mean):
             raise SearchError("phase final: no replicate finished; see the trial logs under the final/ folder")
         parts = ", ".join(
-            f"seed {r.config.get('seed')} {r.config.get('init')} batch {r.config.get('batch_size')}: {number(r.last.get(metric)):.4f}"
+            f"seed {r.config.get('seed')}{' ' + str(r.config['init']) if r.config.get('init') else ''} "
+            f"batch {r.config.get('batch_size')}: {number(r.last.get(metric)):.4f}"
             for r in records
         )
         result = result_of(
