@@ -35,6 +35,7 @@ unit: $(STAMP)
 ## make bench: CPU benchmarks, ratios measured side by side (~30 min; bench/gpu_epoch.py needs a GPU)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/trial_start.py
 	$(BIN)/python bench/decision_latency.py
 	$(BIN)/python bench/snapshot_vs_grid.py
 	$(BIN)/python bench/search_efficiency.py
