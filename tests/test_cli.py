@@ -73,6 +73,9 @@ def test_train_json_prints_one_object_with_final_metrics(tiny_file: Path, tmp_pa
     # the documented keys, from a real two-epoch run
     assert data["epochs"] == 2
     assert data["diverged"] is False
+    # the validation split's last reading, and the test split's at the run's end
+    assert 0.2 < data["val_acc"] <= 1.0
+    assert data["val_loss"] > 0
     assert 0.2 < data["test_acc"] <= 1.0
     assert data["test_loss"] > 0
     assert Path(data["checkpoint"]).is_dir()
@@ -88,7 +91,9 @@ def test_train_reports_divergence_without_a_traceback(tiny_file: Path, tmp_path:
     data = json.loads(result.stdout)
     # NaN becomes null in JSON; the run says it diverged
     assert data["diverged"] is True
-    assert data["test_loss"] is None
+    assert data["val_loss"] is None
+    # a diverged run never reached its end: nothing was read on the test split
+    assert data.get("test_loss") is None
 
 
 @pytest.mark.slow
@@ -101,13 +106,16 @@ def test_range_test_writes_the_curve_as_csv(tiny_file: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     rows = list(csv.DictReader(out.open()))
-    # lr,test_loss,test_acc,step columns, one row per evaluation, LR rising to max_lr
-    assert list(rows[0])[:4] == ["lr", "test_loss", "test_acc", "step"]
-    assert summary["points"] == len(rows) == 5
+    # lr,val_loss,val_acc,step columns, one row per evaluation, LR rising to max_lr
+    assert list(rows[0])[:4] == ["lr", "val_loss", "val_acc", "step"]
+    assert summary["points"] == len(rows) == 6
+    assert summary["lowest_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
     lrs = [float(r["lr"]) for r in rows]
     assert lrs == sorted(lrs)
     assert lrs[-1] == pytest.approx(3.0)
-    assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25]
+    # 1 440 training samples (1 600 less the validation carve), batches of 64: 22 steps; for 5 points the
+    # plan lowers eval_every from 5 to 22 // 5 = 4, and the loop evaluates the last step too
+    assert [int(r["step"]) for r in rows] == [4, 8, 12, 16, 20, 22]
 
 
 def _write_curve(path: Path, header: str, rows: list[tuple[float, float]]) -> Path:
@@ -117,11 +125,14 @@ def _write_curve(path: Path, header: str, rows: list[tuple[float, float]]) -> Pa
 
 def test_diagnose_json_reports_shape_and_evidence(tmp_path: Path) -> None:
     losses = [2.0, 1.0, 0.6, 0.55, 0.65, 0.75, 0.85, 0.95, 1.05]
-    curve = _write_curve(tmp_path / "c.csv", "step,test_loss", list(enumerate(losses, start=1)))
+    curve = _write_curve(tmp_path / "c.csv", "step,val_loss", list(enumerate(losses, start=1)))
     proc = _cli("diagnose", str(curve), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["shape"] == "overfitting"
+    # a curve recorded before the validation split (a test_loss column) reads the same
+    old = _write_curve(tmp_path / "old.csv", "step,test_loss", list(enumerate(losses, start=1)))
+    assert json.loads(_cli("diagnose", str(old), "--json", cwd=tmp_path).stdout) == data
     # the evidence comes with the verdict
     assert data["min_step"] in (3, 4)
     assert data["rise"] > data["tolerance"]
@@ -150,8 +161,9 @@ def test_diagnose_human_output_names_the_bounds(tmp_path: Path) -> None:
     ("header", "rows", "flag", "message"),
     [
         ("epoch,loss", [(1, 2.0)], [], "needs a 'step' column"),
-        ("step,test_loss", [(1, 2.0), (2, 1.5)], ["--range-test"], "needs a 'lr' column"),
-        ("lr,test_loss", [(0.1, 2.0), (0.2, 1.5)], ["--range-test"], "too few finite points"),
+        ("step,val_loss", [(1, 2.0), (2, 1.5)], ["--range-test"], "needs a 'lr' column"),
+        ("lr,val_loss", [(0.1, 2.0), (0.2, 1.5)], ["--range-test"], "too few finite points"),
+        ("step,accuracy", [(1, 0.2), (2, 0.5)], [], "needs a 'val_loss' column"),
     ],
 )
 def test_diagnose_bad_csv_exits_2_naming_the_problem(
@@ -166,7 +178,7 @@ def test_diagnose_bad_csv_exits_2_naming_the_problem(
 
 def test_diagnose_non_numeric_cell_names_the_line(tmp_path: Path) -> None:
     curve = tmp_path / "bad.csv"
-    curve.write_text("step,test_loss\n1,2.0\n2,oops\n")
+    curve.write_text("step,val_loss\n1,2.0\n2,oops\n")
     proc = _cli("diagnose", str(curve), cwd=tmp_path)
     assert proc.returncode == 2
     assert "bad.csv:3" in proc.stderr

@@ -116,6 +116,12 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert 0.0 < summary["accuracy_mean"] <= 1.0
     assert len(summary["accuracies"]) == 2
     assert summary["accuracy_std"] >= 0.0
+    # the one number read on the test split: the final replicates' accuracy; every decision read validation
+    assert (summary["metric_name"], summary["metric_split"]) == ("acc", "test")
+    assert (summary["metric_mean"], summary["metric_std"]) == (summary["accuracy_mean"], summary["accuracy_std"])
+    assert phases["final"]["values"] == {"metric": "test_acc", "mean": summary["accuracy_mean"], "std": summary["accuracy_std"]}
+    assert "test accuracy" in phases["final"]["reason"]
+    assert "validation loss" in phases["momentum"]["reason"]
     # the chosen preset carries the decisions
     chosen = summary["preset"]
     assert chosen["policy"]["max_lr"] == rt["max_lr"]
@@ -136,6 +142,8 @@ def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
     assert float(params["momentum_max"]) == phases["momentum"]["values"]["momentum_max"]
     assert float(params["weight_decay"]) == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
     assert parent.data.metrics["best_test_acc"] == pytest.approx(summary["accuracy_mean"])
+    # with the best replicate's losses on both splits
+    assert {"best_test_acc_std", "best_test_loss", "best_val_loss"} <= set(parent.data.metrics)
     assert {f"tunekit.decision.{p}" for p in phases} <= set(parent.data.tags)
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
@@ -162,7 +170,22 @@ def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path)
     frame = pd.read_csv(tmp_path / "trials.csv")
     assert len(frame) == sum(phase["trials"] for phase in summary["phases"].values())
     assert set(frame["phase"]) == set(summary["phases"])
-    assert {"config", "diagnosis", "stopped_by", "test_loss", "test_acc", "trial_epochs", "train_time_s"} <= set(frame.columns)
+    columns = {
+        "config",
+        "diagnosis",
+        "stopped_by",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "trial_epochs",
+        "train_time_s",
+    }
+    assert columns <= set(frame.columns)
+    # every trial read the validation split; only the final replicates read the test split (train.test_at_end)
+    assert frame["val_loss"].notna().all()
+    assert frame[frame["phase"] != "final"][["test_loss", "test_acc"]].isna().all().all()
+    assert frame[frame["phase"] == "final"][["test_loss", "test_acc"]].notna().all().all()
     assert (frame["status"] == "DONE").all()
     momentum = frame[frame["phase"] == "momentum"]
     assert sorted(json.loads(m)[0] for m in momentum["momentum"]) == [0.9, 0.95]

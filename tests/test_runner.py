@@ -14,8 +14,8 @@ from tunekit.presets import PresetError
 from tunekit.runner import RANGE_CURVE_COLUMNS, TrialOutcome, load_trial, write_range_curve
 
 
-def _row(step: int, lr: float, test_loss: float, diverged: bool = False) -> dict[str, Any]:
-    return {"step": step, "lr": lr, "test_loss": test_loss, "test_acc": 0.5, "diverged": diverged, "trial_id": "t"}
+def _row(step: int, lr: float, val_loss: float, diverged: bool = False) -> dict[str, Any]:
+    return {"step": step, "lr": lr, "val_loss": val_loss, "val_acc": 0.5, "diverged": diverged, "trial_id": "t"}
 
 
 def test_write_range_curve_writes_the_columns_and_finds_the_lowest_loss(tmp_path: Path) -> None:
@@ -23,27 +23,37 @@ def test_write_range_curve_writes_the_columns_and_finds_the_lowest_loss(tmp_path
     path = tmp_path / "deep" / "curve.csv"
     summary = write_range_curve(history, path)
     rows = list(csv.DictReader(path.open()))
-    # the documented columns in order, one row per evaluation, nothing else from the history
-    assert tuple(rows[0]) == RANGE_CURVE_COLUMNS
+    # the documented columns in order, each val_<metric> after val_loss, one row per evaluation, nothing else from the history
+    assert tuple(rows[0]) == (*RANGE_CURVE_COLUMNS[:2], "val_acc", *RANGE_CURVE_COLUMNS[2:])
+    assert tuple(rows[0])[:3] == ("lr", "val_loss", "val_acc")
     assert [r["step"] for r in rows] == ["5", "10", "15", "20"]
-    # the lowest finite test loss and its LR; the last row decides "diverged"
+    assert [r["val_acc"] for r in rows] == ["0.5"] * 4
+    # the lowest finite validation loss and its LR; the last row decides "diverged"
     assert summary == {
         "curve": str(path),
         "points": 4,
         "diverged": True,
-        "lowest_test_loss": 1.2,
-        "lr_at_lowest_test_loss": 0.5,
+        "lowest_val_loss": 1.2,
+        "lr_at_lowest_val_loss": 0.5,
     }
+
+
+def test_write_range_curve_without_a_metric_has_only_the_loss(tmp_path: Path) -> None:
+    # a preset without a metric (a regression loss) reports no val_<metric>: no column for one
+    history = [{k: v for k, v in _row(5, 0.1, 2.0).items() if k != "val_acc"}]
+    write_range_curve(history, tmp_path / "curve.csv")
+    assert tuple(next(csv.DictReader((tmp_path / "curve.csv").open()))) == RANGE_CURVE_COLUMNS
 
 
 @pytest.mark.parametrize("history", [[], [_row(5, 0.1, math.nan, diverged=True)]])
 def test_write_range_curve_without_a_finite_loss_has_no_lowest(history: list[dict[str, Any]], tmp_path: Path) -> None:
     summary = write_range_curve(history, tmp_path / "curve.csv")
-    # no finite test loss: no lowest point, and still a CSV with its header
-    assert summary["lowest_test_loss"] is None
-    assert summary["lr_at_lowest_test_loss"] is None
+    # no finite validation loss: no lowest point, and still a CSV with its header
+    assert summary["lowest_val_loss"] is None
+    assert summary["lr_at_lowest_val_loss"] is None
     assert summary["points"] == len(history)
-    assert (tmp_path / "curve.csv").read_text().startswith("lr,test_loss,test_acc,step")
+    header = "lr,val_loss,val_acc,step" if history else "lr,val_loss,step"  # no rows: no metric to name
+    assert (tmp_path / "curve.csv").read_text().startswith(header)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ class FakeTrial:
 def feed(scheduler: LossShapeScheduler, trial: str, losses: list[float], **extra: Any) -> list[str]:
     decisions = []
     for i, loss in enumerate(losses, start=1):
-        result = {"test_loss": loss, "training_iteration": i, "epochs_total": 8, **extra}
+        result = {"val_loss": loss, "training_iteration": i, "epochs_total": 8, **extra}
         decisions.append(scheduler.on_trial_result(None, FakeTrial(trial), result))  # type: ignore[arg-type]
         if decisions[-1] == TrialScheduler.STOP:
             break
@@ -46,7 +46,7 @@ def test_diverging_trial_stops_at_once() -> None:
 
 def test_diverged_flag_from_the_trainable_stops_too() -> None:
     s = LossShapeScheduler()
-    result = {"test_loss": 1e20, "training_iteration": 1, "diverged": True}
+    result = {"val_loss": 1e20, "training_iteration": 1, "diverged": True}
     assert s.on_trial_result(None, FakeTrial("a"), result) == TrialScheduler.STOP  # type: ignore[arg-type]
 
 
@@ -77,17 +77,17 @@ def test_peers_must_share_the_schedule_length() -> None:
         feed(s, name, GOOD)
     # a trial with a 30-epoch cycle is not compared with 8-epoch ones at epoch 3
     decisions = [
-        s.on_trial_result(None, FakeTrial("long"), {"test_loss": v, "training_iteration": i, "epochs_total": 30})  # type: ignore[arg-type]
+        s.on_trial_result(None, FakeTrial("long"), {"val_loss": v, "training_iteration": i, "epochs_total": 30})  # type: ignore[arg-type]
         for i, v in enumerate(SLOW[:5], start=1)
     ]
     assert TrialScheduler.STOP not in decisions
 
 
 def test_mode_max_reads_accuracy_upside_down() -> None:
-    s = LossShapeScheduler(metric="test_acc", mode="max", grace_period=3)
+    s = LossShapeScheduler(metric="val_acc", mode="max", grace_period=3)
     accuracies = [0.5, 0.8, 0.9, 0.92, 0.85, 0.78, 0.70, 0.62]
     for i, acc in enumerate(accuracies, start=1):
-        decision = s.on_trial_result(None, FakeTrial("a"), {"test_acc": acc, "training_iteration": i})  # type: ignore[arg-type]
+        decision = s.on_trial_result(None, FakeTrial("a"), {"val_acc": acc, "training_iteration": i})  # type: ignore[arg-type]
     # falling accuracy after its peak is a rising loss: overfitting
     assert decision == TrialScheduler.STOP
     assert s.decision_for("a")["stopped_by"] == "overfitting"  # type: ignore[index]
@@ -95,7 +95,7 @@ def test_mode_max_reads_accuracy_upside_down() -> None:
 
 def test_metric_and_mode_may_arrive_late() -> None:
     s = LossShapeScheduler(metric=None, mode=None)
-    s.set_search_properties("test_loss", "min")
+    s.set_search_properties("val_loss", "min")
     assert feed(s, "a", GOOD[:2]) == [TrialScheduler.CONTINUE] * 2
 
 
@@ -117,11 +117,11 @@ def test_contract_add_result_complete_and_pickle_round_trip(tmp_path: Path) -> N
     trial = FakeTrial("t")
     s.on_trial_add(None, trial)  # type: ignore[arg-type]
     for i, v in enumerate(GOOD[:4], start=1):
-        assert s.on_trial_result(None, trial, {"test_loss": v, "training_iteration": i}) in (
+        assert s.on_trial_result(None, trial, {"val_loss": v, "training_iteration": i}) in (
             TrialScheduler.CONTINUE,
             TrialScheduler.STOP,
         )  # type: ignore[arg-type]
-    s.on_trial_complete(None, trial, {"test_loss": GOOD[3], "training_iteration": 4})  # type: ignore[arg-type]
+    s.on_trial_complete(None, trial, {"val_loss": GOOD[3], "training_iteration": 4})  # type: ignore[arg-type]
     # the object pickles (Ray ships it) and save/restore brings back every curve and decision
     clone = pickle.loads(pickle.dumps(s))
     assert clone.get_state() == s.get_state()
@@ -188,7 +188,7 @@ def test_real_tune_run_stops_bad_trials_early_and_keeps_the_best(tmp_path: Path)
     tuner = tune.Tuner(
         tune.with_resources(_variant_fn, {"cpu": 1}),
         param_space={"preset": preset_to_dict(base), "variant": tune.grid_search(list(VARIANTS))},
-        tune_config=tune.TuneConfig(scheduler=scheduler, metric="test_loss", mode="min"),
+        tune_config=tune.TuneConfig(scheduler=scheduler, metric="val_loss", mode="min"),
         run_config=tune.RunConfig(name="loss-shape", storage_path=str(tmp_path), callbacks=[scheduler.recorder()], verbose=0),
     )
     results = {r.config["variant"]: r for r in tuner.fit()}
@@ -206,7 +206,10 @@ def test_real_tune_run_stops_bad_trials_early_and_keeps_the_best(tmp_path: Path)
     # the best trial survived to the end, and the whole search cost far fewer trial-epochs
     assert epochs_run["good"] == epochs
     assert stopped_by["good"] == ""
-    assert results["good"].metrics["test_loss"] == min(r.metrics["test_loss"] for r in results.values())
+    assert results["good"].metrics["val_loss"] == min(r.metrics["val_loss"] for r in results.values())
+    # the scheduler read the validation split; only the run that reached its end reports the test split
+    assert math.isfinite(results["good"].metrics["test_loss"])
+    assert not math.isfinite(results["diverging"].metrics.get("test_loss", math.nan))
     assert sum(epochs_run.values()) <= 0.7 * epochs * len(VARIANTS)
     # every decision is in the logged results (so it reaches the CSV logs and, later, MLflow)
     assert set(results["good"].metrics_dataframe["diagnosis"].fillna("")) <= {"horizontal", "underfitting", "unknown", ""}

@@ -109,9 +109,12 @@ def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path,
     assert parent.data.params["preset.policy.max_lr"] == "0.5"
     assert child.data.tags["tunekit.phase"] == "train"
     assert child.data.tags["tunekit.best"] == "true"
-    # metric histories carry the epoch as their step
-    assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")] == [1, 2, 3]
+    # metric histories carry the epoch as their step: the validation split every epoch, the test split at the end
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")] == [3]
     assert parent.data.metrics["best_test_acc"] == pytest.approx(out["test_acc"])
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(out["val_acc"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.yaml", "report.md", "model"} <= artifacts
     # the final model comes back from MLflow alone, with its trained weights
@@ -120,7 +123,8 @@ def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path,
 
     model = load_model(uri, run_id=parent.info.run_id).eval()
     data = load_data(load_preset(tiny_preset_dict()).dataset)
-    x, y = next(data.test_batches(400))
+    assert data.size("test") == 400
+    x, y = next(data.batches("test", 400))
     with torch.no_grad():
         accuracy = float((model(x).argmax(1) == y).float().mean())
     assert accuracy == pytest.approx(out["test_acc"], abs=1e-6)
@@ -134,7 +138,8 @@ def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path,
     new = client.get_run(cont["mlflow_run_id"])
     assert new.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert new.data.tags["tunekit.phase"] == "continue"
-    assert [m.step for m in client.get_metric_history(new.info.run_id, "test_loss")] == [4, 5]
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "val_loss")] == [4, 5]
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "test_loss")] == [5]
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -148,7 +153,9 @@ def test_range_test_logs_its_bounds_and_plot(tiny_file: Path, tmp_path: Path) ->
     # the decision on the parent, the iteration as the step of the trial's metrics
     assert float(parent.data.params["min_lr"]) == pytest.approx(float(parent.data.params["max_lr"]) / 10)
     assert "max_lr" in parent.data.tags["tunekit.decision.range_test"]
-    assert [m.step for m in client.get_metric_history(child.info.run_id, "test_loss")][:2] == [5, 10]
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "val_loss")][:2] == [5, 10]
+    # a range test reads the validation split only
+    assert client.get_metric_history(child.info.run_id, "test_loss") == []
     local = Path(client.download_artifacts(parent.info.run_id, "plots/range_test.png", str(tmp_path)))
     assert local.stat().st_size > 5000
 
@@ -159,7 +166,7 @@ def _synthetic(config: dict[str, Any]) -> None:
     wd = config.get("weight_decay", 1e-4)
     final = (math.log10(wd) + 3.3) ** 2 + 0.1 if wd > 0 else 9.0
     for k in range(1, 6):
-        tune.report({"test_loss": final + math.exp(-2 * k), "epoch": k})
+        tune.report({"val_loss": final + math.exp(-2 * k), "epoch": k})
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -179,7 +186,7 @@ def test_search_log_records_phases_decisions_plots_and_the_best(tmp_path: Path) 
     tuner = tune.Tuner(
         tune.with_resources(_synthetic, {"cpu": 0.5}),
         tune_config=tune.TuneConfig(
-            search_alg=limited(searcher, 4), scheduler=scheduler, num_samples=-1, metric="test_loss", mode="min"
+            search_alg=limited(searcher, 4), scheduler=scheduler, num_samples=-1, metric="val_loss", mode="min"
         ),
         run_config=tune.RunConfig(
             name="wd",
@@ -195,7 +202,7 @@ def test_search_log_records_phases_decisions_plots_and_the_best(tmp_path: Path) 
     log.decide(
         "weight_decay",
         {"weight_decay": best},
-        f"weight_decay = {best:g}: lowest test loss, bracketed to a quarter decade",
+        f"weight_decay = {best:g}: lowest validation loss, bracketed to a quarter decade",
         bisection_figure([o.value for o in obs], [o.loss for o in obs], best),
     )
     best_trial = grid.get_best_result().metrics["trial_id"]
@@ -279,18 +286,18 @@ def test_server_lost_mid_search_keeps_the_data_and_replays_it(tmp_path: Path, mo
     try:
         tracker = Tracker(srv.uri, "lossy", tmp_path / "fallback.jsonl")
         run = tracker.start_run("r")
-        tracker.log(run, metrics={"test_loss": 1.0}, step=1)
+        tracker.log(run, metrics={"val_loss": 1.0}, step=1)
         srv.stop()
         # the server is gone: a clear warning, the search goes on, the data waits in the fallback file
         with pytest.warns(RuntimeWarning, match="fallback"):
-            tracker.log(run, metrics={"test_loss": 0.5}, step=2)
+            tracker.log(run, metrics={"val_loss": 0.5}, step=2)
         tracker.finish(run)
         assert len((tmp_path / "fallback.jsonl").read_text().splitlines()) == 2
         srv.start()
         # once it is back, the kept operations go through in order
         assert replay_fallback(tmp_path / "fallback.jsonl", srv.uri) == 2
         client = MlflowClient(srv.uri)
-        assert [m.value for m in client.get_metric_history(run, "test_loss")] == [1.0, 0.5]
+        assert [m.value for m in client.get_metric_history(run, "val_loss")] == [1.0, 0.5]
         assert client.get_run(run).info.status == "FINISHED"
         assert not (tmp_path / "fallback.jsonl").exists()
     finally:
@@ -323,7 +330,7 @@ def _slow_epochs(config: dict[str, Any]) -> None:
         time.sleep(0.2)
         with tempfile.TemporaryDirectory() as tmp:
             Path(tmp, "epoch").write_text(str(epoch))
-            tune.report({"test_loss": 1.0 / epoch, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report({"val_loss": 1.0 / epoch, "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -356,7 +363,7 @@ def test_restored_trials_keep_logging_into_their_own_runs(tmp_path: Path) -> Non
     assert len(children) == 2
     assert all(r.info.status == "FINISHED" for r in children)
     for run in children:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "test_loss")]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         assert steps[-1] == 6
         assert sorted(set(steps)) == steps or steps == sorted(steps)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from tunekit.trainable import load_state, preset_from_config, train_fn
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
-REPORTED = {"epoch", "step", "test_loss", "test_acc", "train_loss", "lr", "momentum", "samples_per_s", "diverged", "weight_decay"}
+REPORTED = {"epoch", "step", "val_loss", "val_acc", "train_loss", "lr", "momentum", "samples_per_s", "diverged", "weight_decay"}
 
 
 def test_one_cycle_trial_learns_and_reports_every_epoch(tmp_path: Path) -> None:
@@ -24,7 +25,11 @@ def test_one_cycle_trial_learns_and_reports_every_epoch(tmp_path: Path) -> None:
     # every epoch reported with the loop's metrics
     assert [row["epoch"] for row in outcome.history] == [1, 2, 3, 4]
     assert set(outcome.metrics) >= REPORTED
+    # the last result, at the run's end, also reads the test split; no earlier one does
+    assert {"test_loss", "test_acc"} <= set(outcome.metrics)
+    assert all(not math.isfinite(row.get("test_loss", math.nan)) for row in outcome.history[:-1])
     # well above the 10 % of chance, and a final checkpoint that loads with weights_only
+    assert outcome.metrics["val_acc"] > 0.5
     assert outcome.metrics["test_acc"] > 0.5
     assert outcome.checkpoint is not None
     assert load_state(outcome.checkpoint)["epoch"] == 4
@@ -72,7 +77,8 @@ def test_retry_resumes_from_checkpoint_and_matches_the_unbroken_run(tmp_path: Pa
     # and the later epochs equal the unbroken run's (CPU, same seed)
     resumed = result.metrics_dataframe.set_index("epoch")
     for row in unbroken.history[2:]:
-        assert resumed.loc[row["epoch"], "test_loss"] == pytest.approx(row["test_loss"], rel=1e-6)
+        assert resumed.loc[row["epoch"], "val_loss"] == pytest.approx(row["val_loss"], rel=1e-6)
+    assert result.metrics["test_loss"] == pytest.approx(unbroken.metrics["test_loss"], rel=1e-6)
 
 
 def test_continuation_trial_restores_snapshot_and_uses_new_weight_decay(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_a_stopped_trial_ranks_after_every_trial_that_finished() -> None:
     choice = choose_candidate(candidates, "max momentum")
     assert choice.best == "0.95"
     assert choice.order == ["0.95", "0.99", "0.97", "0.9"]
-    assert choice.reason.startswith("max momentum 0.95 has the lowest test loss")
+    assert choice.reason.startswith("max momentum 0.95 has the lowest validation loss")
 
 
 def test_within_the_tie_tolerance_a_horizontal_curve_wins() -> None:
@@ -103,6 +103,15 @@ def test_replicates_alternate_init_jitter_the_batch_and_step_the_seed() -> None:
     assert replicate_overrides(1, seed=0, batch_size=64, batch_jitter=12, init="xavier") == [
         {"seed": 0, "init": "xavier", "batch_size": 64}
     ]
+    # replicate 0 keeps the given init, the others alternate with the other scheme
+    assert [p["init"] for p in replicate_overrides(3, seed=7, batch_size=128, batch_jitter=12, init="xavier")] == [
+        "xavier",
+        "msra",
+        "xavier",
+    ]
+    # a user model that keeps its own initialisation: no init key at all
+    assert all("init" not in p for p in replicate_overrides(3, seed=7, batch_size=128, batch_jitter=12, init=None))
+    assert replicate_overrides(1, seed=0, batch_size=64, batch_jitter=12, init=None) == [{"seed": 0, "batch_size": 64}]
     with pytest.raises(ValueError, match="replicates"):
         replicate_overrides(0, 0, 64, 12)
 

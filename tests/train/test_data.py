@@ -1,21 +1,40 @@
-"""Datasets load through the real code paths: mnist1d's generator, scikit-learn, torchvision."""
+"""Datasets load through the real code paths: mnist1d's generator, scikit-learn, torchvision, a user factory.
+
+Every dataset has train, validation and test splits; a bundled one's validation split is carved
+from its training data (``dataset.validation_fraction``, default 0.1, seeded by ``split_seed``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from tests.fabricate import write_cifar10, write_cifar100, write_image_folder, write_mnist
 from tunekit.presets import DatasetConfig
-from tunekit.train.data import DatasetError, TensorData, crop_flip, load_data, preflight
+from tunekit.train.data import (
+    DatasetError,
+    LoaderData,
+    TensorData,
+    carve_indices,
+    crop_flip,
+    load_data,
+    load_splits,
+    preflight,
+)
+
+
+def sizes(data: object) -> tuple[int, int, int]:
+    """(train, validation, test) samples."""
+    return (data.num_train, data.size("val"), data.size("test"))  # type: ignore[attr-defined]
 
 
 def test_mnist1d_is_generated_without_network() -> None:
     data = load_data(DatasetConfig(name="mnist1d", num_samples=1000))
-    # mnist1d splits 80/20 and yields 40-sample 1-D signals
-    assert (data.num_train, data.num_test) == (800, 200)
+    # mnist1d splits 80/20 (800/200), then 10 % of the 800 training samples become the validation split
+    assert sizes(data) == (720, 80, 200)
     assert data.input_shape == (1, 40)
     assert data.num_classes == 10
 
@@ -32,7 +51,9 @@ def test_mnist1d_generation_is_deterministic() -> None:
 def test_digits_loads_from_scikit_learn() -> None:
     data = load_data(DatasetConfig(name="digits"))
     assert data.input_shape == (1, 8, 8)
-    assert data.num_train + data.num_test == 1797
+    # 80/20 (1437/360), then 144 of the 1437 carved for validation
+    assert sizes(data) == (1293, 144, 360)
+    assert sum(sizes(data)) == 1797
 
 
 def test_train_batches_depend_only_on_seed_and_epoch() -> None:
@@ -43,25 +64,30 @@ def test_train_batches_depend_only_on_seed_and_epoch() -> None:
     # a resumed run replays the same order; the next epoch is shuffled differently
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
-    # the partial last batch is dropped
-    assert len(first) == 400 // 32
+    # the partial last batch is dropped (400 train less the 40 carved for validation)
+    assert len(first) == 360 // 32
 
 
 def test_fabricated_mnist_reads_through_torchvision(tmp_path: Path) -> None:
     write_mnist(tmp_path, n_train=64, n_test=32)
     data = load_data(DatasetConfig(name="mnist", root=str(tmp_path)))
-    assert (data.num_train, data.num_test, data.input_shape) == (64, 32, (1, 28, 28))
-    x, y = next(data.test_batches(8))
+    # 6 of the 64 training images carved for validation
+    assert (*sizes(data), data.input_shape) == (58, 6, 32, (1, 28, 28))
+    x, y = next(data.batches("test", 8))
     # normalised with MNIST's mean and std: the bright bar is far above zero
     assert x.dtype == torch.float32
     assert float(x.max()) == pytest.approx((1.0 - 0.1307) / 0.3081, rel=1e-4)
     assert y.dtype == torch.long
+    # the validation split is normalised the same way
+    x_val, _ = next(data.batches("val", 8))
+    assert x_val.shape == (6, 1, 28, 28)
+    assert float(x_val.max()) == pytest.approx((1.0 - 0.1307) / 0.3081, rel=1e-4)
 
 
 def test_fabricated_cifar10_reads_through_torchvision(tmp_path: Path) -> None:
     write_cifar10(tmp_path, per_batch=20, n_test=40)
     data = load_data(DatasetConfig(name="cifar10", root=str(tmp_path), verify_checksums=False))
-    assert (data.num_train, data.num_test, data.input_shape, data.num_classes) == (100, 40, (3, 32, 32), 10)
+    assert (*sizes(data), data.input_shape, data.num_classes) == (90, 10, 40, (3, 32, 32), 10)
     x, _ = next(data.train_batches(16, seed=0, epoch=0))
     assert x.shape == (16, 3, 32, 32)
 
@@ -77,18 +103,22 @@ def test_fabricated_cifar100_reads_through_torchvision(tmp_path: Path) -> None:
     write_cifar100(tmp_path)
     data = load_data(DatasetConfig(name="cifar100", root=str(tmp_path), verify_checksums=False))
     assert data.num_classes == 100
-    assert data.num_train == 100
+    assert sizes(data) == (90, 10, 40)
 
 
 def test_fabricated_imagenet_streams_through_image_folder(tmp_path: Path) -> None:
     write_image_folder(tmp_path, classes=3, per_class=6)
     data = load_data(DatasetConfig(name="imagenet", root=str(tmp_path), image_size=32, num_workers=1))
-    assert (data.num_classes, data.num_train, data.input_shape) == (3, 18, (3, 32, 32))
+    # 2 of the 18 training images carved for validation; the val/ folder is the test split
+    assert (data.num_classes, *sizes(data), data.input_shape) == (3, 16, 2, 18, (3, 32, 32))
     batches = list(data.train_batches(4, seed=0, epoch=0))
-    # drop_last: 18 samples in batches of 4
+    # drop_last: 16 samples in batches of 4
     assert len(batches) == 4
     assert batches[0][0].shape == (4, 3, 32, 32)
-    assert sum(len(y) for _, y in data.test_batches(5)) == 18
+    assert sum(len(y) for _, y in data.batches("test", 5)) == 18
+    val = list(data.batches("val", 5))
+    assert sum(len(y) for _, y in val) == 2
+    assert val[0][0].shape == (2, 3, 32, 32)  # read like the test split: resized and centre-cropped
 
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "imagenet"])
@@ -119,3 +149,111 @@ def test_crop_flip_zero_shift_without_flip_is_identity() -> None:
     mirrored = (out == x.flip(3)).flatten(1).all(1)
     assert bool((same | mirrored).all())
     assert 10 < int(mirrored.sum()) < 54
+
+
+# --------------------------------------------------------------------------- the validation carve
+
+
+def test_the_carve_is_the_same_whatever_the_runs_seed_and_disjoint_from_what_trains() -> None:
+    cfg = DatasetConfig(name="mnist1d", num_samples=1000)
+    a, b = load_data(cfg, seed=0), load_data(cfg, seed=7)
+    assert isinstance(a, TensorData)
+    assert isinstance(b, TensorData)
+    # every trial of a search validates on the same samples, whatever its own seed
+    assert torch.equal(a.x_val, b.x_val)
+    assert torch.equal(a.y_val, b.y_val)
+    assert torch.equal(a.x_train, b.x_train)
+    # the carve takes rows out of the training data: train and validation partition it
+    uncarved = load_data(DatasetConfig(name="mnist1d", num_samples=1000, validation_fraction=0.0))
+    assert isinstance(uncarved, TensorData)
+    assert (uncarved.num_train, uncarved.size("val")) == (800, 0)
+    keep, held = carve_indices(800, 0.1, 0)
+    assert set(keep.tolist()).isdisjoint(held.tolist())
+    assert sorted([*keep.tolist(), *held.tolist()]) == list(range(800))
+    assert torch.equal(a.x_train, uncarved.x_train[torch.from_numpy(keep)])
+    assert torch.equal(a.x_val, uncarved.x_train[torch.from_numpy(held)])
+    # no validation signal is also a training signal
+    assert not (a.x_val.flatten(1)[:, None, :] == a.x_train.flatten(1)[None, :, :]).all(-1).any()
+    # the test split is left alone
+    assert torch.equal(a.x_test, uncarved.x_test)
+    # another split_seed carves another validation split of the same size
+    other = load_data(DatasetConfig(name="mnist1d", num_samples=1000, split_seed=1))
+    assert isinstance(other, TensorData)
+    assert other.size("val") == 80
+    assert not torch.equal(other.x_val, a.x_val)
+
+
+def test_carve_indices_hold_out_at_least_one_and_keep_at_least_one() -> None:
+    keep, held = carve_indices(10, 0.1, 0)
+    assert (len(keep), len(held)) == (9, 1)
+    assert [len(part) for part in carve_indices(10, 0.01, 0)] == [9, 1]  # rounds to 0: still one held out
+    assert [len(part) for part in carve_indices(10, 0.0, 0)] == [10, 0]  # no fraction, no carve
+    assert list(keep) == sorted(keep)  # ascending: the training order is the dataset's own
+    assert np.array_equal(carve_indices(10, 0.1, 3)[1], carve_indices(10, 0.1, 3)[1])
+
+
+def test_a_validation_fraction_of_a_fifth_changes_the_sizes() -> None:
+    data = load_data(DatasetConfig(name="mnist1d", num_samples=1000, validation_fraction=0.2))
+    # 160 of the 800 training samples; the test split keeps its 200
+    assert sizes(data) == (640, 160, 200)
+    digits = load_data(DatasetConfig(name="digits", validation_fraction=0.2))
+    assert sizes(digits) == (1150, 287, 360)
+
+
+def test_train_and_test_subsets_apply_before_the_carve() -> None:
+    data = load_data(DatasetConfig(name="mnist1d", num_samples=1000, train_subset=100, test_subset=50))
+    assert sizes(data) == (90, 10, 50)
+
+
+# --------------------------------------------------------------------------- a user dataset factory
+
+
+def factory(n: int = 50, with_validation: bool = False) -> tuple[object, object, object]:
+    """A user's dataset factory: (train, validation or None, test) TensorDatasets of a toy regression."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n + 20, 3, generator=gen)
+    y = x.sum(1, keepdim=True)
+    TensorDataset = torch.utils.data.TensorDataset
+    train, test = TensorDataset(x[:n], y[:n]), TensorDataset(x[n:], y[n:])
+    validation = TensorDataset(x[n:][:5], y[n:][:5]) if with_validation else None
+    return train, validation, test
+
+
+FACTORY = "tests.train.test_data:factory"
+
+
+def test_a_user_factory_is_stacked_in_memory_and_its_validation_carved() -> None:
+    data = load_data(DatasetConfig(factory=FACTORY, kwargs={"n": 50}))
+    # small tensors: held whole as TensorData, not streamed
+    assert isinstance(data, TensorData)
+    # no validation split returned: 5 of the 50 training samples carved (the bundled datasets' rule)
+    assert sizes(data) == (45, 5, 20)
+    assert data.num_classes is None  # not a bundled classification dataset
+    assert data.input_shape == (3,)
+    train, _, test = factory(50)
+    keep, held = carve_indices(50, 0.1, 0)
+    assert torch.equal(data.x_train, train.tensors[0][torch.from_numpy(keep)])  # type: ignore[attr-defined]
+    assert torch.equal(data.x_val, train.tensors[0][torch.from_numpy(held)])  # type: ignore[attr-defined]
+    assert torch.equal(data.y_val, train.tensors[1][torch.from_numpy(held)])  # type: ignore[attr-defined]
+    assert torch.equal(data.x_test, test.tensors[0])  # type: ignore[attr-defined]
+    # the carve follows validation_fraction and split_seed, not the run's seed
+    assert sizes(load_data(DatasetConfig(factory=FACTORY, kwargs={"n": 50}, validation_fraction=0.2))) == (40, 10, 20)
+    again = load_data(DatasetConfig(factory=FACTORY, kwargs={"n": 50}), seed=5)
+    assert isinstance(again, TensorData)
+    assert torch.equal(again.x_val, data.x_val)
+    # batches of a split, in order
+    assert sum(len(y) for _, y in data.batches("val", 2)) == 5
+
+
+def test_a_user_factory_that_returns_a_validation_split_keeps_it() -> None:
+    data = load_data(DatasetConfig(factory=FACTORY, kwargs={"n": 50, "with_validation": True}))
+    assert isinstance(data, TensorData)
+    assert sizes(data) == (50, 5, 20)  # nothing carved from train
+
+
+def test_a_user_factory_not_held_in_memory_streams_the_same_splits() -> None:
+    data = load_data(DatasetConfig(factory=FACTORY, kwargs={"n": 50}, in_memory=False, num_workers=0))
+    assert isinstance(data, LoaderData)
+    assert sizes(data) == (45, 5, 20)
+    train, val, test = load_splits(DatasetConfig(factory=FACTORY, kwargs={"n": 50}))
+    assert (len(train), len(val), len(test)) == (45, 5, 20)

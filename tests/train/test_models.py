@@ -61,6 +61,25 @@ def test_msra_and_xavier_give_their_own_weight_scales() -> None:
     assert float(xavier.detach().std()) == pytest.approx((2 / (fan_in + fan_out)) ** 0.5, rel=0.15)
 
 
+def test_a_bundled_model_without_an_init_is_initialised_msra() -> None:
+    # init defaults to None (a user model keeps its own); a bundled model's effective init is msra
+    default = ModelConfig(name="resnet20")
+    assert default.init is None
+    assert default.effective_init == "msra"
+    assert ModelConfig(name="resnet20", init="xavier").effective_init == "xavier"
+    torch.manual_seed(0)
+    implicit = _first_conv(build_model(default, 10, (3, 32, 32)))
+    torch.manual_seed(0)
+    explicit = _first_conv(build_model(ModelConfig(name="resnet20", init="msra"), 10, (3, 32, 32)))
+    assert torch.equal(implicit, explicit)
+
+
+def test_a_bundled_model_needs_the_classes_of_a_classification_dataset() -> None:
+    # a user dataset has no num_classes: a bundled classifier cannot be sized for it
+    with pytest.raises(ValueError, match="classifier"):
+        build_model(ModelConfig(name="mlp"), None, (1, 8, 8))
+
+
 def test_width_override_changes_the_model() -> None:
     narrow = build_model(ModelConfig(name="cnn1d", width=8), 10, (1, 40))
     wide = build_model(ModelConfig(name="cnn1d", width=64), 10, (1, 40))
