@@ -44,7 +44,7 @@ def scheduler_calls(trials: int, epochs: int, rng: random.Random) -> list[float]
     out = []
     for epoch in range(1, epochs + 1):  # all trials live, reporting epoch by epoch
         for tid, losses in curves.items():
-            result = {"test_loss": losses[epoch - 1], "training_iteration": epoch, "epochs_total": epochs}
+            result = {"val_loss": losses[epoch - 1], "training_iteration": epoch, "epochs_total": epochs}
             out.append(timed(lambda tid=tid, result=result: s.on_trial_result(None, Trial(tid), result)))  # type: ignore[arg-type]
     return out
 
@@ -58,10 +58,10 @@ def searcher_calls(searcher: Any, trials: int, epochs: int, rng: random.Random) 
         live[tid] = curve(rng, epochs)
     for epoch in range(1, epochs + 1):
         for tid, losses in live.items():
-            result = {"test_loss": losses[epoch - 1], "training_iteration": epoch, "epoch": epoch, "trial_dir": f"/tmp/{tid}"}
+            result = {"val_loss": losses[epoch - 1], "training_iteration": epoch, "epoch": epoch, "trial_dir": f"/tmp/{tid}"}
             out.append(timed(lambda tid=tid, result=result: searcher.on_trial_result(tid, result)))
     for tid, losses in live.items():
-        result = {"test_loss": losses[-1], "training_iteration": epochs, "epoch": epochs}
+        result = {"val_loss": losses[-1], "training_iteration": epochs, "epoch": epochs}
         out.append(timed(lambda tid=tid, result=result: searcher.on_trial_complete(tid, result)))
         out.append(timed(lambda tid=tid: searcher.suggest(f"{tid}-next")))
     return out

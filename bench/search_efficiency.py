@@ -145,7 +145,7 @@ def run_peer(kind: str, settings: Settings, storage: str) -> Choice:
         tune.with_resources(peer_fn, {"cpu": 1}),
         param_space={"preset": base, **space},
         tune_config=tune.TuneConfig(
-            metric="test_loss", mode="min", search_alg=algorithm, scheduler=scheduler, num_samples=settings.peer_trials
+            metric="val_loss", mode="min", search_alg=algorithm, scheduler=scheduler, num_samples=settings.peer_trials
         ),
         run_config=tune.RunConfig(name=kind, storage_path=storage, verbose=0),
     )
@@ -156,7 +156,7 @@ def run_peer(kind: str, settings: Settings, storage: str) -> Choice:
     finished = [r for r in results if r.metrics and r.metrics.get("epoch") == settings.peer_epochs]
     if not finished:
         raise RuntimeError(f"{kind}: no trial reached epoch {settings.peer_epochs}; errors: {[str(r.error) for r in results]}")
-    best = min(finished, key=lambda r: (r.metrics or {})["test_loss"])
+    best = min(finished, key=lambda r: (r.metrics or {})["val_loss"])  # chosen on validation, reported on test
     picked = best.config or {}
     chosen = base_preset(settings, peer_overrides(picked["lr"], picked["momentum"], picked["wd"]))
     spent = sum(float(r.metrics.get("trial_epochs", r.metrics.get("training_iteration", 0))) for r in results if r.metrics)

@@ -40,7 +40,7 @@ def _run(searcher: Any, preset: Preset, storage: str, name: str, concurrency: in
     started = time.perf_counter()
     tuner = tune.Tuner(
         trainable(preset),
-        tune_config=tune.TuneConfig(search_alg=limited(searcher, concurrency), num_samples=-1, metric="test_loss", mode="min"),
+        tune_config=tune.TuneConfig(search_alg=limited(searcher, concurrency), num_samples=-1, metric="val_loss", mode="min"),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
     return tuner.fit(), time.perf_counter() - started

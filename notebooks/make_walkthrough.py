@@ -14,7 +14,7 @@ cells = [
 This notebook runs `tunekit.search` on the embedded MNIST-1D preset and then reads back *why* each
 value was chosen — the way Leslie Smith's paper (arXiv:1803.09820, Sec. 5) tells you to read it:
 
-1. **LR range test** (Sec. 4.1): one per candidate weight decay; `max_lr` is the largest LR before the test loss turns up.
+1. **LR range test** (Sec. 4.1): one per candidate weight decay; `max_lr` is the largest LR before the validation loss turns up.
 2. **Momentum** (Sec. 4.3): short 1cycle runs, cyclical momentum from 0.99 / 0.97 / 0.95 / 0.9 down to 0.85.
 3. **Weight decay** (Sec. 4.4): exponent bisection, here from one snapshot (snapshot-restart, Fig. 12).
 4. **Final**: 1cycle with the chosen values, replicated over seeds and inits (App. A.1).
@@ -61,28 +61,28 @@ print(result.table())"""
     new_markdown_cell(
         """## 1. The range test picks the LR bounds
 
-Each curve is the test loss on a fixed held-out subset while the LR rises linearly (BatchNorm
+Each curve is the validation loss on a fixed subset of the validation split while the LR rises linearly (BatchNorm
 statistics re-estimated before each evaluation). The chosen `max_lr` is where the best curve stops
 improving; `min_lr = max_lr / 10` for 1cycle."""
     ),
     new_code_cell(
         """tests = phase_records(result.directory, "range_test")
-curves = {f"wd {t.config['weight_decay']:g}": t.curve("lr", "test_loss") for t in tests}
+curves = {f"wd {t.config['weight_decay']:g}": t.curve("lr", "val_loss") for t in tests}
 bounds = result.phases["range_test"].values
 range_test_figure(curves, bounds["max_lr"], bounds["min_lr"])  # shown inline at the end of the cell
 display(Markdown(result.phases["range_test"].reason))"""
     ),
     new_markdown_cell(
-        """## 2. Early test loss ranks the momentum candidates
+        """## 2. Early validation loss ranks the momentum candidates
 
-Short runs, read by the shape of their test loss (horizontal, still falling = underfitting,
+Short runs, read by the shape of their validation loss (horizontal, still falling = underfitting,
 rising = overfitting, diverging)."""
     ),
     new_code_cell(
         """runs = phase_records(result.directory, "momentum")
 shown = {}
 for t in runs:
-    epochs, losses = t.curve("epoch", "test_loss")
+    epochs, losses = t.curve("epoch", "val_loss")
     verdict = diagnose(epochs, losses, chance_loss=t.last.get("chance_loss"))
     label = f"momentum {t.config['momentum'][0]:g}"
     shown[label] = (epochs, losses, verdict.shape.value)
@@ -93,7 +93,7 @@ display(Markdown(result.phases["momentum"].reason))"""
     new_markdown_cell(
         """## 3. Weight decay by exponent bisection from one snapshot
 
-One run trains until its test loss is horizontal; continuations from that snapshot try each weight
+One run trains until its validation loss is horizontal; continuations from that snapshot try each weight
 decay (numbered in the order the bisection proposed them)."""
     ),
     new_code_cell(

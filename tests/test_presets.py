@@ -170,3 +170,18 @@ def test_presets_ship_in_the_wheel(tmp_path: Path) -> None:
     # a plain `pip install tunekit` has every bundled preset, not only a checkout
     for preset in ["mnist1d", *PAPER_PRESETS]:
         assert f"tunekit/search_spaces/{preset}.yaml" in names
+
+
+def test_a_bundled_dataset_needs_a_validation_split_to_decide_on() -> None:
+    with pytest.raises(PresetError, match=r"dataset: validation_fraction: mnist1d has no validation split .* above 0"):
+        load_preset("mnist1d", {"dataset.validation_fraction": 0})
+
+
+def test_components_take_a_bundled_name_or_a_factory_string_and_exactly_one() -> None:
+    preset = load_preset("mnist1d", {"model": "pkg.models:build", "loss": "torch.nn:MSELoss"})
+    assert (preset.model.factory, preset.model.name, preset.loss.factory) == ("pkg.models:build", None, "torch.nn:MSELoss")
+    assert preset.metric_name is None  # a regression loss: no accuracy, decisions read the loss
+    with pytest.raises(PresetError, match="model: give a bundled name .* or a factory"):
+        load_preset("mnist1d", {"model": {"name": "cnn1d", "factory": "pkg.models:build"}})
+    with pytest.raises(PresetError, match="metric.mode: required; add mode: max"):
+        load_preset("mnist1d", {"metric": {"factory": "pkg.metrics:r2"}})

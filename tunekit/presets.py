@@ -130,6 +130,15 @@ class DatasetConfig(_Bundled):
     image_size: int = Field(default=224, gt=0)  # imagenet crop size
     num_workers: int = Field(default=2, ge=0)  # DataLoader workers for streamed datasets
 
+    @model_validator(mode="after")
+    def _has_validation(self) -> DatasetConfig:
+        if self.name is not None and self.validation_fraction == 0:
+            raise ValueError(
+                f"validation_fraction: {self.name} has no validation split of its own and every decision reads one; "
+                "give a fraction above 0 (default 0.1)"
+            )
+        return self
+
 
 class ModelConfig(_Bundled):
     """Which architecture and how its weights start.
