@@ -181,7 +181,7 @@ def test_components_take_a_bundled_name_or_a_factory_string_and_exactly_one() ->
     preset = load_preset("mnist1d", {"model": "pkg.models:build", "loss": "torch.nn:MSELoss"})
     assert (preset.model.factory, preset.model.name, preset.loss.factory) == ("pkg.models:build", None, "torch.nn:MSELoss")
     assert preset.metric_name is None  # a regression loss: no accuracy, decisions read the loss
-    with pytest.raises(PresetError, match="model: give a bundled name .* or a factory"):
+    with pytest.raises(PresetError, match=r"model: give a bundled name .* or a factory"):
         load_preset("mnist1d", {"model": {"name": "cnn1d", "factory": "pkg.models:build"}})
-    with pytest.raises(PresetError, match="metric.mode: required; add mode: max"):
+    with pytest.raises(PresetError, match=r"metric\.mode: required; add mode: max"):
         load_preset("mnist1d", {"metric": {"factory": "pkg.metrics:r2"}})
