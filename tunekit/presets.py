@@ -164,11 +164,8 @@ class ModelConfig(_Bundled):
         return self.init or ("msra" if self.name else None)
 
 
-class LossConfig(_Strict):
-    """The training loss: a class built with ``kwargs`` (``torch.nn:MSELoss``) or ``fn(outputs, targets)``.
-
-    It must return the batch *mean* (a scalar tensor): split losses are averaged over samples.
-    """
+class _Called(_Strict):
+    """A user factory and its keyword arguments; a plain string is the factory alone."""
 
     factory: Factory
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -177,6 +174,13 @@ class LossConfig(_Strict):
     @classmethod
     def _short(cls, value: Any) -> Any:
         return _shorthand(value)
+
+
+class LossConfig(_Called):
+    """The training loss: a class built with ``kwargs`` (``torch.nn:MSELoss``) or ``fn(outputs, targets)``.
+
+    It must return the batch *mean* (a scalar tensor): split losses are averaged over samples.
+    """
 
 
 class MetricConfig(_Strict):
@@ -201,16 +205,8 @@ class MetricConfig(_Strict):
         return factory_label(self.factory).rpartition(":")[2].rpartition(".")[2] or "metric"
 
 
-class LoopConfig(_Strict):
+class LoopConfig(_Called):
     """The user's own training loop: ``fn(control, **kwargs)`` (see :mod:`tunekit.own_loop`)."""
-
-    factory: Factory
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short(cls, value: Any) -> Any:
-        return _shorthand(value)
 
 
 class RuntimeEnv(_Strict):
