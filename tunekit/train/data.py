@@ -32,10 +32,21 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from tunekit.core.splits import carve_indices
 from tunekit.presets import DatasetConfig
 from tunekit.train.paths import DatasetError, preflight, require_root
 
-__all__ = ["Data", "DatasetError", "LoaderData", "TensorData", "crop_flip", "load_data", "load_splits", "preflight"]
+__all__ = [
+    "Data",
+    "DatasetError",
+    "LoaderData",
+    "TensorData",
+    "carve_indices",
+    "crop_flip",
+    "load_data",
+    "load_splits",
+    "preflight",
+]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 #: The evaluation splits.
@@ -151,18 +162,6 @@ class TensorData:
         x, y = self.x_train, self.y_train
         self.x_train, self.y_train, self.x_val, self.y_val = x[keep_t], y[keep_t], x[held_t], y[held_t]
         return self
-
-
-def carve_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices: a seeded ``fraction`` of ``range(n)`` held out, both in ascending order.
-
-    At least one sample is held out when ``fraction > 0``, and at least one kept.
-    """
-    if fraction <= 0 or n < 2:
-        return np.arange(n), np.arange(0)
-    held = min(n - 1, max(1, round(n * fraction)))
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
