@@ -51,10 +51,10 @@ from torch.utils.hooks import RemovableHandle
 
 from tunekit.components import ComponentError, LossFn, MetricFn, build_loss, build_metric, factory_name, resolve
 from tunekit.core import sizing
-from tunekit.core.curves import Shape, diagnose
+from tunekit.core.curves import runs_horizontal
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import epoch_generator, load_splits
-from tunekit.train.loop import CHECKPOINT_FORMAT, Report, pick_device
+from tunekit.train.loop import CHECKPOINT_FORMAT, Report, pick_device, recalibrate_batchnorm
 from tunekit.train.schedules import build_schedule, fast_forward, get_momentum, initial_momentum, set_momentum, total_iterations
 
 __all__ = ["CHECKPOINT_WRITER", "Control", "Stateful", "run_loop"]
@@ -616,11 +616,8 @@ class Control:
         return out
 
     def _is_horizontal(self) -> bool:
-        """The validation loss of this trial's epochs runs horizontal (as ``Trainer._is_horizontal`` reads it)."""
-        if self.epoch < self.preset.train.min_epochs:
-            return False
-        epochs = range(self.epoch - len(self._val_losses) + 1, self.epoch + 1)
-        return diagnose(list(epochs), self._val_losses, chance_loss=self.chance_loss).shape is Shape.HORIZONTAL
+        """The validation loss of this trial's epochs runs horizontal (the rule tunekit's loop stops by)."""
+        return runs_horizontal(self.epoch, self._val_losses, self.preset.train.min_epochs, self.chance_loss)
 
     # ------------------------------------------------------------------ range tests
 
@@ -637,18 +634,8 @@ class Control:
         count = (
             batches if batches is not None else (policy.bn_recalibration_batches if isinstance(policy, RangeTestPolicy) else 0)
         )
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms or count <= 0:
-            return
-        saved = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the batches below
-        model.train()
-        for _, (x, _y) in zip(range(count), self.loader("train", epoch=-1 - self.step), strict=False):
-            model(x.to(self.device))
-        for m, momentum in zip(norms, saved, strict=True):
-            m.momentum = momentum
+        source = zip(range(max(count, 0)), self.loader("train", epoch=-1 - self.step), strict=False)
+        recalibrate_batchnorm(model, (x.to(self.device) for _, (x, _y) in source), model)
 
     # ------------------------------------------------------------------ helpers
 

@@ -296,3 +296,15 @@ def rank_key(loss: float, shape: Shape, tie_tolerance: float = 0.0) -> tuple[int
 def rank(entries: dict[str, tuple[float, Shape]], tie_tolerance: float = 0.0) -> list[str]:
     """Trial ids from best to worst; ``entries`` maps id → (loss at a common step, shape)."""
     return sorted(entries, key=lambda k: rank_key(entries[k][0], entries[k][1], tie_tolerance))
+
+
+def runs_horizontal(epoch: int, losses: Floats, min_epochs: int, chance_loss: float | None = None) -> bool:
+    """Whether the per-epoch ``losses`` ending at ``epoch`` run horizontal, not before ``min_epochs``.
+
+    A snapshot-restart base run stops (with its snapshot) the first time this is true (Sec. 4.4);
+    ``losses`` are this run's own epochs, the last one at ``epoch``.
+    """
+    if epoch < min_epochs:
+        return False
+    epochs = list(range(epoch - len(losses) + 1, epoch + 1))
+    return diagnose(epochs, losses, chance_loss=chance_loss).shape is Shape.HORIZONTAL

@@ -21,7 +21,7 @@ import copy
 import io
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from tunekit.components import accuracy, build_loss, build_metric, correct, metric_value
 from tunekit.core.budget import epochs_for_budget
-from tunekit.core.curves import Shape, diagnose
+from tunekit.core.curves import runs_horizontal
 from tunekit.core.devices import autocast_precision, use_channels_last
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
@@ -67,6 +67,33 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     if precision is None:
         return None
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], forward: Callable[[torch.Tensor], Any]) -> None:
+    """Re-estimate the BatchNorm running statistics of ``model`` at its current weights from ``inputs``.
+
+    During a range test the weights move faster than BN's running averages follow; without this
+    the eval-mode validation loss is chaos (see ARCHITECTURE.md, "Range tests on BN networks").
+    Statistics become the plain average over ``inputs`` (each passed to ``forward``); nothing
+    happens for a model without BatchNorm or with no inputs.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return  # before reading any input: no batch is drawn for a model without BatchNorm
+    batches = iter(inputs)
+    first = next(batches, None)
+    if first is None:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for x in (first, *batches):
+        forward(x)
+    for m, momentum in zip(norms, saved, strict=True):
+        m.momentum = momentum
 
 
 @dataclass
@@ -298,27 +325,15 @@ class Trainer:
             metric = math.nan
         return Evaluation(float(total_loss) / count, metric)
 
-    @torch.no_grad()
     def recalibrate_batchnorm(self, batches: int) -> None:
-        """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches.
-
-        During a range test the weights move faster than BN's running averages follow; without
-        this the eval-mode test loss is chaos (see ARCHITECTURE.md, "Range tests on BN networks").
-        """
-        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not norms or batches <= 0:
-            return
-        saved = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
-        self.model.train()
+        """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches."""
         source = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1 - self.step)
-        for _, (x, _y) in zip(range(batches), source, strict=False):
+
+        def forward(x: torch.Tensor) -> None:
             with self._autocast():
                 self._forward(x)
-        for m, momentum in zip(norms, saved, strict=True):
-            m.momentum = momentum
+
+        recalibrate_batchnorm(self.model, (x for _, (x, _y) in zip(range(batches), source, strict=False)), forward)
 
     def _result(
         self, train_loss: float, lr: float, momentum: float, samples_per_s: float, evaluation: Evaluation, diverged: bool
@@ -410,11 +425,7 @@ class Trainer:
         return last
 
     def _is_horizontal(self) -> bool:
-        if self.epoch < self.preset.train.min_epochs:
-            return False
-        epochs = range(self.epoch - len(self.val_losses) + 1, self.epoch + 1)
-        shape = diagnose(list(epochs), self.val_losses, chance_loss=self.chance_loss).shape
-        return shape is Shape.HORIZONTAL
+        return runs_horizontal(self.epoch, self.val_losses, self.preset.train.min_epochs, self.chance_loss)
 
     def _run_range_test(self, report: Report) -> dict[str, Any]:
         policy = self.preset.policy
