@@ -65,9 +65,9 @@ def test_laggard_stops_against_its_peers_but_not_the_good_ones() -> None:
         assert TrialScheduler.STOP not in feed(s, name, GOOD)
     decisions = feed(s, "slow", SLOW)
     # clearly worse than the peers' median at the same step, and not closing the gap: stopped at
-    # step 4, the first past the grace period with enough points to read its shape
+    # step 3, the end of the grace period and the first with enough points (three) to read its shape
     assert decisions[-1] == TrialScheduler.STOP
-    assert len(decisions) == 4
+    assert len(decisions) == 3
     assert s.decision_for("slow")["stopped_by"] == "peers"  # type: ignore[index]
 
 

@@ -3,7 +3,8 @@
 The paper's central clue (Smith 2018, Sec. 3, Remarks 1-2; Figs. 1, 3, 4, 7, 9-11): early in
 training, a validation loss (the paper's "test loss") that falls and then runs **horizontal** marks a good configuration; one
 that keeps **decreasing** is underfitting; one that **rises** after its minimum is overfitting;
-one that explodes is **diverging**.
+one that explodes is **diverging** — a non-finite loss, a jump by an order of magnitude or more, or a
+model stuck at chance level. A steady rise after the minimum is overfitting however high it climbs.
 
 Every tolerance is measured in the curve's own units — its noise (a robust MAD of successive
 differences) and its excursion (how far it fell and rose) — so multiplying the losses by a
@@ -34,9 +35,9 @@ class Shape(str, enum.Enum):
 
     HORIZONTAL = "horizontal"  # fell, then flat within its own noise: a good configuration
     UNDERFITTING = "underfitting"  # still clearly decreasing over the tail
-    OVERFITTING = "overfitting"  # clearly risen after its minimum
-    DIVERGING = "diverging"  # NaN/inf, or climbed back above where it started
-    UNKNOWN = "unknown"  # too few points to judge
+    OVERFITTING = "overfitting"  # clearly risen after its minimum, however high
+    DIVERGING = "diverging"  # exploded: NaN/inf, orders of magnitude up, or stuck at chance level
+    UNKNOWN = "unknown"  # too few points to judge (fewer than three)
 
 
 @dataclass(frozen=True)
@@ -134,36 +135,38 @@ def diagnose(
     steps: Floats,
     losses: Floats,
     *,
-    min_points: int = 4,
+    min_points: int = 3,
     tail_fraction: float = 1 / 3,
     smooth_fraction: float = 0.1,
     noise_multiple: float = 2.0,
     relative_tolerance: float = 0.05,
-    diverge_ratio: float = 0.75,
     chance_loss: float | None = None,
     explode_multiple: float = 10.0,
+    chance_fraction: float = 1.0,
 ) -> Diagnosis:
     """Classify a test-loss curve as horizontal, underfitting, overfitting or diverging.
 
     Rules, in order:
 
     1. a NaN/inf loss → DIVERGING (the curve is judged up to that point for the evidence);
-    2. with ``chance_loss`` given (ln of the number of classes, for a cross-entropy), a last loss
-       over ``explode_multiple`` × chance level → DIVERGING, however few the points;
+    2. an explosion → DIVERGING, however few the points: a last loss over ``explode_multiple`` ×
+       chance level (with ``chance_loss``: ln of the number of classes, for a cross-entropy), or,
+       for a positive loss, over ``explode_multiple`` × its minimum and above its first value (an
+       order of magnitude up, not a steady rise);
     3. fewer than ``min_points`` finite points → UNKNOWN;
-    4. the smoothed curve ends ``diverge_ratio`` × its drop above its minimum — it climbed
-       back to (or past) where it started — and that rise is significant → DIVERGING;
-    5. with ``chance_loss``, a curve whose tail is no longer falling and stays at or above chance
-       level learned nothing → DIVERGING;
-    6. the smoothed curve ends significantly above its minimum → OVERFITTING;
-    7. the tail (last ``tail_fraction`` of the points) still falls significantly → UNDERFITTING;
-    8. otherwise → HORIZONTAL.
+    4. with ``chance_loss``, a curve that is no longer falling and whose last three (smoothed)
+       points are all at or above ``chance_fraction`` × chance level has learned nothing, or lost
+       it → DIVERGING;
+    5. the smoothed curve ends significantly above its minimum → OVERFITTING, however high it
+       climbed (back past its start included: that is still a rise, not an explosion);
+    6. the tail (last ``tail_fraction`` of the points) still falls significantly → UNDERFITTING;
+    7. otherwise → HORIZONTAL.
 
     "Significant" means larger than ``tolerance = max(noise_multiple·σ, relative_tolerance·excursion)``
     where σ is the robust point noise and the excursion is the larger of the curve's drop and
     rise. Both are differences, so the verdict does not change when the losses are scaled by a
-    positive factor or shifted (``chance_loss``, an absolute level, is the one exception: scale
-    and shift it with the losses).
+    positive factor or shifted (two absolute exceptions: ``chance_loss`` — scale and shift it with
+    the losses — and the explosion ratio of rule 2, read on the losses as given).
 
     Args:
         steps: x values (epochs or iterations), increasing.
@@ -180,9 +183,9 @@ def diagnose(
             smooth_fraction,
             noise_multiple,
             relative_tolerance,
-            diverge_ratio,
             chance_loss,
             explode_multiple,
+            chance_fraction,
         )
 
 
@@ -194,9 +197,9 @@ def _diagnose(
     smooth_fraction: float,
     noise_multiple: float,
     relative_tolerance: float,
-    diverge_ratio: float,
     chance_loss: float | None,
     explode_multiple: float,
+    chance_fraction: float,
 ) -> Diagnosis:
     if len(steps) != len(losses):
         raise ValueError(f"steps and losses differ in length: {len(steps)} vs {len(losses)}")
@@ -243,20 +246,29 @@ def _diagnose(
         return Diagnosis(
             Shape.DIVERGING, f"loss {y[-1]:.3g} is over {explode_multiple:g}× chance level ({chance_loss:.3g})", **evidence
         )
+    low = float(np.min(y))
+    if n >= 2 and low > 0 and y[-1] > explode_multiple * low and y[-1] > y[0]:
+        return Diagnosis(
+            Shape.DIVERGING,
+            f"exploded: loss {y[-1]:.3g} is over {explode_multiple:g}× its minimum ({low:.3g}) and above its start",
+            **evidence,
+        )
     if n < min_points:
         return Diagnosis(Shape.UNKNOWN, f"too few points to judge ({n} < {min_points})", **evidence)
-    if rise > tolerance and rise >= diverge_ratio * drop:
-        return Diagnosis(
-            Shape.DIVERGING, f"climbed {rise:.3g} above its minimum, back past its start (drop {drop:.3g})", **evidence
-        )
     falling = -tail_change > tolerance
-    if chance_loss is not None and not falling and float(np.min(smooth[-tail:])) >= chance_loss:
+    settled = float(np.min(smooth[-3:]))  # the end's level, robust to one spike (BatchNorm's, early in a cycle)
+    if chance_loss is not None and not falling and settled >= chance_fraction * chance_loss:
         return Diagnosis(
-            Shape.DIVERGING, f"stuck at or above chance level ({chance_loss:.3g}) over the last {tail} points", **evidence
+            Shape.DIVERGING,
+            f"at chance level: ends at {settled:.3g} or above, not falling (chance {chance_loss:.3g})",
+            **evidence,
         )
     if rise > tolerance:
+        past_start = "; it ended above where it started" if rise >= drop else ""
         return Diagnosis(
-            Shape.OVERFITTING, f"rose {rise:.3g} after its minimum at step {x[m]:g} (tolerance {tolerance:.3g})", **evidence
+            Shape.OVERFITTING,
+            f"rose {rise:.3g} after its minimum at step {x[m]:g} (tolerance {tolerance:.3g}{past_start})",
+            **evidence,
         )
     if falling:
         return Diagnosis(
