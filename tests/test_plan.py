@@ -129,7 +129,7 @@ def test_the_embedded_search_section_unchanged_runs_to_a_decision_on_digits(tmp_
     assert result.exit_code == 0, result.output[-3000:]
     summary = json.loads(result.stdout)
     # every phase decided, where 3-epoch phases could not read a range test at all
-    assert list(summary["phases"]) == ["range_test", "momentum", "weight_decay", "final"]
+    assert list(summary["phases"]) == ["range_test", "learning_rate", "momentum", "weight_decay", "final"]
     assert 0.01 < summary["phases"]["range_test"]["values"]["max_lr"] < 3.0
     assert summary["accuracy_mean"] > 0.9
     # the range tests ran the sized length and were evaluated ≥ 30 times

@@ -20,9 +20,17 @@ def test_every_bundled_preset_can_be_searched(name: str) -> None:
 
 def test_phases_keep_the_recipe_order_whatever_order_they_are_asked_in() -> None:
     assert plan_phases(load_preset("mnist1d"), ["final", "range_test", "momentum"]) == ["range_test", "momentum", "final"]
-    assert PHASES == ("range_test", "momentum", "weight_decay", "dropout", "batch_size", "final")
+    assert PHASES == ("range_test", "learning_rate", "momentum", "weight_decay", "dropout", "batch_size", "final")
     # dropout runs only when the preset has a search.dropout section (no bundled one has)
     assert "dropout" not in plan_phases(load_preset("mnist1d"), None)
+
+
+def test_the_papers_range_test_rule_leaves_out_the_learning_rate_phase() -> None:
+    assert "learning_rate" in plan_phases(load_preset("mnist1d"), None)
+    paper = load_preset("mnist1d", {"search.range_test.rule": "paper"})
+    assert "learning_rate" not in plan_phases(paper, None)
+    with pytest.raises(SearchError, match=r"search.range_test.rule is 'paper'.*drop learning_rate"):
+        plan_phases(paper, ["range_test", "learning_rate"])
 
 
 def test_without_a_range_test_the_preset_must_bring_its_own_1cycle() -> None:

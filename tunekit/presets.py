@@ -390,6 +390,9 @@ class RangeTestSearch(_Strict):
     points: int = Field(default=30, gt=1)  # evaluations along each curve, at least
     eval_samples: int = Field(default=1000, gt=0)
     bn_recalibration_batches: int = Field(default=4, ge=0)
+    # "refine": the turn-up LR is a candidate the learning_rate phase checks against smaller ones;
+    # "paper": max_lr is the turn-up LR itself (Sec. 4.1), and the learning_rate phase does not run
+    rule: Literal["refine", "paper"] = "refine"
 
     @model_validator(mode="after")
     def _check(self) -> RangeTestSearch:
@@ -422,6 +425,20 @@ class MomentumSearch(ShortRuns):
             raise ValueError("candidates is empty: give at least one maximum momentum, e.g. [0.99, 0.97, 0.95, 0.9]")
         for c in self.candidates:
             _check_momentum((c, self.min))
+        return self
+
+
+class LearningRateSearch(ShortRuns):
+    """Short 1cycle runs at fractions of the range test's max_lr (and its valley); the largest LR within noise wins."""
+
+    factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr
+    valley: bool = False  # also try the range test's "valley" LR (fastai's rule on the same curve)
+    tolerance: float = Field(default=0.02, ge=0.0)  # losses within this fraction of the best count as a tie
+
+    @model_validator(mode="after")
+    def _check(self) -> LearningRateSearch:
+        if not self.factors or any(f <= 0 for f in self.factors):
+            raise ValueError(f"factors must be positive multiples of max_lr, e.g. [1.0, 0.5, 0.25]; got {list(self.factors)}")
         return self
 
 
@@ -461,6 +478,7 @@ class SearchConfig(_Strict):
     """The candidate values a disciplined search tries, phase by phase."""
 
     range_test: RangeTestSearch
+    learning_rate: LearningRateSearch = LearningRateSearch()
     momentum: MomentumSearch = MomentumSearch()
     weight_decay: WeightDecaySearch = WeightDecaySearch()
     dropout: DropoutSearch | None = None  # searched only when given

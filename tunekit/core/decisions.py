@@ -8,6 +8,8 @@ the same function serves a search that ran straight through, one resumed after a
   ``min_lr`` and a first ranking of the weight decays;
 * :func:`choose_candidate` — short runs of a few candidates (momentum, weight decay, batch size)
   → the best one, trials stopped early by the scheduler ranked after those that finished;
+* :func:`choose_largest_within` — short runs at several LRs → the largest whose loss ties the best
+  (within :func:`tie_band`: the runs' noise, or a fraction of the loss);
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
 * :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
 * :func:`mean_std`.
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tunekit.core.curves import Floats, Shape, diagnose, rank_key
+from tunekit.core.curves import Floats, Shape, diagnose, rank_key, robust_noise
 from tunekit.core.early_stop import value_at
 from tunekit.core.lr_range import LRRange, RangeTestError, analyse_range_test
 
@@ -79,14 +82,57 @@ def choose_candidate(
     best = ordered[0]
     if not math.isfinite(best.loss):
         return Choice(None, [c.label for c in ordered], f"every {what} candidate diverged or failed")
-    parts = [
+    reason = f"{what} {best.label} has the lowest {unit} ({listing(ordered)})"
+    return Choice(best.label, [c.label for c in ordered], reason)
+
+
+def listing(candidates: Sequence[Candidate]) -> str:
+    """``label: loss (shape[, stopped: why])`` for each candidate, in order, joined by "; "."""
+    return "; ".join(
         f"{c.label}: {c.loss:.4g} ({c.shape.value}{', stopped: ' + c.stopped_by if c.stopped_by else ''})"
         if math.isfinite(c.loss)
         else f"{c.label}: diverged"
-        for c in ordered
-    ]
-    reason = f"{what} {best.label} has the lowest {unit} ({'; '.join(parts)})"
-    return Choice(best.label, [c.label for c in ordered], reason)
+        for c in candidates
+    )
+
+
+def tie_band(best_loss: float, curves: Sequence[Floats], relative: float, noise_multiple: float = 2.0) -> float:
+    """How far above ``best_loss`` a loss still counts as equal: ``relative``·|best|, or ``noise_multiple``
+    times the runs' own point noise (the median over ``curves`` of :func:`~tunekit.core.curves.robust_noise`
+    of each curve's second half), whichever is larger."""
+    noises = [robust_noise(list(c)[-max(3, len(c) // 2) :]) for c in curves if len(c) >= 3]
+    sigma = statistics.median(noises) if noises else 0.0
+    return max(relative * abs(best_loss), noise_multiple * sigma) if math.isfinite(best_loss) else 0.0
+
+
+def choose_largest_within(
+    candidates: Sequence[Candidate], values: Mapping[str, float], what: str, band: float, unit: str = "validation loss"
+) -> Choice:
+    """Among candidates ranked as :func:`choose_candidate` ranks them, the one with the largest value
+    (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's and which ranks
+    in the same class (ran to the end or was stopped; neither overfitting nor diverging, or the same).
+
+    A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it."""
+    first = choose_candidate(candidates, what, unit=unit)
+    if first.best is None:
+        return first
+    by_label = {c.label: c for c in candidates}
+    best = by_label[first.best]
+
+    def klass(c: Candidate) -> tuple[bool, int]:
+        return bool(c.stopped_by), rank_key(c.loss, c.shape)[0]
+
+    tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band]
+    chosen = max(tied, key=lambda c: values[c.label])
+    order = [chosen.label] + [label for label in first.order if label != chosen.label]
+    ranked = listing([by_label[label] for label in first.order])
+    if chosen is best:
+        return Choice(chosen.label, order, f"{what} {best.label} has the lowest {unit}, no larger one within {band:.3g} ({ranked})")
+    reason = (
+        f"{what} {chosen.label}: its {unit} {chosen.loss:.4g} is within {band:.3g} of the lowest ({best.loss:.4g} at "
+        f"{best.label}) and the larger {what} wins a tie ({ranked})"
+    )
+    return Choice(chosen.label, order, reason)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ from tunekit.recipe.phase import Phase
 from tunekit.recipe.phases.batch_size import BatchSize, BatchSizeDecision
 from tunekit.recipe.phases.dropout import Dropout, DropoutDecision
 from tunekit.recipe.phases.final import Final, FinalDecision
+from tunekit.recipe.phases.learning_rate import LearningRate, LearningRateDecision
 from tunekit.recipe.phases.momentum import Momentum, MomentumDecision
 from tunekit.recipe.phases.range_test import RangeTest, RangeTestDecision
 from tunekit.recipe.phases.weight_decay import WeightDecay, WeightDecayDecision
 
 #: Every phase, in the order a search runs them.
-REGISTRY: tuple[Phase, ...] = (RangeTest(), Momentum(), WeightDecay(), Dropout(), BatchSize(), Final())
+REGISTRY: tuple[Phase, ...] = (RangeTest(), LearningRate(), Momentum(), WeightDecay(), Dropout(), BatchSize(), Final())
 #: Their names, in order: what ``--phases`` accepts.
 PHASES: tuple[str, ...] = tuple(p.name for p in REGISTRY)
 
@@ -34,6 +35,8 @@ __all__ = [
     "DropoutDecision",
     "Final",
     "FinalDecision",
+    "LearningRate",
+    "LearningRateDecision",
     "Momentum",
     "MomentumDecision",
     "RangeTest",

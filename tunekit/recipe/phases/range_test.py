@@ -29,6 +29,7 @@ class RangeTestDecision:
     max_lr: float
     min_lr: float
     range_test_weight_decay: float
+    valley_lr: float | None = None  # fastai's "valley" on the same curve (a candidate of the learning_rate phase)
 
 
 class RangeTest(Phase):
@@ -73,7 +74,7 @@ class RangeTest(Phase):
         }
         result = result_of(
             self,
-            RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay),
+            RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay, choice.ranges[choice.weight_decay].valley_lr),
             overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
             reason=choice.reason,
             evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},

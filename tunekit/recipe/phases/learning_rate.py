@@ -1,0 +1,128 @@
+"""Phase 2 — the learning rate, refined by short 1cycle runs (after the range test, before momentum).
+
+The paper takes 1cycle's ``max_lr`` where the range test's validation loss turns up (Sec. 4.1). A
+range test ramps the LR over a few epochs; a full 1cycle run spends many more steps near its peak,
+and on MNIST-1D the turn-up LR measured about twice what a 30-epoch 1cycle wants (BENCHMARKS.md).
+So this phase runs short 1cycle runs — the final schedule's shape, the phase's own length — at
+``search.learning_rate.factors`` × the turn-up LR (default 1, ½, ¼; optionally the range test's
+"valley" LR too), and keeps the **largest LR whose validation loss at the end of its cycle ties the
+lowest** (within :func:`~tunekit.core.decisions.tie_band`: the runs' noise, or
+``search.learning_rate.tolerance`` of the loss). A larger LR that trains as well regularises more
+(Sec. 4.1-4.2), so a tie goes to it. ``min_lr`` stays ``max_lr / div``.
+
+``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tunekit.core.decisions import choose_largest_within, tie_band
+from tunekit.core.judge import Judge
+from tunekit.presets import OneCyclePolicy, Preset
+from tunekit.recipe.errors import SearchError
+from tunekit.recipe.phase import (
+    Decided,
+    Phase,
+    PhaseContext,
+    PhasePlan,
+    PhaseSize,
+    curves_figure_of,
+    judged,
+    loss_shape_scheduler,
+    result_of,
+    search_section,
+    short_run_size,
+    trial_base,
+)
+from tunekit.recipe.records import TrialRecord
+
+
+@dataclass(frozen=True)
+class LearningRateDecision:
+    """1cycle's peak LR after the short runs, its low point, and the chosen LR as a multiple of the range test's."""
+
+    refined_max_lr: float
+    refined_min_lr: float
+    lr_factor: float  # refined_max_lr / the range test's max_lr
+
+
+def candidate_lrs(max_lr: float, factors: tuple[float, ...], valley: float | None = None, distinct: float = 0.1) -> list[float]:
+    """The LRs the short runs try, largest first: ``factors`` × ``max_lr``, and ``valley`` (if given and
+    below ``max_lr``); values within ``distinct`` (relative) of a larger one are dropped."""
+    values = sorted({f * max_lr for f in factors} | ({valley} if valley and 0 < valley < max_lr else set()), reverse=True)
+    kept: list[float] = []
+    for lr in values:
+        if all(abs(lr - k) > distinct * k for k in kept):
+            kept.append(lr)
+    return kept
+
+
+def _label(record: TrialRecord) -> str:
+    return f"{float(record.config['policy.max_lr']):.4g}"
+
+
+class LearningRate(Phase):
+    name: ClassVar[str] = "learning_rate"
+    decision_type: ClassVar[type] = LearningRateDecision
+
+    def applies(self, preset: Preset) -> bool:
+        return search_section(preset).range_test.rule != "paper"
+
+    def check(self, preset: Preset) -> None:
+        if search_section(preset).range_test.rule == "paper":
+            raise SearchError(
+                "--phases learning_rate: search.range_test.rule is 'paper' (max_lr at the turn-up, not refined); "
+                "drop learning_rate from --phases or set search.range_test.rule=refine"
+            )
+
+    def size(self, preset: Preset, train_samples: int) -> PhaseSize:
+        lr = search_section(preset).learning_rate
+        count = len(lr.factors) + (1 if lr.valley else 0)
+        return short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", f"≤ {count}", count)
+
+    def judge(self, preset: Preset) -> Judge:
+        return Judge("val_loss", "min", window=1)  # the validation loss at the end of the short cycle, as momentum
+
+    def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
+        from tunekit.searchers import CandidateSearcher
+
+        candidates = {f"{lr:.4g}": {"policy.max_lr": lr} for lr in self._lrs(preset, context)}
+        base = trial_base(preset, epochs=search_section(preset).learning_rate.epochs)
+        return PhasePlan(preset, CandidateSearcher(candidates, base, context.judge, what="max_lr"), loss_shape_scheduler())
+
+    def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
+        section = search_section(preset).learning_rate
+        candidates = judged(records, _label, context.judge)
+        lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
+        best = min((c.loss for c in candidates), default=float("inf"))
+        curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
+        choice = choose_largest_within(candidates, lrs, "max_lr", tie_band(best, curves, section.tolerance))
+        if choice.best is None:
+            raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
+        chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
+        decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up)
+        result = result_of(
+            self,
+            decision,
+            overrides={"policy.max_lr": chosen},
+            reason=f"{choice.reason}; min_lr = max_lr / {_policy(preset).div:g}",
+            evidence={c.label: c.loss for c in candidates},
+        )
+        return Decided(result, curves_figure_of(records, _label, "learning rate: validation loss of the short 1cycle runs"))
+
+    def _lrs(self, preset: Preset, context: PhaseContext) -> list[float]:
+        section = search_section(preset).learning_rate
+        earlier = context.earlier.get("range_test")
+        valley = getattr(earlier, "valley_lr", None) if section.valley else None
+        return candidate_lrs(_policy(preset).max_lr, section.factors, valley)
+
+
+def _policy(preset: Preset) -> OneCyclePolicy:
+    """The 1cycle policy the short runs scale (the range test's decision, or the preset's own)."""
+    if not isinstance(preset.policy, OneCyclePolicy):
+        raise SearchError(
+            f"phase learning_rate: the preset's policy is {preset.policy.name}; run range_test first or give it a one_cycle policy"
+        )
+    return preset.policy
