@@ -123,3 +123,35 @@ def test_mean_std_is_the_sample_standard_deviation() -> None:
     assert std == pytest.approx(statistics.stdev(values))
     assert mean_std([0.9]) == (0.9, 0.0)
     assert all(math.isnan(v) for v in mean_std([]))
+
+
+def test_tie_band_reads_noise_only_from_curves_long_enough_to_show_it() -> None:
+    from tunekit.core.decisions import tie_band
+
+    # three epochs of a falling 1cycle: the differences are the trend, not noise
+    short = [[0.5, 0.2, 0.1], [0.6, 0.25, 0.12]]
+    assert tie_band(0.1, short, relative=0.02) == pytest.approx(0.002)
+    # twenty noisy points around a flat end: the band is about 2 σ of that noise
+    rng = np.random.default_rng(0)
+    noisy = [list(0.1 + 0.01 * rng.standard_normal(20)) for _ in range(3)]
+    assert 0.01 < tie_band(0.1, noisy, relative=0.02) < 0.04
+
+
+def test_the_largest_lr_within_the_band_wins_and_bad_shapes_never_tie() -> None:
+    from tunekit.core.decisions import choose_largest_within
+
+    cands = [
+        Candidate("0.8", 0.0978, Shape.UNDERFITTING),
+        Candidate("0.4", 0.0972, Shape.UNDERFITTING),
+        Candidate("0.2", 0.118, Shape.UNDERFITTING),
+        Candidate("1.6", 0.0975, Shape.OVERFITTING),  # as low, but overfitting: never in the tie
+    ]
+    lrs = {"0.8": 0.8, "0.4": 0.4, "0.2": 0.2, "1.6": 1.6}
+    choice = choose_largest_within(cands, lrs, "max_lr", band=0.002)
+    assert choice.best == "0.8"
+    assert "within 0.002 of the lowest (0.0972 at 0.4)" in choice.reason
+    # a narrower band than the difference: the lowest loss wins
+    assert choose_largest_within(cands, lrs, "max_lr", band=0.0001).best == "0.4"
+    # a trial the scheduler stopped does not tie with one that ran to the end
+    stopped = [Candidate("0.4", 0.0972, Shape.UNDERFITTING), Candidate("0.8", 0.0973, Shape.UNDERFITTING, "peers")]
+    assert choose_largest_within(stopped, lrs, "max_lr", band=0.01).best == "0.4"

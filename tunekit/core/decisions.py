@@ -96,11 +96,15 @@ def listing(candidates: Sequence[Candidate]) -> str:
     )
 
 
-def tie_band(best_loss: float, curves: Sequence[Floats], relative: float, noise_multiple: float = 2.0) -> float:
+def tie_band(
+    best_loss: float, curves: Sequence[Floats], relative: float, noise_multiple: float = 2.0, min_points: int = 5
+) -> float:
     """How far above ``best_loss`` a loss still counts as equal: ``relative``·|best|, or ``noise_multiple``
     times the runs' own point noise (the median over ``curves`` of :func:`~tunekit.core.curves.robust_noise`
-    of each curve's second half), whichever is larger."""
-    noises = [robust_noise(list(c)[-max(3, len(c) // 2) :]) for c in curves if len(c) >= 3]
+    of each curve's second half), whichever is larger. A half of fewer than ``min_points`` points shows
+    its trend, not its noise (three epochs of a falling 1cycle): then only ``relative`` counts."""
+    halves = [list(c)[-(len(c) // 2) :] for c in curves]
+    noises = [robust_noise(h) for h in halves if len(h) >= min_points]
     sigma = statistics.median(noises) if noises else 0.0
     return max(relative * abs(best_loss), noise_multiple * sigma) if math.isfinite(best_loss) else 0.0
 
@@ -127,7 +131,9 @@ def choose_largest_within(
     order = [chosen.label] + [label for label in first.order if label != chosen.label]
     ranked = listing([by_label[label] for label in first.order])
     if chosen is best:
-        return Choice(chosen.label, order, f"{what} {best.label} has the lowest {unit}, no larger one within {band:.3g} ({ranked})")
+        return Choice(
+            chosen.label, order, f"{what} {best.label} has the lowest {unit}, no larger one within {band:.3g} ({ranked})"
+        )
     reason = (
         f"{what} {chosen.label}: its {unit} {chosen.loss:.4g} is within {band:.3g} of the lowest ({best.loss:.4g} at "
         f"{best.label}) and the larger {what} wins a tie ({ranked})"
