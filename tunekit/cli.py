@@ -562,6 +562,7 @@ def report(
 ) -> None:
     """One row per trial of a search: phase, config, diagnosis, stopped_by, final metrics, compute."""
     from tunekit.recipe import SearchError, report_frame
+    from tunekit.recipe.report import report_compute
 
     if csv_ is not None and parquet is not None:
         raise _fail("--csv and --parquet: give one of them")
@@ -581,9 +582,10 @@ def report(
         import pandas as pd
 
         metrics = [c for c in frame.columns if c.startswith(("val_", "test_"))]
-        columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", *metrics, "trial_epochs"]
+        columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", *metrics, "trial_epochs", "wall_s"]
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             typer.echo(frame[[c for c in columns if c in frame]].to_string(index=False) if len(frame) else "no trials yet")
+        typer.echo(f"compute: {report_compute(directory, frame).summary()}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.records import TrialRecord, phase_records, records_of
-from tunekit.recipe.results import PhaseResult, SearchResult
+from tunekit.recipe.results import FINAL, PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, join, read_state, read_text
 
 
@@ -184,6 +185,7 @@ class Driver:
         result.trials = len(records)
         result.trial_epochs = sum(r.trial_epochs for r in records)
         result.wall_s = time.perf_counter() - started
+        result.trial_wall_s = [wall_of_trial(r.rows) for r in records]
         return result
 
     def _record_decision(self, result: PhaseResult, figure: Any) -> None:
@@ -326,7 +328,10 @@ class Driver:
             for key in ("test_loss", "val_loss"):
                 metrics.setdefault(key, number(best.last.get(key)))
         metrics["trial_epochs"] = sum(p.trial_epochs for p in self.state.done.values())
-        self.log.finish(run, preset, metrics, model_state=state, model_meta=meta)
+        compute = compute_of(self.state.done, final_epochs_of(preset))
+        self.log.finish(
+            run, preset, metrics, model_state=state, model_meta=meta, compute=compute.metrics(), compute_summary=compute.summary()
+        )
 
     def _result(self) -> SearchResult:
         end = self.state.result
@@ -336,7 +341,7 @@ class Driver:
             name=self.state.name,
             directory=self.state.directory,
             preset=load_preset(end.preset),
-            phases=dict(self.state.done),
+            phases=with_replicate_walls(self.state.done, self.state.directory),
             accuracy_mean=number(end.accuracy_mean),
             accuracy_std=number(end.accuracy_std),
             accuracies=[float(a) for a in end.accuracies],
@@ -345,6 +350,22 @@ class Driver:
             tracking_uri=tracking.uri if tracking else None,
             metric=end.metric,
         )
+
+
+def with_replicate_walls(done: Mapping[str, PhaseResult], directory: str) -> dict[str, PhaseResult]:
+    """The finished phases; a final phase recorded before each trial's wall time was kept gets it
+    from its Ray records when the folder still has them (else it stays unknown)."""
+    phases = dict(done)
+    final = phases.get(FINAL)
+    if final is None or final.trial_wall_s:
+        return phases
+    try:
+        walls = [wall_of_trial(r.rows) for r in phase_records(directory, FINAL)]
+    except Exception:  # a moved or partial folder: the wall time stays unknown
+        return phases
+    if walls:
+        phases[FINAL] = replace(final, trial_wall_s=walls)
+    return phases
 
 
 def _minimised(value: float) -> float:

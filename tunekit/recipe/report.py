@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tunekit.recipe.records import TrialRecord, phase_records
+from tunekit.recipe.results import FINAL, Compute, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import read_state
 from tunekit.searchers.snapshot import is_continuation
 
@@ -46,6 +47,25 @@ def report_row(record: TrialRecord) -> dict[str, Any]:
         row[key] = last[key]
     row["trial_epochs"] = record.trial_epochs
     row["train_time_s"] = last.get("train_time_s")
+    row["wall_s"] = wall_of_trial(record.rows)
     row["results"] = len(record.rows)
     row["error"] = record.error or ""
     return row
+
+
+def report_compute(directory: str, frame: Any = None) -> Compute:
+    """The compute of a search folder (finished or not), from its ``search.json``: the search's and
+    the final replicates' trial-epochs and wall time. A final phase recorded before each replicate's
+    wall time was kept takes it from ``frame`` (:func:`report_frame`'s rows) when given."""
+    from dataclasses import replace
+
+    from tunekit.presets import load_preset
+    from tunekit.runner import storage_path
+
+    state = read_state(storage_path(directory))
+    phases = dict(state.done)
+    final = phases.get(FINAL)
+    if final is not None and not final.trial_wall_s and frame is not None and len(frame) and "wall_s" in frame:
+        phases[FINAL] = replace(final, trial_wall_s=[float(w) for w in frame[frame["phase"] == FINAL]["wall_s"]])
+    preset = load_preset(state.result.preset) if state.result is not None else state.preset_now()
+    return compute_of(phases, final_epochs_of(preset))

@@ -104,13 +104,19 @@ class SearchLog:
         model_state: dict[str, Any] | None = None,
         status: str = "FINISHED",
         model_meta: dict[str, Any] | None = None,
+        compute: dict[str, float] | None = None,
+        compute_summary: str = "",
     ) -> None:
-        """Tag the best trial run, put ``best_*`` metrics, the chosen preset, the model and the report on the parent."""
+        """Tag the best trial run, put ``best_*`` metrics, the chosen preset, the model and the report on the parent.
+
+        ``compute`` (``search_trial_epochs``, ``search_wall_s``, ``search_cost_in_final_trainings``, …)
+        goes on the parent as metrics under its own names; ``compute_summary`` is its line in the report.
+        """
         if best_run_id:
             self.tracker.log(best_run_id, tags={"tunekit.best": "true"})
         self.tracker.log(
             self.parent_run_id,
-            metrics={f"best_{k}": float(v) for k, v in metrics.items()},
+            metrics={f"best_{k}": float(v) for k, v in metrics.items()} | {k: float(v) for k, v in (compute or {}).items()},
             tags={"tunekit.best_run_id": best_run_id or ""},
         )
         self._upload_text(preset_to_yaml(best_preset), BEST_CONFIG)
@@ -121,11 +127,17 @@ class SearchLog:
             torch.save(model_state, path)
             self.tracker.artifact(self.parent_run_id, path, str(Path(MODEL_STATE).parent))
             self._upload_text(json.dumps(model_meta or {}), MODEL_META)
-        self._upload_text(self.report(best_preset, metrics), REPORT)
+        self._upload_text(self.report(best_preset, metrics, compute, compute_summary), REPORT)
         self.tracker.finish(self.parent_run_id, status)
 
-    def report(self, best_preset: Preset, metrics: dict[str, float]) -> str:
-        """The Markdown report: each decision, why, and its plot; then the result."""
+    def report(
+        self,
+        best_preset: Preset,
+        metrics: dict[str, float],
+        compute: dict[str, float] | None = None,
+        compute_summary: str = "",
+    ) -> str:
+        """The Markdown report: each decision, why, and its plot; then the result and what it cost."""
         lines = [f"# tunekit search: {self.name}", "", f"Preset `{self.preset.name}`, phases: {', '.join(self.phases)}.", ""]
         for d in self.decisions:
             values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, int | float) else f"{k} = {v}" for k, v in d.values.items())
@@ -134,6 +146,16 @@ class SearchLog:
                 lines += [f"![{d.phase}]({d.plot})", ""]
         lines += ["## Result", ""]
         lines += [f"- {k}: {v:.4g}" for k, v in metrics.items()]
+        if compute or compute_summary:
+            lines += ["", "## Compute", ""]
+            if compute_summary:
+                lines += [compute_summary[0].upper() + compute_summary[1:] + ".", ""]
+            lines += [
+                "The search is every phase but `final`; one final training is one replicate: its epochs, "
+                "and the median replicate's wall time.",
+                "",
+            ]
+            lines += [f"- {k}: {v:.4g}" for k, v in (compute or {}).items()]
         lines += ["", "Every decision read the validation split; `test_*` values are the final replicates' on the test split."]
         lines += ["", f"The chosen configuration is `{BEST_CONFIG}` (a preset: `tunekit train {BEST_CONFIG}`)."]
         return "\n".join(lines) + "\n"
