@@ -1,7 +1,7 @@
 """Each phase's ``decide`` on recorded trials, without Ray — and its searcher, fed the same results, agrees.
 
 ``tests/data/records/mnist1d_demo.json`` holds every trial of a real ``make demo`` search (as
-tunekit 0.2 ran it on 2026-11-24, deciding on the validation split: same decisions, same reasons) — see
+tunekit ran it on 2026-11-24 with the learning_rate phase, deciding on the validation split) — see
 tests/data/record_search.py.
 """
 
@@ -54,7 +54,7 @@ def replay(demo: dict[str, Any], upto: str, tmp: Path) -> tuple[Preset, PhaseCon
     return preset, PhaseContext(str(tmp), phase.judge(preset), earlier), earlier
 
 
-@pytest.mark.parametrize("name", ["range_test", "momentum", "weight_decay", "final"])
+@pytest.mark.parametrize("name", ["range_test", "learning_rate", "momentum", "weight_decay", "final"])
 def test_decide_on_recorded_trials_makes_the_recorded_decision(name: str, tmp_path: Path) -> None:
     demo = load_demo()
     preset, context, _ = replay(demo, name, tmp_path)
@@ -76,7 +76,26 @@ def test_decisions_reach_later_phases_typed(tmp_path: Path) -> None:
     assert earlier["momentum"].momentum_max == demo["decided"]["momentum"]["values"]["momentum_max"]
     assert earlier["weight_decay"].weight_decay == demo["decided"]["weight_decay"]["values"]["weight_decay"]
     # the context of the last phase carries every earlier decision
-    assert set(context.earlier) == {"range_test", "momentum", "weight_decay"}
+    assert set(context.earlier) == {"range_test", "learning_rate", "momentum", "weight_decay"}
+
+
+def test_the_learning_rate_phase_tries_fractions_of_the_range_tests_max_lr(tmp_path: Path) -> None:
+    demo = load_demo()
+    preset, context, earlier = replay(demo, "learning_rate", tmp_path)
+    plan = phase_named("learning_rate").plan(preset, context)
+    turn_up = earlier["range_test"].max_lr
+    lrs = sorted(c["policy.max_lr"] for c in plan.searcher.candidates.values())
+    # 1, 1/2 and 1/4 of the range test's max_lr — exactly the runs the recorded search made
+    assert lrs == pytest.approx([turn_up / 4, turn_up / 2, turn_up])
+    assert lrs == pytest.approx(sorted(t["config"]["policy.max_lr"] for t in demo["trials"]["learning_rate"]))
+    # the chosen LR reaches the phases after it, min_lr = max_lr / div with it
+    chosen = earlier_after(demo, tmp_path)["learning_rate"].refined_max_lr
+    momentum_preset, _, _ = replay(demo, "momentum", tmp_path)
+    assert momentum_preset.policy.max_lr == pytest.approx(chosen)
+
+
+def earlier_after(demo: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    return replay(demo, "final", tmp)[2]
 
 
 def drive(searcher: Searcher, trials: list[dict[str, Any]], pick: Any, tmp: Path) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 The phases' ``decide`` tests (tests/test_phases.py) replay these records without Ray and check
 that each phase decides what the search decided when it ran. ``mnist1d_demo.json`` is the
-``make demo`` search (the embedded MNIST-1D preset) as tunekit 0.2 ran it on this project's
-2-core machine on 2026-11-24, deciding on the validation split:
+``make demo`` search (the embedded MNIST-1D preset) as tunekit ran it on this project's
+2-core machine on 2026-11-24, with the learning_rate phase, deciding on the validation split:
 
     python tests/data/record_search.py runs/<search folder> tests/data/records/mnist1d_demo.json
 """
