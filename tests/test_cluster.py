@@ -150,7 +150,7 @@ def test_a_submitted_search_runs_to_the_end_on_both_nodes(cluster: TwoNodes) -> 
     done = cluster.submit(str(preset), "--storage", str(storage), "--shared-storage", "--name", "job", "--json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     state = json.loads((storage / "job" / "search.json").read_text())
-    assert set(state["done"]) == {"range_test", "momentum", "weight_decay", "final"}
+    assert set(state["done"]) == {"range_test", "learning_rate", "momentum", "weight_decay", "final"}
     assert state["result"]["accuracies"]
     nodes = {row["node_id"] for rows in node_rows(storage / "job").values() for row in rows}
     assert len(nodes) == 2

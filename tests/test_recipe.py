@@ -36,6 +36,7 @@ SEARCH = {
         "weight_decays": [1e-3, 1e-4],
         **TINY_RANGE_TEST,
     },
+    "learning_rate": {"factors": [1.0, 0.5], "epochs": 2, **TINY_SHORT_RUNS},
     "momentum": {"candidates": [0.95, 0.9], "epochs": 2, **TINY_SHORT_RUNS},
     "weight_decay": {"strategy": "full", "epochs": 2, "max_trials": 4, **TINY_SHORT_RUNS},
     "final": {"epochs": 3, "replicates": 2},
@@ -83,19 +84,25 @@ def reference(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> di
 def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) -> None:
     summary, directory = reference["summary"], reference["directory"]
     phases = summary["phases"]
-    assert list(phases) == ["range_test", "momentum", "weight_decay", "final"]
+    assert list(phases) == ["range_test", "learning_rate", "momentum", "weight_decay", "final"]
     rt, mom, wd = phases["range_test"]["values"], phases["momentum"]["values"], phases["weight_decay"]["values"]
+    lr = phases["learning_rate"]["values"]
     assert rt["min_lr"] == pytest.approx(rt["max_lr"] / 10)
     assert rt["range_test_weight_decay"] in (1e-3, 1e-4)
     assert mom["momentum_max"] in (0.95, 0.9)
     assert mom["momentum_min"] == 0.85
     assert wd["weight_decay"] > 0
 
-    # momentum trials ran at the range test's bounds and weight decay
+    # the learning-rate runs tried the range test's max_lr and half of it; one of them won
+    tried_lrs = sorted(t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate"))
+    assert tried_lrs == pytest.approx([rt["max_lr"] / 2, rt["max_lr"]])
+    assert lr["refined_max_lr"] in tried_lrs
+    assert lr["lr_factor"] == pytest.approx(lr["refined_max_lr"] / rt["max_lr"])
+    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the range test's weight decay
     for trial in trial_configs(directory, "momentum"):
         policy = trial["config"]["preset"]["policy"]
-        assert policy["max_lr"] == rt["max_lr"]
-        assert policy["max_lr"] / policy["div"] == pytest.approx(rt["min_lr"])
+        assert policy["max_lr"] == pytest.approx(lr["refined_max_lr"])
+        assert policy["max_lr"] / policy["div"] == pytest.approx(lr["refined_min_lr"])
         assert trial["config"]["preset"]["weight_decay"] == rt["range_test_weight_decay"]
     # the bisection started around the range tests' best weight decay, with phase 2's momentum
     wd_trials = trial_configs(directory, "weight_decay")
@@ -108,7 +115,7 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert len(final) == 2
     for trial in final:
         preset = trial["config"]["preset"]
-        assert preset["policy"]["max_lr"] == rt["max_lr"]
+        assert preset["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
         assert tuple(preset["policy"]["momentum"]) == (mom["momentum_max"], 0.85)
         assert preset["weight_decay"] == wd["weight_decay"]
         assert trial["config"]["epochs"] == 3
@@ -124,10 +131,11 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert "validation loss" in phases["momentum"]["reason"]
     # the chosen preset carries the decisions
     chosen = summary["preset"]
-    assert chosen["policy"]["max_lr"] == rt["max_lr"]
+    assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
     assert chosen["weight_decay"] == wd["weight_decay"]
-    # compute is accounted per phase: 2 range tests × 4 epochs, 2 momentum runs × 2 epochs
+    # compute is accounted per phase: 2 range tests × 4 epochs, 2 LR and 2 momentum runs × 2 epochs
     assert phases["range_test"]["trial_epochs"] == pytest.approx(8.0)
+    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(4.0)
     assert phases["momentum"]["trial_epochs"] == pytest.approx(4.0)
     assert phases["final"]["trial_epochs"] == pytest.approx(6.0)
 
@@ -139,6 +147,7 @@ def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
     params = parent.data.params
     phases = summary["phases"]
     assert float(params["max_lr"]) == pytest.approx(phases["range_test"]["values"]["max_lr"])
+    assert float(params["refined_max_lr"]) == pytest.approx(phases["learning_rate"]["values"]["refined_max_lr"])
     assert float(params["momentum_max"]) == phases["momentum"]["values"]["momentum_max"]
     assert float(params["weight_decay"]) == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
     assert parent.data.metrics["best_test_acc"] == pytest.approx(summary["accuracy_mean"])
