@@ -1,12 +1,14 @@
-"""What a user would do instead of tunekit, written out so ``bench/search_efficiency.py`` can run it.
+"""What a user would do instead of tunekit, written out so ``bench/suite.py`` can run it.
 
 * The fastai habit: ``learn.lr_find()`` — an exponential LR sweep over ~100 iterations that
   records the *training* loss (smoothed), stops once it exceeds 4× its minimum, and suggests
   ``valley`` (fastai's default since 2.5) or ``steep`` — then ``fit_one_cycle`` with its
   defaults: Adam with decoupled weight decay 1e-2 (β2 0.99, ε 1e-5), div 25, div_final 1e5,
   pct_start 0.25, cosine annealing, momentum 0.95 → 0.85 → 0.95.
-* Ray Tune + Optuna (TPE) or random search, with ASHA, over LR (log), momentum and weight
-  decay (log, with 0 reachable through a floor) — the space :func:`peer_overrides` maps.
+* Ray Tune + Optuna (TPE) or random search, with ASHA, over LR (log, the task's range-test
+  span), momentum (or Adam's β1) and weight decay (log, with 0 reachable through a floor) — the
+  space :class:`PeerSpace` holds, :func:`peer_space` derives from a preset and
+  :func:`peer_overrides` maps back onto it; :func:`peer_trial` is one such trial.
 
 The suggestion rules are fastai's (``fastai/callback/schedule.py``), restated here as pure
 functions of the recorded curve.
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tunekit.core.lr_range import valley_lr
+from tunekit.presets import Preset
 
 #: fastai's ``fit_one_cycle`` defaults, as tunekit preset overrides (the LR is the finder's).
 FASTAI_ONE_CYCLE: dict[str, Any] = {
@@ -40,6 +43,24 @@ FASTAI_ONE_CYCLE: dict[str, Any] = {
 
 #: Below this a sampled weight decay counts as 0 (the bottom decade of the log-uniform range).
 WEIGHT_DECAY_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class PeerSpace:
+    """What a Tune user searches: LR (log), maximum momentum or β1, weight decay (log; under the floor is 0)."""
+
+    lr: tuple[float, float]  # the range test's span: the same LRs tunekit's range test sweeps
+    momentum: tuple[float, float] = (0.8, 0.99)
+    weight_decay: tuple[float, float] = (1e-7, 1e-2)
+    momentum_min: float = 0.85  # where cyclical momentum turns (the preset's search.momentum.min)
+
+
+def peer_space(preset: Preset) -> PeerSpace:
+    """The peers' space for a loaded preset: its ``search.range_test`` LR span, its momentum's low point."""
+    if preset.search is None:
+        raise ValueError(f"peer_space: preset {preset.name!r} has no search section to take the LR span from")
+    rt = preset.search.range_test
+    return PeerSpace(lr=(rt.min_lr, rt.max_lr), momentum_min=preset.search.momentum.min)
 
 
 def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
@@ -94,19 +115,27 @@ class LossSmoother:
         return self.value / (1 - self.beta**self.count)
 
 
-def peer_overrides(lr: float, momentum: float, weight_decay: float) -> dict[str, Any]:
+def peer_overrides(lr: float, momentum: float, weight_decay: float, momentum_min: float = 0.85) -> dict[str, Any]:
     """A Tune/Optuna sample as preset overrides: 1cycle to ``lr``, cyclical momentum from ``momentum``.
 
-    Momentum cycles from the sampled value down to 0.85 (the preset's low end) and back, or stays
-    constant when the sample is already below 0.85; a weight decay under
+    Momentum cycles from the sampled value down to ``momentum_min`` (the preset's low end) and
+    back, or stays constant when the sample is already below it; a weight decay under
     :data:`WEIGHT_DECAY_FLOOR` is 0.
     """
-    low = min(momentum, 0.85)
+    low = min(momentum, momentum_min)
     return {
         "policy.max_lr": float(lr),
         "policy.momentum": [float(momentum), float(low)] if momentum > low else float(momentum),
         "weight_decay": 0.0 if weight_decay < WEIGHT_DECAY_FLOOR else float(weight_decay),
     }
+
+
+def peer_trial(config: dict[str, Any]) -> None:
+    """One peer trial: the sampled ``lr``/``momentum``/``wd`` as overrides of ``preset``, then tunekit's own loop."""
+    from tunekit.trainable import train_fn
+
+    overrides = peer_overrides(config["lr"], config["momentum"], config["wd"], config.get("momentum_min", 0.85))
+    train_fn({"preset": config["preset"], **overrides})
 
 
 def lr_find(
