@@ -206,20 +206,25 @@ def run_peer(kind: str, task: Task, preset: dict[str, Any], budget: Budget, sett
     wall = time.perf_counter() - started
     results = [grid[i] for i in range(len(grid))]
     picked = best_config(kind, results, budget.peer_epochs)
-    finished = sum(1 for r in results if r.metrics and r.metrics.get("epoch") == budget.peer_epochs)
+    finished = len(ran_every_epoch(results, budget.peer_epochs))
     chosen = with_overrides(preset, peer_overrides(picked["lr"], picked["momentum"], picked["wd"], space.momentum_min))
     spent = sum(float(r.metrics.get("trial_epochs", r.metrics.get("training_iteration", 0))) for r in results if r.metrics)
     details = {"picked": {k: picked[k] for k in ("lr", "momentum", "wd")}, "ran_every_epoch": finished}
     return Choice(kind, chosen, describe(chosen), spent, wall, len(results), details=details)
 
 
-def best_config(kind: str, results: Sequence[Any], epochs: int) -> dict[str, Any]:
-    """The config of the trial with the lowest final validation loss among those that ran all ``epochs``."""
-    finished = [
+def ran_every_epoch(results: Sequence[Any], epochs: int) -> list[Any]:
+    """The trials that ran all ``epochs`` (not stopped by ASHA) and ended with a finite validation loss."""
+    return [
         r
         for r in results
         if r.metrics and r.metrics.get("epoch") == epochs and math.isfinite(float(r.metrics.get("val_loss", math.nan)))
     ]
+
+
+def best_config(kind: str, results: Sequence[Any], epochs: int) -> dict[str, Any]:
+    """The config of the trial with the lowest final validation loss among those that ran all ``epochs``."""
+    finished = ran_every_epoch(results, epochs)
     if not finished:
         raise RuntimeError(f"{kind}: no trial reached epoch {epochs}; errors: {[str(r.error) for r in results]}")
     best = min(finished, key=lambda r: float(r.metrics["val_loss"]))  # chosen on validation, reported on test
