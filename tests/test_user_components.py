@@ -252,7 +252,7 @@ def assert_decided_on_validation(summary: dict[str, Any], phase: str) -> None:
 def test_the_shipped_classifier_is_searched_and_decided_on_validation(wine: dict[str, Any]) -> None:
     summary = wine["summary"]
     decided = {phase: p["values"] for phase, p in summary["phases"].items()}
-    assert set(decided) == {"range_test", "momentum", "weight_decay", "final"}
+    assert set(decided) == {"range_test", "learning_rate", "momentum", "weight_decay", "final"}
     # every decision is one of the candidates of wine.yaml
     assert 0.001 < decided["range_test"]["max_lr"] <= 3.0
     assert decided["momentum"]["momentum_max"] in (0.95, 0.9)
@@ -290,7 +290,7 @@ def test_best_returns_the_chosen_configuration_with_the_users_factories(wine: di
     assert best["model"]["factory"] == "acme_ml.models:mlp"
     assert best["model"]["kwargs"]["dropout"] == 0.1
     assert best["dataset"]["factory"] == "acme_ml.data:wine"
-    assert best["policy"]["max_lr"] == pytest.approx(summary["phases"]["range_test"]["values"]["max_lr"])
+    assert best["policy"]["max_lr"] == pytest.approx(summary["phases"]["learning_rate"]["values"]["refined_max_lr"])
     assert best["weight_decay"] == pytest.approx(summary["phases"]["weight_decay"]["values"]["weight_decay"])
     assert best["runtime_env"]["working_dir"] == str(USERPKG)
 
