@@ -585,7 +585,7 @@ def report(
         columns = ["phase", "config", "status", "diagnosis", "stopped_by", "epoch", *metrics, "trial_epochs", "wall_s"]
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             typer.echo(frame[[c for c in columns if c in frame]].to_string(index=False) if len(frame) else "no trials yet")
-        typer.echo(f"compute: {report_compute(directory, frame).summary()}")
+        typer.echo(f"compute: {report_compute(directory).summary()}")
 
 
 @app.command()

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.records import TrialRecord, phase_records, records_of
-from tunekit.recipe.results import FINAL, PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
+from tunekit.recipe.report import with_replicate_walls
+from tunekit.recipe.results import PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, join, read_state, read_text
 
 
@@ -350,22 +350,6 @@ class Driver:
             tracking_uri=tracking.uri if tracking else None,
             metric=end.metric,
         )
-
-
-def with_replicate_walls(done: Mapping[str, PhaseResult], directory: str) -> dict[str, PhaseResult]:
-    """The finished phases; a final phase recorded before each trial's wall time was kept gets it
-    from its Ray records when the folder still has them (else it stays unknown)."""
-    phases = dict(done)
-    final = phases.get(FINAL)
-    if final is None or final.trial_wall_s:
-        return phases
-    try:
-        walls = [wall_of_trial(r.rows) for r in phase_records(directory, FINAL)]
-    except Exception:  # a moved or partial folder: the wall time stays unknown
-        return phases
-    if walls:
-        phases[FINAL] = replace(final, trial_wall_s=walls)
-    return phases
 
 
 def _minimised(value: float) -> float:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tunekit.recipe.records import TrialRecord, phase_records
-from tunekit.recipe.results import FINAL, Compute, compute_of, final_epochs_of, wall_of_trial
+from tunekit.recipe.results import FINAL, Compute, PhaseResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import read_state
 from tunekit.searchers.snapshot import is_continuation
 
@@ -53,19 +55,28 @@ def report_row(record: TrialRecord) -> dict[str, Any]:
     return row
 
 
-def report_compute(directory: str, frame: Any = None) -> Compute:
-    """The compute of a search folder (finished or not), from its ``search.json``: the search's and
-    the final replicates' trial-epochs and wall time. A final phase recorded before each replicate's
-    wall time was kept takes it from ``frame`` (:func:`report_frame`'s rows) when given."""
-    from dataclasses import replace
+def with_replicate_walls(done: Mapping[str, PhaseResult], directory: str) -> dict[str, PhaseResult]:
+    """The finished phases; a final phase recorded before each trial's wall time was kept gets it
+    from its Ray records when the folder still has them (else it stays unknown)."""
+    phases = dict(done)
+    final = phases.get(FINAL)
+    if final is None or final.trial_wall_s:
+        return phases
+    try:
+        walls = [wall_of_trial(r.rows) for r in phase_records(directory, FINAL)]
+    except Exception:  # a moved or partial folder: the wall time stays unknown
+        return phases
+    if walls:
+        phases[FINAL] = replace(final, trial_wall_s=walls)
+    return phases
 
+
+def report_compute(directory: str) -> Compute:
+    """The compute of a search folder (finished or not), from its ``search.json``: the search's and
+    the final replicates' trial-epochs and wall time (see :func:`with_replicate_walls`)."""
     from tunekit.presets import load_preset
     from tunekit.runner import storage_path
 
     state = read_state(storage_path(directory))
-    phases = dict(state.done)
-    final = phases.get(FINAL)
-    if final is not None and not final.trial_wall_s and frame is not None and len(frame) and "wall_s" in frame:
-        phases[FINAL] = replace(final, trial_wall_s=[float(w) for w in frame[frame["phase"] == FINAL]["wall_s"]])
     preset = load_preset(state.result.preset) if state.result is not None else state.preset_now()
-    return compute_of(phases, final_epochs_of(preset))
+    return compute_of(with_replicate_walls(state.done, state.directory), final_epochs_of(preset))
