@@ -183,7 +183,7 @@ def test_peer_space_is_the_tasks_range_test_span(name: str) -> None:
     assert space.weight_decay == (1e-7, 1e-2)
     # the top of the space is a valid preset, as the peers' trials make it
     high = peer_overrides(space.lr[1], space.momentum[1], space.weight_decay[1], space.momentum_min)
-    assert load_preset(TASKS[name].build(), high).policy.momentum == (0.99, space.momentum_min)  # type: ignore[union-attr]
+    assert load_preset(TASKS[name].build(), high).policy.momentum == (0.99, space.momentum_min)
 
 
 def test_tunekit_runs_every_applicable_phase_but_final() -> None:

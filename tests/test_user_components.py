@@ -127,6 +127,9 @@ CASES = CHECKED_IN_THE_DRIVER + CHECKED_BY_THE_PROBE
 
 def run_cases(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each case through the CLI (typer's runner) in *this* process: one Ray, shipping USERPKG, for all (``__main__`` below)."""
+    # Ray's log handler must meet this process's own stderr, not one that a CliRunner call swapped in and
+    # closed (the first ray.init, in the probe cases, warns about token authentication through it)
+    import ray  # noqa: F401
     from typer.testing import CliRunner
 
     from tunekit.cli import app
@@ -261,7 +264,7 @@ def test_the_shipped_classifier_is_searched_and_decided_on_validation(wine: dict
     preset = summary["preset"]
     assert preset["model"]["factory"] == "acme_ml.models:mlp"
     assert preset["dataset"]["factory"] == "acme_ml.data:wine"
-    assert preset["policy"]["max_lr"] == pytest.approx(decided["range_test"]["max_lr"])
+    assert preset["policy"]["max_lr"] == pytest.approx(decided["learning_rate"]["refined_max_lr"])
     assert preset["weight_decay"] == pytest.approx(decided["weight_decay"]["weight_decay"])
     # classification: accuracy on the test split, two replicates; wine is easy
     assert summary["metric_name"] == "acc"
