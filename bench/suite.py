@@ -31,7 +31,9 @@ times that on a busy one. Trial-epochs, not wall time, are what the cost floor c
 
 ``--out DIR`` writes ``suite.json``, ``suite.md`` and ``suite.png`` (metric against trial-epochs,
 one subplot per task). Progress goes to stderr. ``--quick`` (smaller data, 12 peer trials, shorter
-trainings) checks the harness in under 20 minutes; the floors are judged on the full run.
+trainings) checks the harness: 14 minutes on an idle two-core machine, 27 while a test run shared
+it (two thirds of it tunekit's searches). The floors are judged on the full run (48 peer trials,
+full data, longer trainings; estimated at about an hour, two at most).
 """
 
 from __future__ import annotations
@@ -338,7 +340,8 @@ def run_task(task: Task, contenders: Sequence[str], settings: Settings, storage:
         say(f"{task.name} · {name} chose {choice.summary} — {choice.trial_epochs:.0f} trial-epochs, {choice.wall_s:.0f} s")
         choices.append(choice)
     retrain(choices, task, metric, budget, settings, storage)
-    summary = {
+    contenders_summary = {c.contender: contender_summary(c, budget) for c in choices}
+    summary: dict[str, Any] = {
         "task": task.name,
         "why": task.why,
         "metric": metric,
@@ -346,10 +349,10 @@ def run_task(task: Task, contenders: Sequence[str], settings: Settings, storage:
         "final_epochs": budget.final_epochs,
         "budget": asdict(budget),
         "seeds": list(settings.seeds),
-        "contenders": {c.contender: contender_summary(c, budget) for c in choices},
+        "contenders": contenders_summary,
+        "wall_s": time.perf_counter() - started,
     }
-    summary["wall_s"] = time.perf_counter() - started
-    for name, c in summary["contenders"].items():
+    for name, c in contenders_summary.items():
         say(f"{task.name} · {name}: test {metric} {c['mean']:.4f} ± {c['se']:.4f} (SE, {c['n']} seeds)")
     say(f"{task.name}: done in {summary['wall_s'] / 60:.1f} min")
     return summary
@@ -412,7 +415,7 @@ def parse_list(text: str, known: Sequence[str], flag: str, parser: argparse.Argu
 
 def main(argv: Sequence[str] | None = None, stem: str = "suite") -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller data, 12 peer trials, shorter trainings (< 20 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller data, 12 peer trials, shorter trainings (~20 min)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}")
     parser.add_argument(
         "--contenders", default=",".join(CONTENDERS), help="comma-separated subset (the floors need tunekit and a peer)"

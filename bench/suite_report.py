@@ -157,7 +157,7 @@ def average_floors(tasks: Sequence[Summary]) -> list[Floor]:
     floors: list[Floor] = []
     if judged:
         gaps = [margin(t) for t in judged]
-        ses = [t["contenders"][best_peer(t)]["se"] for t in judged]  # type: ignore[index]
+        ses = [t["contenders"][best_peer(t)]["se"] for t in judged]
         met = sum(bool(f.met) for t in judged for f in task_floors(t)[:1])
         mean_gap, mean_se = statistics.mean(gaps), statistics.mean(ses)
         floors.append(

@@ -171,7 +171,7 @@ TASKS: dict[str, Task] = {
             why="the embedded preset, as is: the task tunekit's defaults were set on",
             preset="mnist1d",
             full=Budget(final_epochs=30, peer_epochs=15, peer_grace=2),
-            quick=Budget(final_epochs=12, peer_epochs=6, peer_grace=1),
+            quick=Budget(final_epochs=10, peer_epochs=5, peer_grace=1),
             failed_score=CHANCE_ACCURACY,
             quick_overrides={"dataset.num_samples": 8000},
         ),
@@ -180,7 +180,7 @@ TASKS: dict[str, Task] = {
             why="no BatchNorm, 4 000 samples: overfits, so regularisation (WD, large LR) decides",
             preset=MNIST1D_MLP,
             full=Budget(final_epochs=40, peer_epochs=20, peer_grace=2),
-            quick=Budget(final_epochs=20, peer_epochs=10, peer_grace=2),
+            quick=Budget(final_epochs=16, peer_epochs=8, peer_grace=2),
             failed_score=CHANCE_ACCURACY,
         ),
         Task(
