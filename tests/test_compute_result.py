@@ -8,7 +8,6 @@ import json
 import math
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -156,16 +155,19 @@ def test_the_result_its_table_and_its_json_carry_the_compute() -> None:
 
 
 def test_the_markdown_report_has_a_compute_section() -> None:
-    from tunekit.tracking.search_log import SearchLog
+    from tunekit.report_page import ReportPage, render_html, render_markdown
 
     compute = compute_of(searched(), 30)
-    log = SimpleNamespace(name="s", preset=load_preset(tiny_preset_dict()), phases=["final"], decisions=[])
-    text = SearchLog.report(log, log.preset, {"test_acc": 0.98}, compute.metrics(), compute.summary())  # type: ignore[arg-type]
+    page = ReportPage("s", "tiny", ["final"], metrics={"test_acc": 0.98}, compute=compute.metrics(), compute_summary=compute.summary())
+    text = render_markdown(page)
     section = text[text.index("## Compute") :]
     assert "Search 48 trial-epochs (1.6 final trainings), 1 min 5 s (2.5 final trainings of wall time)" in section
     assert "- search_cost_in_final_trainings: 1.6" in section
     assert "- search_wall_in_final_trainings: 2.5" in section
-    assert "## Compute" not in SearchLog.report(log, log.preset, {"test_acc": 0.98})  # type: ignore[arg-type]
+    assert "2.5 final trainings of wall time" in render_html(page)
+    bare = ReportPage("s", "tiny", ["final"], metrics={"test_acc": 0.98})
+    assert "## Compute" not in render_markdown(bare)
+    assert "Compute" not in render_html(bare)
 
 
 # ---------------------------------------------------------------- search.json, old and new

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from tests.conftest import TINY_RANGE_TEST, TINY_SHORT_RUNS, tiny_preset_dict
 from tunekit.cli import app
 from tunekit.recipe import SearchState, read_state
+from tunekit.report_page import value_text
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -173,6 +175,52 @@ def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
     assert best_yaml["weight_decay"] == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
 
 
+def page_sections(page: str) -> dict[str, tuple[str, list[bytes]]]:
+    """Each decision section of a report page: phase → (its heading, its embedded PNGs)."""
+    import base64
+
+    sections = {}
+    for phase, body in re.findall(r'<section class="decision" id="phase-([a-z_]+)">(.*?)</section>', page, re.S):
+        heading = re.search(r"<h2>(.*?)</h2>", body, re.S)
+        images = [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', body)]
+        sections[phase] = (heading.group(1) if heading else "", images)
+    return sections
+
+
+def test_the_report_page_is_on_the_parent_run_and_drawn_again_from_the_folder(reference: dict[str, Any], tmp_path: Path) -> None:
+    summary = reference["summary"]
+    client = MlflowClient(summary["tracking_uri"])
+    parent = client.get_run(summary["mlflow_run_id"])
+    # tunekit's experiment opens on MLflow 3's runs table (model training), not the GenAI overview
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
+    kept = Path(client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))).read_text()
+    # every phase's decision, in order, with its plot embedded as a real PNG
+    sections = page_sections(kept)
+    assert list(sections) == list(summary["phases"])
+    for phase, (heading, images) in sections.items():
+        assert phase in heading
+        assert len(images) == 1, phase
+        assert images[0].startswith(b"\x89PNG\r\n\x1a\n"), phase
+        assert len(images[0]) > 5000, phase
+    # the chosen configuration names the phase that set each value
+    lr = summary["phases"]["learning_rate"]["values"]["refined_max_lr"]
+    assert f"<code>policy.max_lr</code></td><td class='num'>{value_text(lr)}</td><td><a href='#phase-learning_rate'>" in kept
+    wd = summary["phases"]["weight_decay"]["values"]["weight_decay"]
+    assert f"<code>weight_decay</code></td><td class='num'>{value_text(wd)}</td><td><a href='#phase-weight_decay'>" in kept
+    # the momentum candidates ranked by validation loss, the chosen one marked
+    momentum = summary["phases"]["momentum"]
+    best_first = sorted(momentum["evidence"], key=momentum["evidence"].get)
+    table = kept[kept.index('id="phase-momentum"') :]
+    assert table.index(f"<td>{best_first[0]}") < table.index(f"<td>{best_first[1]}")
+    assert f"{momentum['values']['momentum_max']:g} (chosen)" in table
+    assert f"test accuracy {100 * summary['accuracy_mean']:.2f} %" in kept
+    # `tunekit report --html` draws the same page from the folder, without MLflow
+    out = tmp_path / "page.html"
+    cli("report", str(reference["directory"]), "--html", str(out))
+    assert out.read_text() == kept
+
+
 def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path) -> None:
     directory, summary = reference["directory"], reference["summary"]
     cli("report", str(directory), "--csv", str(tmp_path / "trials.csv"))
@@ -260,6 +308,9 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     assert len(ids) == len(set(ids)) == sum(p["trials"] for p in resumed["phases"].values())
     assert all(c.info.status == "FINISHED" for c in children)
     assert parent.info.status == "FINISHED"
+    # the page drew the plots of the phases decided before the kill again, from the folder
+    page = Path(client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))).read_text()
+    assert {phase: len(images) for phase, (_, images) in page_sections(page).items()} == dict.fromkeys(resumed["phases"], 1)
 
 
 def _wait_for_a_finished_bisection_trial(directory: Path, driver: subprocess.Popen[bytes], timeout_s: float = 300) -> set[str]:

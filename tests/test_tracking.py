@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -116,7 +117,13 @@ def test_train_logs_a_run_tree_that_best_and_continue_read_back(tiny_file: Path,
     assert parent.data.metrics["best_test_acc"] == pytest.approx(out["test_acc"])
     assert parent.data.metrics["best_val_acc"] == pytest.approx(out["val_acc"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"best_config.yaml", "report.md", "model"} <= artifacts
+    assert {"best_config.yaml", "report.md", "report.html", "model"} <= artifacts
+    # the experiment tunekit created opens on MLflow 3's runs table
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    # the page states the result, links nothing it does not carry
+    page = Path(client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))).read_text()
+    assert f"{out['test_acc']:.4g}" in page
+    assert "<img" not in page  # a training decides nothing: its validation-loss plot is under plots/, not a decision
     # the final model comes back from MLflow alone, with its trained weights
     from tunekit.tracking.queries import load_model
     from tunekit.train.data import load_data
@@ -227,6 +234,10 @@ def test_search_log_records_phases_decisions_plots_and_the_best(tmp_path: Path) 
     report = Path(client.download_artifacts(log.parent_run_id, "report.md", str(tmp_path))).read_text()
     assert "weight_decay" in report
     assert "plots/weight_decay.png" in report
+    # report.html carries the same plot, embedded: the artifact viewer needs nothing else
+    page = Path(client.download_artifacts(log.parent_run_id, "report.html", str(tmp_path))).read_text()
+    png = Path(client.download_artifacts(log.parent_run_id, "plots/weight_decay.png", str(tmp_path))).read_bytes()
+    assert f'src="data:image/png;base64,{base64.b64encode(png).decode()}"' in page
     assert Path(client.download_artifacts(log.parent_run_id, "plots/weight_decay.png", str(tmp_path))).stat().st_size > 5000
 
 
@@ -262,6 +273,18 @@ def test_real_server_finds_the_best_run_by_tag(server: MlflowServer, tiny_file: 
     assert found[0]["info"]["status"] == "FINISHED"
     printed = yaml.safe_load(cli("best", "--experiment", "on-server", "--tracking-uri", server.uri).stdout)
     assert printed["name"] == "tiny"
+
+
+def test_a_users_own_experiment_keeps_its_kind_and_a_new_one_is_model_training(tmp_path: Path) -> None:
+    from tunekit.tracking.mlflow_log import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    theirs = client.create_experiment("theirs", tags={"team": "vision"})
+    Tracker(uri, "theirs", tmp_path / "fallback.jsonl")
+    assert "mlflow.experimentKind" not in client.get_experiment(theirs).tags
+    ours = Tracker(uri, "ours", tmp_path / "fallback.jsonl").experiment_id
+    assert client.get_experiment(ours).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_unreachable_server_is_refused_before_anything_starts(tiny_file: Path, tmp_path: Path) -> None:

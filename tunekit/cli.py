@@ -558,14 +558,25 @@ def report(
     directory: Annotated[str, typer.Argument(help="A search folder (<storage>/<name>).")],
     csv_: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV to this file.")] = None,
     parquet: Annotated[Path | None, typer.Option("--parquet", help="Write the table as Parquet to this file.")] = None,
+    html_: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write the search's report page to this file instead: the chosen configuration, each decision "
+            "with its reason, ranked candidates and plot, the result and the compute (the report.html MLflow keeps).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """One row per trial of a search: phase, config, diagnosis, stopped_by, final metrics, compute."""
     from tunekit.recipe import SearchError, report_frame
     from tunekit.recipe.report import report_compute
 
-    if csv_ is not None and parquet is not None:
-        raise _fail("--csv and --parquet: give one of them")
+    if sum(x is not None for x in (csv_, parquet, html_)) > 1:
+        raise _fail("--csv, --parquet and --html: give one of them")
+    if html_ is not None:
+        _write_html_report(directory, html_)
+        return
     try:
         frame = report_frame(directory)
     except SearchError as exc:
@@ -586,6 +597,27 @@ def report(
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
             typer.echo(frame[[c for c in columns if c in frame]].to_string(index=False) if len(frame) else "no trials yet")
         typer.echo(f"compute: {report_compute(directory).summary()}")
+
+
+def _write_html_report(directory: str, out: Path) -> None:
+    """``tunekit report DIR --html out.html``: the search's page, from its folder alone."""
+    from tunekit.recipe import SearchError
+    from tunekit.recipe.report import search_page
+    from tunekit.recipe.state import read_state
+    from tunekit.report_page import render_html
+    from tunekit.runner import storage_path
+
+    if not out.parent.is_dir():
+        raise _fail(f"--html: no folder {out.parent}; create it or write the page elsewhere")
+    try:
+        page = search_page(read_state(storage_path(directory)))
+    except SearchError as exc:
+        raise _fail(str(exc)) from None
+    out.write_text(render_html(page), encoding="utf-8")
+    unread = [d.phase for d in page.decisions if d.note]
+    typer.echo(
+        f"{len(page.decisions)} decisions → {out}" + (f" (no plot for {', '.join(unread)}: see the page)" if unread else "")
+    )
 
 
 @app.command()

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
 from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, search_section
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
-from tunekit.recipe.phases.final import replicates_in_order
+from tunekit.recipe.phases.final import kept_replicate, replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.records import TrialRecord, phase_records, records_of
 from tunekit.recipe.report import with_replicate_walls
@@ -299,14 +300,13 @@ class Driver:
         metric, mode = decision_metric(preset, "test")
         sign = -1.0 if mode == "max" else 1.0
         values = [number(r.last.get(metric)) for r in records]
-        best = min(records, key=lambda r: _minimised(sign * number(r.last.get(metric))), default=None)
+        best = kept_replicate(records, metric, sign)
         mean, std = mean_std(values) if values else (math.nan, math.nan)
-        if self.log is not None:
-            self._finish_tracking(preset, best, metric, mean, std)
         checkpoint = best.checkpoint if best else None
-        self.state.result = SearchEnd(
-            preset_to_dict(preset), mean, std, values, checkpoint, time.strftime("%Y-%m-%dT%H:%M:%S"), metric
-        )
+        end = SearchEnd(preset_to_dict(preset), mean, std, values, checkpoint, time.strftime("%Y-%m-%dT%H:%M:%S"), metric)
+        if self.log is not None:  # before search.json says "finished": a failed upload is redone by resume
+            self._finish_tracking(preset, best, metric, mean, std, end)
+        self.state.result = end
         self.state.save()
         result = self._result()
         self._echo("")
@@ -314,7 +314,10 @@ class Driver:
         self._echo(f"chosen configuration: {self.state.directory}/{STATE_FILE} (and `tunekit best` from MLflow)")
         return result
 
-    def _finish_tracking(self, preset: Preset, best: TrialRecord | None, metric: str, mean: float, std: float) -> None:
+    def _finish_tracking(
+        self, preset: Preset, best: TrialRecord | None, metric: str, mean: float, std: float, end: SearchEnd
+    ) -> None:
+        from tunekit.recipe.report import search_page
         from tunekit.tracking.queries import run_of_trial
         from tunekit.tracking.search_log import final_model
 
@@ -329,8 +332,16 @@ class Driver:
                 metrics.setdefault(key, number(best.last.get(key)))
         metrics["trial_epochs"] = sum(p.trial_epochs for p in self.state.done.values())
         compute = compute_of(self.state.done, final_epochs_of(preset))
+        page = search_page(replace(self.state, result=end))  # the page `tunekit report --html` draws from the folder
         self.log.finish(
-            run, preset, metrics, model_state=state, model_meta=meta, compute=compute.metrics(), compute_summary=compute.summary()
+            run,
+            preset,
+            metrics,
+            model_state=state,
+            model_meta=meta,
+            compute=compute.metrics(),
+            compute_summary=compute.summary(),
+            page=page,
         )
 
     def _result(self) -> SearchResult:
@@ -350,10 +361,6 @@ class Driver:
             tracking_uri=tracking.uri if tracking else None,
             metric=end.metric,
         )
-
-
-def _minimised(value: float) -> float:
-    return value if math.isfinite(value) else math.inf
 
 
 def trial_dirname(trial: Any) -> str:

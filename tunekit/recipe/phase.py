@@ -76,6 +76,9 @@ class Phase(Protocol):
 
     name: ClassVar[str]
     decision_type: ClassVar[type]  # a frozen dataclass whose fields are the decided values
+    #: What the result's ``evidence`` scores: ``"loss"``, the judge's signed score (lower is better), or
+    #: ``"metric"``, the judged metric as reported (better by the judge's mode). The report ranks by it.
+    evidence_scale: ClassVar[Literal["loss", "metric"]] = "loss"
 
     def applies(self, preset: Preset) -> bool:
         """Whether a search that names no phases runs this one."""
@@ -167,9 +170,27 @@ def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], 
     return [judge.candidate(label(r), r.rows, bool(r.error)) for r in records]
 
 
-def curves_figure_of(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], title: str) -> Any:
-    """The validation-loss curves of a phase's trials, each with its diagnosis."""
+def curves_figure_of(
+    records: Sequence[TrialRecord],
+    label: Callable[[TrialRecord], str],
+    title: str,
+    *,
+    candidates: Sequence[Candidate] = (),
+    order: Sequence[str] = (),
+    chosen: str | None = None,
+    name: str = "",
+) -> Any:
+    """The validation-loss curves of a phase's trials, each coloured by its diagnosis (the judge's, where
+    ``candidates`` give it, else the one the trial reported), ranked in ``order`` (best first), ``chosen`` marked."""
     from tunekit.plots import curves_figure
 
-    curves = {label(r): (*r.curve("epoch", "val_loss"), str(r.last.get("diagnosis") or "")) for r in records}
-    return curves_figure(curves, title)
+    by_label = {c.label: c for c in candidates}
+
+    def shape(r: TrialRecord) -> str:
+        c = by_label.get(label(r))
+        return c.shape.value if c is not None else str(r.last.get("diagnosis") or "")
+
+    curves = {label(r): (*r.curve("epoch", "val_loss"), shape(r)) for r in records}
+    ranking = {k: by_label[k].loss for k in order if k in by_label}
+    notes = {c.label: f"stopped: {c.stopped_by}" for c in candidates if c.stopped_by}
+    return curves_figure(curves, title, chosen=chosen, ranking=ranking, name=name, notes=notes)

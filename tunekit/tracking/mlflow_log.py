@@ -96,6 +96,11 @@ def git_commit() -> str | None:
         return None
 
 
+#: The tag MLflow 3's UI reads to pick an experiment's landing view, and the kind that lands on the runs table.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 class Tracker:
     """An MLflow client bound to one experiment, with a fallback file for what it cannot log.
 
@@ -121,7 +126,10 @@ class Tracker:
                 if tracking_uri.startswith(("http://", "https://"))
                 else (self.fallback.parent.parent / "mlartifacts").resolve().as_uri()
             )
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            # MLflow 3's UI opens an experiment by its kind: ours is model training (the runs table), not GenAI
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
 
     def start_run(
         self, name: str, params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None, parent: str | None = None

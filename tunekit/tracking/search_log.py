@@ -3,8 +3,10 @@
 The recipe (``tunekit.search``) and the single-trial commands drive this; a person reads the
 result in the MLflow UI: the parent carries the preset as ``preset.*`` params and the decisions as
 plain params (``max_lr``, ``min_lr``, ``momentum_max``, ``weight_decay``, ``batch_size``), the ``best_*`` metrics, the plots under
-``plots/``, ``best_config.yaml`` (a preset ready to reuse) and ``report.md`` (each decision,
-its reason, its plot); the best trial run is tagged ``tunekit.best = "true"``.
+``plots/``, ``best_config.yaml`` (a preset ready to reuse), ``report.html`` (one page: the chosen
+configuration, each decision with its reason, ranked evidence and plot inline, the result and the
+compute) and ``report.md`` (the same for terminals and diffs); the best trial run is tagged
+``tunekit.best = "true"``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 from tunekit.core.storage import is_uri
 from tunekit.presets import Preset, preset_to_dict, preset_to_yaml
+from tunekit.report_page import BEST_CONFIG, DecisionView, ReportPage, render_html, render_markdown
 from tunekit.tracking.mlflow_log import MLflowTrialLogger, Tracker, check_tracking_uri
 
-#: What ``tunekit best`` reads and the UI shows.
-BEST_CONFIG = "best_config.yaml"
+#: What ``tunekit best`` reads and the UI shows (and ``BEST_CONFIG``, the chosen preset).
 REPORT = "report.md"
+REPORT_HTML = "report.html"
 MODEL_STATE = "model/state_dict.pt"
 MODEL_META = "model/meta.json"  # num_classes and input_shape, to rebuild the architecture
 
@@ -33,6 +36,7 @@ class Decision:
     values: dict[str, float]
     reason: str
     plot: str | None = None  # artifact path of its figure
+    image: bytes | None = field(default=None, repr=False)  # the figure as PNG (this process's decisions only)
 
 
 @dataclass
@@ -80,17 +84,17 @@ class SearchLog:
     def decide(self, phase: str, values: dict[str, Any], reason: str, figure: Any = None) -> None:
         """Record a phase's decision on the parent: values as params (numbers as metrics too), the reason as a tag,
         the figure as a PNG."""
-        plot = None
+        plot, image = None, None
         if figure is not None:
             plot = f"plots/{phase}.png"
-            self._upload_figure(figure, plot)
+            image = self._upload_figure(figure, plot)
         self.tracker.log(
             self.parent_run_id,
             metrics={f"decision_{k}": float(v) for k, v in values.items() if isinstance(v, int | float)},
             params={k: str(v) for k, v in values.items()},
             tags={f"tunekit.decision.{phase}": reason[:5000]},
         )
-        self.decisions.append(Decision(phase, dict(values), reason, plot))
+        self.decisions.append(Decision(phase, dict(values), reason, plot, image))
 
     def figure(self, figure: Any, artifact: str) -> None:
         """Attach any figure to the parent run (e.g. the final replicates)."""
@@ -106,11 +110,13 @@ class SearchLog:
         model_meta: dict[str, Any] | None = None,
         compute: dict[str, float] | None = None,
         compute_summary: str = "",
+        page: ReportPage | None = None,
     ) -> None:
         """Tag the best trial run, put ``best_*`` metrics, the chosen preset, the model and the report on the parent.
 
         ``compute`` (``search_trial_epochs``, ``search_wall_s``, ``search_cost_in_final_trainings``, …)
         goes on the parent as metrics under its own names; ``compute_summary`` is its line in the report.
+        ``page`` is the report (a search's, built from its folder); default, one from this log's decisions.
         """
         if best_run_id:
             self.tracker.log(best_run_id, tags={"tunekit.best": "true"})
@@ -127,38 +133,22 @@ class SearchLog:
             torch.save(model_state, path)
             self.tracker.artifact(self.parent_run_id, path, str(Path(MODEL_STATE).parent))
             self._upload_text(json.dumps(model_meta or {}), MODEL_META)
-        self._upload_text(self.report(best_preset, metrics, compute, compute_summary), REPORT)
+        page = page or self.page(metrics, compute, compute_summary)
+        self._upload_text(render_markdown(page), REPORT)
+        self._upload_text(render_html(page), REPORT_HTML)
         self.tracker.finish(self.parent_run_id, status)
 
-    def report(
-        self,
-        best_preset: Preset,
-        metrics: dict[str, float],
-        compute: dict[str, float] | None = None,
-        compute_summary: str = "",
-    ) -> str:
-        """The Markdown report: each decision, why, and its plot; then the result and what it cost."""
-        lines = [f"# tunekit search: {self.name}", "", f"Preset `{self.preset.name}`, phases: {', '.join(self.phases)}.", ""]
-        for d in self.decisions:
-            values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, int | float) else f"{k} = {v}" for k, v in d.values.items())
-            lines += [f"## {d.phase}: {values}", "", d.reason, ""]
-            if d.plot:
-                lines += [f"![{d.phase}]({d.plot})", ""]
-        lines += ["## Result", ""]
-        lines += [f"- {k}: {v:.4g}" for k, v in metrics.items()]
-        if compute or compute_summary:
-            lines += ["", "## Compute", ""]
-            if compute_summary:
-                lines += [compute_summary[0].upper() + compute_summary[1:] + ".", ""]
-            lines += [
-                "The search is every phase but `final`; one final training is one replicate: its epochs, "
-                "and the median replicate's wall time.",
-                "",
-            ]
-            lines += [f"- {k}: {v:.4g}" for k, v in (compute or {}).items()]
-        lines += ["", "Every decision read the validation split; `test_*` values are the final replicates' on the test split."]
-        lines += ["", f"The chosen configuration is `{BEST_CONFIG}` (a preset: `tunekit train {BEST_CONFIG}`)."]
-        return "\n".join(lines) + "\n"
+    def page(self, metrics: dict[str, float], compute: dict[str, float] | None = None, compute_summary: str = "") -> ReportPage:
+        """The report page of this log's decisions (their plots as drawn in this process), result and compute."""
+        return ReportPage(
+            self.name,
+            self.preset.name,
+            list(self.phases),
+            decisions=[DecisionView(d.phase, d.values, d.reason, image=d.image, plot=d.plot) for d in self.decisions],
+            metrics=metrics,
+            compute_summary=compute_summary,
+            compute=compute or {},
+        )
 
     # ------------------------------------------------------------------ files
 
@@ -167,13 +157,15 @@ class SearchLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _upload_figure(self, figure: Any, artifact: str) -> None:
+    def _upload_figure(self, figure: Any, artifact: str) -> bytes:
+        """Save, upload and close ``figure``; returns its PNG."""
         from tunekit.plots import close
 
         path = self._local(artifact)
         figure.savefig(path, dpi=100)
         close(figure)
         self.tracker.artifact(self.parent_run_id, path, str(Path(artifact).parent) if "/" in artifact else None)
+        return path.read_bytes()
 
     def _upload_text(self, text: str, artifact: str) -> None:
         path = self._local(artifact)

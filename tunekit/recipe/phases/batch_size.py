@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from tunekit.core.judge import Judge
 from tunekit.presets import OneCyclePolicy, Preset
@@ -44,6 +44,7 @@ def _label(record: TrialRecord) -> str:
 
 class BatchSize(Phase):
     name: ClassVar[str] = "batch_size"
+    evidence_scale: ClassVar[Literal["loss", "metric"]] = "metric"  # the judged metric, as reported
     decision_type: ClassVar[type] = BatchSizeDecision
 
     def applies(self, preset: Preset) -> bool:
@@ -88,7 +89,7 @@ class BatchSize(Phase):
         return PhasePlan(preset, searcher, loss_shape_scheduler())
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
-        from tunekit.plots import bars_figure
+        from tunekit.plots import bars_figure, metric_words
 
         candidates = judged(records, _label, context.judge)
         judge = context.judge
@@ -106,4 +107,17 @@ class BatchSize(Phase):
             reason=choice.reason + f"; max_lr scaled with the batch to {max_lr:.3g}",
             evidence={c.label: judge.sign * c.loss for c in candidates},
         )
-        return Decided(result, bars_figure(result.evidence, "batch size at constant wall time", f"final {shown}"))
+        budget = search_section(preset).batch_size
+        words = metric_words(judge.metric)
+        figure = bars_figure(
+            {k: result.evidence[k] for k in sorted(result.evidence, key=int)},
+            f"batch size: which trains best in the same wall time"
+            f"{f' ({budget.time_budget_s:g} s each)' if budget is not None else ''}?\nthe best final {words} wins",
+            f"final {words}",
+            chosen=choice.best,
+            chosen_label=f"chosen: batch size {choice.best} (max_lr {max_lr:.3g})",
+            ranking=choice.order,
+            percent=judge.metric.endswith("_acc"),
+            xlabel="batch size",
+        )
+        return Decided(result, figure)

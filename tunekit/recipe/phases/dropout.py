@@ -101,4 +101,14 @@ class Dropout(Phase):
             evidence={c.label: c.loss for c in candidates},
         )
         values = [float(c.label) for c in candidates]
-        return Decided(result, bisection_figure(values, [c.loss for c in candidates], best))
+        figure = bisection_figure(
+            values,
+            [c.loss for c in candidates],
+            best,
+            ds.path.rsplit(".", 1)[-1],
+            ranks=[choice.order.index(c.label) + 1 for c in candidates],
+            shapes=[c.shape.value for c in candidates],
+            scale="linear",
+            title=f"{ds.path}: bisection on a linear scale\nvalidation loss at the end of each short run",
+        )
+        return Decided(result, figure)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from tunekit.core.decisions import mean_std, replicate_overrides
 from tunekit.core.judge import Judge, number
@@ -49,6 +49,7 @@ def replicates_in_order(records: list[TrialRecord]) -> list[TrialRecord]:
 
 class Final(Phase):
     name: ClassVar[str] = "final"
+    evidence_scale: ClassVar[Literal["loss", "metric"]] = "metric"  # the judged metric, as reported
     decision_type: ClassVar[type] = FinalDecision
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
@@ -73,8 +74,6 @@ class Final(Phase):
         return PhasePlan(preset, CandidateSearcher(candidates, trial_base(preset, test=True), context.judge))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
-        from tunekit.plots import bars_figure
-
         metric = context.judge.metric
         records = sorted(records, key=lambda r: int(r.config.get("seed", 0)))
         accs = {r.config.get("seed", i): number(r.last.get(metric)) for i, r in enumerate(records) if not r.error}
@@ -93,13 +92,46 @@ class Final(Phase):
             reason=f"{describe(metric, mean, std)} over {len(accs)} replicates ({parts})",
             evidence={f"seed {k}": v for k, v in accs.items()},
         )
-        return Decided(result, bars_figure(result.evidence, "final replicates", metric.replace("_", " ")))
+        return Decided(result, _replicates_figure(records, metric, context.judge.sign, mean, std))
 
     def typed(self, result: PhaseResult) -> FinalDecision:
         values = dict(result.values)
         if "test_acc_mean" in values:  # written before the validation split: the accuracy, by its old names
             return FinalDecision("test_acc", values["test_acc_mean"], values["test_acc_std"])
         return FinalDecision(str(values["metric"]), float(values["mean"]), float(values["std"]))
+
+
+def _replicates_figure(records: list[TrialRecord], metric: str, sign: float, mean: float, std: float) -> Any:
+    """One bar per replicate (seed, init, batch), the mean ± std, and the replicate kept as the final model
+    (the best by the metric, as the search's end keeps it)."""
+    from tunekit.plots import bars_figure, metric_words
+
+    shown = [r for r in records if not r.error]
+    labels = {
+        r.trial_id: f"seed {r.config.get('seed', i)}\n{str(r.config['init']) + ', ' if r.config.get('init') else ''}"
+        f"batch {r.config.get('batch_size')}"
+        for i, r in enumerate(shown)
+    }
+    scores = {labels[r.trial_id]: number(r.last.get(metric)) for r in shown}
+    kept = kept_replicate(shown, metric, sign)
+    words = metric_words(metric)
+    return bars_figure(
+        scores,
+        f"final: {len(shown)} replicates of the chosen settings (seed, init and batch vary)\nthe result is their mean {words}",
+        words,
+        chosen=labels[kept.trial_id] if kept is not None else None,
+        chosen_label=f"kept as the final model (best {words})",
+        reference=(mean, std),
+        percent=metric.endswith("_acc"),
+        xlabel="replicate",
+    )
+
+
+def kept_replicate(records: list[TrialRecord], metric: str, sign: float) -> TrialRecord | None:
+    """The replicate whose weights the search keeps as its final model: the best by ``metric``
+    (``sign`` 1 when lower is better, -1 when higher is), among those that reported it."""
+    finite = [r for r in records if math.isfinite(number(r.last.get(metric)))]
+    return min(finite, key=lambda r: sign * number(r.last.get(metric)), default=None)
 
 
 def describe(metric: str, mean: float, std: float) -> str:

@@ -110,7 +110,13 @@ class LearningRate(Phase):
             reason=f"{choice.reason}; min_lr = max_lr / {_policy(preset).div:g}",
             evidence={c.label: c.loss for c in candidates},
         )
-        return Decided(result, curves_figure_of(records, _label, "learning rate: validation loss of the short 1cycle runs"))
+        ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
+        title = (
+            "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
+            f"the largest max_lr within {tie_band(best, curves, section.tolerance):.3g} of the lowest validation loss wins"
+        )
+        figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
+        return Decided(result, figure)
 
     def _lrs(self, preset: Preset, context: PhaseContext) -> list[float]:
         section = search_section(preset).learning_rate

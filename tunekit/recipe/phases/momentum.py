@@ -75,4 +75,9 @@ class Momentum(Phase):
             reason=choice.reason,
             evidence={c.label: c.loss for c in candidates},
         )
-        return Decided(result, curves_figure_of(records, _label, "momentum: validation loss of the short runs"))
+        title = (
+            f"momentum: which cycle? short 1cycle runs, momentum from each max m down to {low:g}\n"
+            "the lowest validation loss at the end of the cycle wins"
+        )
+        figure = curves_figure_of(records, _label, title, candidates=candidates, order=choice.order, chosen=choice.best, name="m")
+        return Decided(result, figure)

@@ -59,7 +59,7 @@ class RangeTest(Phase):
         return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
-        from tunekit.plots import range_test_figure
+        from tunekit.plots import format_value, range_test_figure
 
         policy = preset.policy if isinstance(preset.policy, OneCyclePolicy) else OneCyclePolicy(name="one_cycle", max_lr=1.0)
         curves = {float(r.config["weight_decay"]): r.curve("lr", context.judge.metric) for r in records if not r.error}
@@ -79,7 +79,17 @@ class RangeTest(Phase):
             reason=choice.reason,
             evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},
         )
-        figure = range_test_figure({f"wd {wd:g}": curves[wd] for wd in sorted(curves)}, choice.max_lr, choice.min_lr)
+        named = {wd: f"wd {format_value(wd)}" for wd in curves}
+        figure = range_test_figure(
+            {named[wd]: curves[wd] for wd in sorted(curves)},
+            choice.max_lr,
+            choice.min_lr,
+            chosen=named[choice.weight_decay],
+            ranking={named[wd]: choice.ranges[wd].min_loss for wd in choice.ranking if wd in choice.ranges},
+            turn_up=choice.ranges[choice.weight_decay].turn_up_lr,
+            title="LR range test: max_lr is the last LR before the validation loss turns up\n"
+            "one test per weight decay; the bounds come from the one that reached the lowest loss",
+        )
         return Decided(result, figure)
 
 

@@ -112,7 +112,20 @@ class WeightDecay(Phase):
             reason=reason,
             evidence={c.label: c.loss for c in candidates},
         )
-        return Decided(result, bisection_figure([float(c.label) for c in candidates], [c.loss for c in candidates], best))
+        measured = (
+            f"validation loss: median of the {context.judge.window} epochs continued from one snapshot"
+            if base is not None
+            else "validation loss at the end of each short run"
+        )
+        figure = bisection_figure(
+            [float(c.label) for c in candidates],
+            [c.loss for c in candidates],
+            best,
+            ranks=[choice.order.index(c.label) + 1 for c in candidates],
+            shapes=[c.shape.value for c in candidates],
+            title=f"weight decay: bisection on the exponent\n{measured}",
+        )
+        return Decided(result, figure)
 
 
 def _start(preset: Preset, range_test: RangeTestDecision | None) -> dict[str, Any]:
