@@ -49,3 +49,45 @@ def ray_session() -> Iterator[None]:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+# ------------------------------------------------------------------ browser tests (tests/test_browser.py)
+
+#: Debian's Chromium and its driver; Selenium is pointed at the driver, so Selenium Manager never downloads one.
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+BROWSER_HOWTO = "apt-get install chromium chromium-driver"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here (one line: what is missing, how to get it), or None.
+
+    Only absence skips them: a Chromium that is installed but fails makes them fail."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if missing:
+        return f"browser tests did not run: no {' and no '.join(missing)}; enable them with `{BROWSER_HOWTO}`"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "browser tests did not run: no selenium; enable them with `pip install -e '.[dev]'`"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a `browser` test, before its fixtures start a server or a search, where there is no browser to drive.
+
+    Raised here (not from a mark) every skip has this one location: pytest's short summary folds them into one line."""
+    if item.get_closest_marker("browser") is not None and (reason := browser_missing()):
+        pytest.skip(reason)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say in one line that the browser tests were skipped, when pytest's short summary (-rs, -ra) does not."""
+    if "s" in getattr(terminalreporter, "reportchars", ""):
+        return  # the short summary folds their skips into one `SKIPPED [n] …: browser tests did not run: …` line
+    reasons = {
+        str(report.longrepr[2]).removeprefix("Skipped: ")
+        for report in terminalreporter.stats.get("skipped", [])
+        if "browser" in getattr(report, "keywords", {}) and isinstance(report.longrepr, tuple)
+    }
+    for reason in sorted(reasons):
+        terminalreporter.write_line(reason, yellow=True)

@@ -182,3 +182,40 @@ def test_diagnose_non_numeric_cell_names_the_line(tmp_path: Path) -> None:
     proc = _cli("diagnose", str(curve), cwd=tmp_path)
     assert proc.returncode == 2
     assert "bad.csv:3" in proc.stderr
+
+
+def test_ui_links_open_each_experiments_runs_table_and_refuses_a_busy_port(tmp_path: Path) -> None:
+    import socket
+
+    from mlflow.tracking import MlflowClient
+
+    from tunekit.tracking.mlflow_log import Tracker
+
+    storage = tmp_path / "runs"
+    storage.mkdir()
+    uri = f"sqlite:///{storage / 'mlflow.db'}"
+    tracker = Tracker(uri, "mnist1d-cnn", tmp_path / "fallback.jsonl")
+    tracker.start_run("an-old-search", tags={"tunekit.command": "search"})
+    newest = tracker.start_run("the-newest-search", tags={"tunekit.command": "search"})
+    tracker.start_run("a-training", tags={"tunekit.command": "train"})
+    MlflowClient(uri).create_experiment("empty")  # no runs: no link
+    out = CliRunner().invoke(app, ["ui", "--storage", str(storage), "--links-only", "--port", "5123"])
+    assert out.exit_code == 0, out.output
+    base = "http://127.0.0.1:5123/#/experiments"
+    assert out.output.splitlines() == [
+        f"experiment mnist1d-cnn: {base}/{tracker.experiment_id}/runs?workflowType=machine_learning",
+        f"newest search the-newest-search: {base}/{tracker.experiment_id}/runs/{newest}?workflowType=machine_learning"
+        " (Artifacts → report.html)",
+    ]
+    # a port something else listens on is refused in one line, before anything starts
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = CliRunner().invoke(app, ["ui", "--storage", str(storage), "--port", str(port)])
+    assert out.exit_code == 2
+    assert out.output.startswith(f"error: --port: 127.0.0.1:{port} cannot be used")
+    # no store where the runs would have one
+    out = CliRunner().invoke(app, ["ui", "--storage", str(tmp_path / "elsewhere")])
+    assert out.exit_code == 2
+    assert "no MLflow store" in out.output

@@ -158,7 +158,9 @@ def test_the_markdown_report_has_a_compute_section() -> None:
     from tunekit.report_page import ReportPage, render_html, render_markdown
 
     compute = compute_of(searched(), 30)
-    page = ReportPage("s", "tiny", ["final"], metrics={"test_acc": 0.98}, compute=compute.metrics(), compute_summary=compute.summary())
+    page = ReportPage(
+        "s", "tiny", ["final"], metrics={"test_acc": 0.98}, compute=compute.metrics(), compute_summary=compute.summary()
+    )
     text = render_markdown(page)
     section = text[text.index("## Compute") :]
     assert "Search 48 trial-epochs (1.6 final trainings), 1 min 5 s (2.5 final trainings of wall time)" in section

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -234,11 +235,38 @@ def train(
 
 
 def _echo_mlflow(outcome: Any) -> None:
-    """Where the MLflow run is (a TrialOutcome or a SearchResult: both carry run_id and tracking_uri)."""
-    if outcome.run_id and outcome.tracking_uri:
-        uri = outcome.tracking_uri
-        where = f"open {uri}" if uri.startswith(("http://", "https://")) else f"browse with: mlflow ui --backend-store-uri {uri}"
-        typer.echo(f"mlflow: run {outcome.run_id} — {where}")
+    """Where the MLflow run is (a TrialOutcome or a SearchResult: both carry run_id and tracking_uri), as
+    the UI page that shows it — through ``tunekit ui`` for a local store."""
+    if not (outcome.run_id and outcome.tracking_uri):
+        return
+    from tunekit.tracking.mlflow_log import ui_url
+
+    uri = outcome.tracking_uri
+    try:
+        from mlflow.tracking import MlflowClient
+
+        experiment = MlflowClient(uri).get_run(outcome.run_id).info.experiment_id
+    except Exception:  # the store went away since: say where the run is, without a link
+        typer.echo(f"mlflow: run {outcome.run_id} in {uri}")
+        return
+    if uri.startswith(("http://", "https://")):
+        typer.echo(f"mlflow: run {outcome.run_id} — open {ui_url(uri, experiment, outcome.run_id)}")
+    else:
+        page = ui_url(f"http://127.0.0.1:{UI_PORT}", experiment, outcome.run_id)
+        typer.echo(f"mlflow: run {outcome.run_id} — browse with: {_ui_command(uri)} (then open {page})")
+
+
+def _ui_command(uri: str) -> str:
+    """The ``tunekit ui`` line that serves ``uri``: by its runs' folder for the sqlite store beside them."""
+    from tunekit.runner import DEFAULT_STORAGE
+    from tunekit.tracking.mlflow_log import SQLITE_FILE
+
+    store = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if store is None or store.name != SQLITE_FILE:
+        return f"tunekit ui --tracking-uri {uri}"
+    if store.parent == Path(DEFAULT_STORAGE).expanduser().resolve():
+        return "tunekit ui"
+    return f"tunekit ui --storage {store.parent}"
 
 
 @app.command("range-test")
@@ -618,6 +646,73 @@ def _write_html_report(directory: str, out: Path) -> None:
     typer.echo(
         f"{len(page.decisions)} decisions → {out}" + (f" (no plot for {', '.join(unread)}: see the page)" if unread else "")
     )
+
+
+#: Where ``tunekit ui`` serves MLflow's UI unless told otherwise (``mlflow ui``'s own default).
+UI_PORT = 5000
+
+
+@app.command()
+def ui(
+    storage: StorageOpt = None,
+    tracking_uri: TrackingOpt = None,
+    host: Annotated[str, typer.Option("--host", help="The address the UI listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The UI's port.")] = UI_PORT,
+    links_only: Annotated[bool, typer.Option("--links-only", help="Print the links and start nothing.")] = False,
+) -> None:
+    """MLflow's UI on the runs' store, with the links that open each experiment on its runs table.
+
+    MLflow 3's UI opens an experiment on the GenAI overview unless its "Model training" switch was
+    chosen; the links printed here open the runs table (and the newest search's run, its report.html
+    under Artifacts). A server store (http://…) is only linked to: it already serves its UI.
+    """
+    import socket
+
+    uri = _store_to_read(tracking_uri, storage)
+    served = uri.startswith(("http://", "https://"))
+    base = uri if served else f"http://{host}:{port}"
+    if not (served or links_only):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise _fail(
+                    f"--port: {host}:{port} cannot be used ({exc.strerror}); give another, e.g. --port {port + 1}"
+                ) from None
+    for line in _ui_links(uri, base):
+        typer.echo(line)
+    if served or links_only:
+        return
+    typer.echo(f"serving {uri} at {base} (Ctrl-C stops)")
+    sys.stdout.flush()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    os.execv(sys.executable, command)
+
+
+def _ui_links(uri: str, base: str) -> list[str]:
+    """One line per experiment with runs (its runs table), then the newest search's run."""
+    from mlflow.tracking import MlflowClient
+
+    from tunekit.tracking.mlflow_log import ui_url
+
+    client = MlflowClient(uri)
+    lines = []
+    experiments = [e for e in client.search_experiments() if client.search_runs([e.experiment_id], max_results=1)]
+    for e in experiments:
+        lines.append(f"experiment {e.name}: {ui_url(base, e.experiment_id)}")
+    if not experiments:
+        lines.append(f"no runs in {uri} yet: {base}")
+        return lines
+    newest = client.search_runs(
+        [e.experiment_id for e in experiments],
+        filter_string="tags.`tunekit.command` = 'search'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if newest:
+        run = newest[0].info
+        lines.append(f"newest search {run.run_name}: {ui_url(base, run.experiment_id, run.run_id)} (Artifacts → report.html)")
+    return lines
 
 
 @app.command()

@@ -90,7 +90,7 @@ def search_page(state: SearchState) -> ReportPage:
     result and the compute. The figures are drawn again by each phase's ``decide`` on the trials the
     folder keeps — the same pure function that drew them during the search."""
     from tunekit.presets import load_preset, preset_to_dict
-    from tunekit.recipe.phases.final import describe
+    from tunekit.recipe.phases.final import describe, plural
 
     overrides: dict[str, Any] = {}
     earlier: dict[str, Any] = {}
@@ -130,9 +130,7 @@ def search_page(state: SearchState) -> ReportPage:
     final = load_preset(end.preset) if end is not None else load_preset(state.preset, overrides)
     outcome, metrics = "", {}
     if end is not None and end.accuracies:
-        outcome = (
-            f"{describe(end.metric, end.accuracy_mean, end.accuracy_std)} over {len(end.accuracies)} replicates on the test split"
-        )
+        outcome = f"{describe(end.metric, end.accuracy_mean, end.accuracy_std)} over {plural(len(end.accuracies), 'replicate')} on the test split"
         metrics = {end.metric: end.accuracy_mean, f"{end.metric}_std": end.accuracy_std}
     compute = compute_of(with_replicate_walls(state.done, state.directory), final_epochs_of(final))
     return ReportPage(

@@ -96,9 +96,20 @@ def git_commit() -> str | None:
         return None
 
 
-#: The tag MLflow 3's UI reads to pick an experiment's landing view, and the kind that lands on the runs table.
+#: An experiment's kind as MLflow 3 records it: tunekit's are model training, not GenAI (the UI then
+#: asks no "which kind?" question and shows the model-training pages for them).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: MLflow 3's UI opens every experiment on the view its GenAI / Model training switch remembers (GenAI
+#: on a first visit), whatever the experiment's kind; this URL parameter opens the model-training view,
+#: and the UI keeps it on the links it follows from there.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def ui_url(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI's page of an experiment's runs table (or of one run), in the model-training view."""
+    page = f"#/experiments/{experiment_id}/runs" + (f"/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{page}?{MODEL_TRAINING_VIEW}"
 
 
 class Tracker:

@@ -89,7 +89,7 @@ class Final(Phase):
             self,
             FinalDecision(metric, mean, std),
             overrides={},
-            reason=f"{describe(metric, mean, std)} over {len(accs)} replicates ({parts})",
+            reason=f"{describe(metric, mean, std)} over {plural(len(accs), 'replicate')} ({parts})",
             evidence={f"seed {k}": v for k, v in accs.items()},
         )
         return Decided(result, _replicates_figure(records, metric, context.judge.sign, mean, std))
@@ -132,6 +132,11 @@ def kept_replicate(records: list[TrialRecord], metric: str, sign: float) -> Tria
     (``sign`` 1 when lower is better, -1 when higher is), among those that reported it."""
     finite = [r for r in records if math.isfinite(number(r.last.get(metric)))]
     return min(finite, key=lambda r: sign * number(r.last.get(metric)), default=None)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 replicate``, ``3 replicates``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def describe(metric: str, mean: float, std: float) -> str:
