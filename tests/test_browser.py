@@ -37,7 +37,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CHROMEDRIVER, CHROMIUM, TINY_RANGE_TEST, TINY_SHORT_RUNS, tiny_preset_dict
+from tests.conftest import CHROMEDRIVER, CHROMIUM, tiny_preset_dict
+from tests.test_recipe import SEARCH as RECIPE_SEARCH
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.ray]
 
@@ -46,16 +47,8 @@ WAIT_S = 60
 PHASES = ["range_test", "momentum", "final"]
 #: A cheap real search with a plot of each kind: two range tests, two 3-epoch momentum runs, one 6-epoch final training.
 SEARCH = {
-    "range_test": {
-        "min_lr": 0.01,
-        "max_lr": 3.0,
-        "epochs": 4,
-        "eval_every": 4,
-        "eval_samples": 400,
-        "weight_decays": [1e-4, 0.0],
-        **TINY_RANGE_TEST,
-    },
-    "momentum": {"candidates": [0.95, 0.9], "epochs": 3, **TINY_SHORT_RUNS},
+    "range_test": {**RECIPE_SEARCH["range_test"], "weight_decays": [1e-4, 0.0]},
+    "momentum": {**RECIPE_SEARCH["momentum"], "epochs": 3},
     "final": {"epochs": 6, "replicates": 1},
 }
 #: Only in the GenAI overview (traces and token usage), never in the runs table.

@@ -102,6 +102,11 @@ def chosen_label(values: Mapping[str, Any], evidence: Mapping[str, float]) -> st
     return matches[0] if len(matches) == 1 else None
 
 
+def sentence(text: str) -> str:
+    """``test accuracy 98.67 % …`` as a sentence: ``Test accuracy 98.67 % ….``"""
+    return text[:1].upper() + text[1:] + "."
+
+
 def headline(d: DecisionView) -> str:
     """``range_test: max_lr = 0.799, min_lr = 0.0799``."""
     values = ", ".join(f"{k} = {value_text(v)}" for k, v in d.values.items())
@@ -124,12 +129,12 @@ def render_markdown(page: ReportPage) -> str:
             lines += [f"![{d.phase}]({d.plot})", ""]
     lines += ["## Result", ""]
     if page.result:
-        lines += [page.result[0].upper() + page.result[1:] + ".", ""]
+        lines += [sentence(page.result), ""]
     lines += [f"- {k}: {v:.4g}" for k, v in page.metrics.items()]
     if page.compute or page.compute_summary:
         lines += ["", "## Compute", ""]
         if page.compute_summary:
-            lines += [page.compute_summary[0].upper() + page.compute_summary[1:] + ".", ""]
+            lines += [sentence(page.compute_summary), ""]
         lines += [_COMPUTE_NOTE, ""]
         lines += [f"- {k}: {v:.4g}" for k, v in page.compute.items()]
     lines += ["", _split_note(page)]
@@ -177,7 +182,7 @@ def render_html(page: ReportPage) -> str:
         f"every decision read the {e(page.decided_on)} split</p>",
     ]
     if page.result:
-        out.append(f'<p class="result" id="result">{e(page.result[0].upper() + page.result[1:])}</p>')
+        out.append(f'<p class="result" id="result">{e(sentence(page.result)[:-1])}</p>')
     if page.settings:
         out += ['<section id="configuration">', "<h2>Chosen configuration</h2>", "<table>"]
         out.append("<tr><th>setting</th><th>value</th><th>decided by</th></tr>")
@@ -194,21 +199,28 @@ def render_html(page: ReportPage) -> str:
         out += _decision_html(index, d)
     out += ['<section id="result-details">', "<h2>Result</h2>"]
     if page.result:
-        out.append(f"<p>{e(page.result[0].upper() + page.result[1:])}.</p>")
-    if page.metrics:
-        out += ["<table>"] + [f"<tr><td>{e(k)}</td><td class='num'>{v:.4g}</td></tr>" for k, v in page.metrics.items()]
-        out.append("</table>")
+        out.append(f"<p>{e(sentence(page.result))}</p>")
+    out += _numbers_html(page.metrics)
     out.append(f'<p class="note">{e(_split_note(page))}</p></section>')
     if page.compute or page.compute_summary:
         out += ['<section id="compute">', "<h2>Compute</h2>"]
         if page.compute_summary:
-            out.append(f"<p>{e(page.compute_summary[0].upper() + page.compute_summary[1:])}.</p>")
-        if page.compute:
-            out += ["<table>"] + [f"<tr><td>{e(k)}</td><td class='num'>{v:.4g}</td></tr>" for k, v in page.compute.items()]
-            out.append("</table>")
+            out.append(f"<p>{e(sentence(page.compute_summary))}</p>")
+        out += _numbers_html(page.compute)
         out.append(f'<p class="note">{e(_COMPUTE_NOTE)}</p></section>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _numbers_html(values: Mapping[str, float]) -> list[str]:
+    """A two-column table of named numbers (none when there are none)."""
+    if not values:
+        return []
+    return [
+        "<table>",
+        *(f"<tr><td>{html.escape(k)}</td><td class='num'>{v:.4g}</td></tr>" for k, v in values.items()),
+        "</table>",
+    ]
 
 
 def _decision_html(index: int, d: DecisionView) -> list[str]:
