@@ -56,6 +56,18 @@ def test_bad_input_exits_2_with_one_clear_line_and_starts_nothing(
     assert not storage.exists()
 
 
+@pytest.mark.parametrize("command", ["train", "range-test", "search"])
+def test_storage_below_a_regular_file_is_one_line_before_anything_starts(tiny_file: Path, tmp_path: Path, command: str) -> None:
+    """`--storage /tmp/notadir/runs` where notadir is a file: once a pyarrow NotADirectoryError traceback, exit 1."""
+    (tmp_path / "notadir").write_text("a file, not a folder")
+    proc = _cli(command, str(tiny_file), "--storage", str(tmp_path / "notadir" / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --storage: {tmp_path / 'notadir'} is a file, not a folder; give a folder for the runs, e.g. {tmp_path / 'notadir'}-runs"
+    ]
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+
+
 def test_presets_lists_the_bundled_recipes(tmp_path: Path) -> None:
     proc = _cli("presets", "--json", cwd=tmp_path)
     assert proc.returncode == 0

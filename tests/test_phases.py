@@ -24,6 +24,15 @@ from tunekit.searchers.snapshot import is_base_run, is_continuation
 DEMO = Path(__file__).parent / "data" / "records" / "mnist1d_demo.json"
 
 
+@pytest.fixture(autouse=True)
+def _close_figures() -> Any:
+    """Each phase's decide draws a figure; a test reads its result and the figure is let go."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def load_demo() -> dict[str, Any]:
     return json.loads(DEMO.read_text())
 

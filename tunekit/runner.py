@@ -138,12 +138,30 @@ def _local_root(root: str) -> str:
     return str(Path(DEFAULT_STORAGE).expanduser()) if is_uri(root) else root
 
 
-def storage_path(path: str | None) -> str:
-    """An absolute storage path (Ray wants one) or a URI (``s3://…``) unchanged."""
+class StorageError(PresetError):
+    """``--storage`` cannot hold the runs (a path through a file, a folder that cannot be written);
+    the message names the path and the fix. Raised before anything starts."""
+
+
+def storage_path(path: str | None, *, writing: bool = False) -> str:
+    """An absolute storage path (Ray wants one) or a URI (``s3://…``) unchanged.
+
+    ``writing``: the runs will be written there; a local path that cannot be (its nearest existing
+    ancestor is a file, or not writable) raises :class:`StorageError`.
+    """
     path = path or os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE
     if is_uri(path):
         return path
-    return str(Path(path).expanduser().resolve())
+    resolved = Path(path).expanduser().resolve()
+    if writing:
+        existing = next(p for p in (resolved, *resolved.parents) if p.exists())
+        if not existing.is_dir():
+            raise StorageError(f"--storage: {existing} is a file, not a folder; give a folder for the runs, e.g. {existing}-runs")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(
+                f"--storage: cannot create or write {resolved} ({existing} is not writable); give a folder you can write"
+            )
+    return str(resolved)
 
 
 def tracking_uri_for(uri: str | None, storage: str | None, *, must_exist: bool = False) -> str:
@@ -262,10 +280,10 @@ def run_trial(
     from tunekit.core.storage import check_shared_storage
     from tunekit.trainable import trainable
 
+    root = storage_path(storage, writing=True)  # before anything starts
     prepare(preset, address)
     ensure_ray(address)
     name = name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = storage_path(storage)
     check_shared_storage(root, alive_nodes(), shared_storage)  # before anything is written
     phase = "range_test" if preset.policy.name == "range_test" else "train"
     callbacks: list[Any] = []

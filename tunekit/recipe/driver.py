@@ -77,7 +77,7 @@ def search(
         loaded = load_preset(preset_to_dict(loaded), overrides)
     chosen = plan_phases(loaded, phases)
     name = name or f"{loaded.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    root = storage_path(storage)
+    root = storage_path(storage, writing=True)
     directory = join(root, name)
     if read_text(join(directory, STATE_FILE)) is not None:
         raise SearchError(
