@@ -76,12 +76,13 @@ class ReportPage:
 
 
 def value_text(value: Any) -> str:
-    """A value as the page writes it: 4 significant digits, small and large numbers in exponent form."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        if isinstance(value, list | tuple):
-            return "(" + ", ".join(value_text(v) for v in value) + ")"
+    """A decided value as the summary table and the page write it: a float to 4 significant digits,
+    below 0.01 or from 10⁴ in exponent form (2 digits); ints, strings and flags as they are."""
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(value_text(v) for v in value) + ")"
+    if not isinstance(value, float):
         return str(value)
-    if isinstance(value, float) and value and (abs(value) < 1e-3 or abs(value) >= 1e5):
+    if value and (abs(value) < 1e-2 or abs(value) >= 1e4):
         return f"{value:.2g}"
     return f"{value:.4g}"
 

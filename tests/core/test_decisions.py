@@ -155,3 +155,12 @@ def test_the_largest_lr_within_the_band_wins_and_bad_shapes_never_tie() -> None:
     # a trial the scheduler stopped does not tie with one that ran to the end
     stopped = [Candidate("0.4", 0.0972, Shape.UNDERFITTING), Candidate("0.8", 0.0973, Shape.UNDERFITTING, "peers")]
     assert choose_largest_within(stopped, lrs, "max_lr", band=0.01).best == "0.4"
+
+
+def test_best_index_is_the_best_finite_score_in_its_direction() -> None:
+    from tunekit.core.decisions import best_index
+
+    assert best_index([0.98, math.nan, 0.99, 0.97], lower_is_better=False) == 2
+    assert best_index([0.3, 0.1, math.inf, 0.1], lower_is_better=True) == 1  # the first of equals
+    assert best_index([math.nan, math.inf], lower_is_better=True) is None
+    assert best_index([], lower_is_better=False) is None

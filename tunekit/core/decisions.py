@@ -216,6 +216,15 @@ def replicate_overrides(
     return out
 
 
+def best_index(scores: Sequence[float], lower_is_better: bool) -> int | None:
+    """The position of the best finite score (the first of equals); None when none is finite.
+
+    Which final replicate's weights a search keeps: the best by the test metric."""
+    finite = [i for i, v in enumerate(scores) if math.isfinite(v)]
+    sign = 1.0 if lower_is_better else -1.0
+    return min(finite, key=lambda i: sign * scores[i], default=None)
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value); NaN for none."""
     finite = [v for v in values if math.isfinite(v)]

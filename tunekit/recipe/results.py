@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunekit.presets import Preset, preset_to_dict
+from tunekit.report_page import value_text
 
 
 @dataclass
@@ -223,7 +224,7 @@ class SearchResult:
         """The summary a terminal shows at the end: chosen values, evidence and compute per phase."""
         rows = [("phase", "decision", "trials", "trial-epochs", "wall")]
         for p in self.phases.values():
-            decided = ", ".join(f"{k} {_fmt(v)}" for k, v in p.values.items())
+            decided = ", ".join(f"{k} {value_text(v)}" for k, v in p.values.items())
             rows.append((p.phase, decided, str(p.trials), f"{p.trial_epochs:.1f}", f"{p.wall_s:.0f} s"))
         lines = text_table(rows)
         lines.append("")
@@ -246,9 +247,3 @@ def text_table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines
-
-
-def _fmt(value: float) -> str:
-    if isinstance(value, float) and value and (abs(value) < 1e-2 or abs(value) >= 1e4):
-        return f"{value:.2g}"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from tunekit.core.decisions import mean_std, replicate_overrides
+from tunekit.core.decisions import best_index, mean_std, replicate_overrides
 from tunekit.core.judge import Judge, number
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset
@@ -130,8 +130,8 @@ def _replicates_figure(records: list[TrialRecord], metric: str, sign: float, mea
 def kept_replicate(records: list[TrialRecord], metric: str, sign: float) -> TrialRecord | None:
     """The replicate whose weights the search keeps as its final model: the best by ``metric``
     (``sign`` 1 when lower is better, -1 when higher is), among those that reported it."""
-    finite = [r for r in records if math.isfinite(number(r.last.get(metric)))]
-    return min(finite, key=lambda r: sign * number(r.last.get(metric)), default=None)
+    best = best_index([number(r.last.get(metric)) for r in records], lower_is_better=sign > 0)
+    return None if best is None else records[best]
 
 
 def plural(count: int, noun: str) -> str:
