@@ -46,14 +46,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, Subset, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
 from torch.utils.hooks import RemovableHandle
 
 from tunekit.components import ComponentError, LossFn, MetricFn, build_loss, build_metric, factory_name, resolve
 from tunekit.core import sizing
 from tunekit.core.curves import runs_horizontal
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
-from tunekit.train.data import epoch_generator, load_splits
+from tunekit.train.data import epoch_generator, load_splits, stratified_subset
 from tunekit.train.loop import CHECKPOINT_FORMAT, Report, pick_device, recalibrate_batchnorm
 from tunekit.train.schedules import build_schedule, fast_forward, get_momentum, initial_momentum, set_momentum, total_iterations
 
@@ -283,15 +283,16 @@ class Control:
         ``(seed, epoch)`` — the epoch :meth:`epochs` is in unless given — so a resumed run sees the
         same batches as an unbroken one; the last partial batch is dropped, so an epoch has
         exactly the optimizer steps the search sized its phases with. Other splits: in order, in
-        batches of at least 256; in a range test the validation split is cut to its first
-        :attr:`eval_samples` (the fixed subset tunekit's range tests read) unless ``limit`` says otherwise.
+        batches of at least 256; in a range test the validation split is cut to :attr:`eval_samples`
+        of it unless ``limit`` says otherwise — a seeded sample of every class, the fixed subset
+        tunekit's range tests read (:func:`tunekit.train.data.stratified_subset`).
         """
         data = self.split(split)
         training = SPLITS[split] == 0
         if limit is None and SPLITS[split] == 1:
             limit = self.eval_samples
         if limit is not None:
-            data = _head(data, limit)
+            data = stratified_subset(data, limit, self.preset.dataset.split_seed)
         size = len(data)  # type: ignore[arg-type]
         if training:
             generator = epoch_generator(self.seed, self._epoch_in_progress() if epoch is None else epoch)
@@ -421,6 +422,7 @@ class Control:
             "preset": preset_to_dict(self.preset),
             "num_classes": self._num_classes,  # set by build_model() for a bundled model; what rebuilding it needs
             "input_shape": list(self._input_shape),
+            "val_losses": list(self._val_losses),  # the horizontal detector's history
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -451,6 +453,7 @@ class Control:
         assert self._schedule is not None
         self._schedule.load_state_dict(state["schedule"])
         self.start_step = int(state.get("start_step", 0))
+        self._val_losses = [float(v) for v in state.get("val_losses", [])]
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and state.get("rng_cuda"):
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -650,16 +653,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
-
-
-def _head(data: Dataset[Any], limit: int) -> Dataset[Any]:
-    """The first ``limit`` samples; a ``TensorDataset`` stays one (batched by indexing)."""
-    size = len(data)  # type: ignore[arg-type]
-    if limit >= size:
-        return data
-    if isinstance(data, TensorDataset):
-        return TensorDataset(*(t[:limit] for t in data.tensors))
-    return Subset(data, range(limit))
 
 
 def _num_classes(train: Dataset[Any]) -> int | None:

@@ -124,11 +124,12 @@ class DatasetConfig(_Bundled):
     download: bool = False  # only for machines with internet; never in tests
     verify_checksums: bool = True  # torchvision's md5 check of CIFAR batches
     num_samples: int | None = Field(default=None, gt=0)  # mnist1d: samples generated (train + test)
-    train_subset: int | None = Field(default=None, gt=0)  # keep only the first N training samples
-    test_subset: int | None = Field(default=None, gt=0)  # keep only the first N test samples
+    # keep N training / test samples: a seeded sample of every class for folder datasets (ImageNet), the first N otherwise
+    train_subset: int | None = Field(default=None, gt=0)
+    test_subset: int | None = Field(default=None, gt=0)
     augment: bool | None = None  # None: the dataset's default (crop+flip for CIFAR/ImageNet)
     image_size: int = Field(default=224, gt=0)  # imagenet crop size
-    num_workers: int = Field(default=2, ge=0)  # DataLoader workers for streamed datasets
+    num_workers: int = Field(default=2, ge=0)  # DataLoader workers for streamed datasets, at most the trial's CPUs - 1
 
     @model_validator(mode="after")
     def _has_validation(self) -> DatasetConfig:
@@ -328,8 +329,8 @@ class StepPolicy(_Strict):
 class RangeTestPolicy(_Strict):
     """LR range test (Sec. 4.1): LR linear from ``min_lr`` to ``max_lr`` over ``epochs``.
 
-    The test loss is measured every ``eval_every`` iterations on the first ``eval_samples``
-    test samples (a fixed subset), after re-estimating BatchNorm statistics on
+    The validation loss is measured every ``eval_every`` iterations on ``eval_samples`` validation
+    samples (a fixed, seeded sample of every class), after re-estimating BatchNorm statistics on
     ``bn_recalibration_batches`` training batches at the current weights.
     """
 

@@ -72,8 +72,7 @@ def train_fn(config: dict[str, Any]) -> None:
     from the same restore point and through the same report.
     """
     preset = preset_from_config(config)
-    context = tune.get_context()
-    cpus = context.get_trial_resources().required_resources.get("CPU", preset.resources.cpu) if context else preset.resources.cpu
+    cpus = trial_cpus(preset.resources.cpu)
     torch.set_num_threads(max(1, int(cpus)))
     state, source = _restore_point(config)
     if preset.loop is not None:
@@ -82,12 +81,27 @@ def train_fn(config: dict[str, Any]) -> None:
         device = pick_device(preset.resources.gpu)
         run_loop(preset, _reporter(device, source), state=state, device=device, restored_from=source)
         return
-    trainer = Trainer(preset, pick_device(preset.resources.gpu), token=data_token())
+    trainer = Trainer(preset, pick_device(preset.resources.gpu), token=data_token(), cpus=cpus)
     if state is not None and source is None:
         trainer.load_state_dict(state)
     elif state is not None and source is not None:
         trainer.load_snapshot(state, source)
     trainer.run(_reporter(trainer.device, trainer.restored_from))
+
+
+def trial_cpus(default: float) -> float:
+    """The CPUs Ray gave this trial's process (they size torch's threads and cap DataLoader workers).
+
+    Ray's own word for the process: ``get_assigned_resources`` of the trial's actor (its share of
+    the trial's resource request); ``default`` outside a Ray worker, or for an actor given no CPU.
+    """
+    try:
+        import ray
+
+        assigned = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # not a Ray worker (the driver, a plain process)
+        return default
+    return float(assigned) if assigned else default
 
 
 def _restore_point(config: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

@@ -29,7 +29,7 @@ def build_model(hidden: int = 64) -> nn.Module:
 
 @torch.no_grad()
 def evaluate(control: Control, model: nn.Module, split: str = "validation") -> dict[str, float]:
-    """Mean cross-entropy and accuracy over a split (in a range test, its first ``eval_samples``)."""
+    """Mean cross-entropy and accuracy over a split (in a range test, the ``eval_samples`` tunekit hands it: a sample of every class)."""
     model.eval()
     loss = correct = count = 0.0
     for x, y in control.loader(split):

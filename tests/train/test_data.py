@@ -6,6 +6,9 @@ from its training data (``dataset.validation_fraction``, default 0.1, seeded by 
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +16,21 @@ import pytest
 import torch
 
 from tests.fabricate import write_cifar10, write_cifar100, write_image_folder, write_mnist
+from tunekit.core.subsets import stratified_sample
+from tunekit.core.workers import loader_workers
 from tunekit.presets import DatasetConfig
 from tunekit.train.data import (
     _TENSOR_LOADERS,
     DatasetError,
     LoaderData,
     TensorData,
+    available_cpus,
     carve_indices,
     crop_flip,
     load_data,
     load_splits,
     preflight,
+    stratified_subset,
 )
 
 
@@ -40,13 +47,20 @@ def test_mnist1d_is_generated_without_network() -> None:
     assert data.num_classes == 10
 
 
-def test_mnist1d_generation_is_deterministic() -> None:
-    a = load_data(DatasetConfig(name="mnist1d", num_samples=500))
-    b = load_data(DatasetConfig(name="mnist1d", num_samples=500))
-    assert isinstance(a, TensorData)
-    assert isinstance(b, TensorData)
-    # the same samples every time: a search's trials see one dataset
-    assert torch.equal(a.x_train, b.x_train)
+def test_mnist1d_generation_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = []
+    for node in ("a", "b"):  # two empty caches: each load generates the data itself (as on two nodes)
+        cache = tmp_path / node
+        monkeypatch.setenv("TUNEKIT_CACHE", str(cache))
+        assert not cache.exists()
+        loaded.append(load_data(DatasetConfig(name="mnist1d", num_samples=500)))
+        assert (cache / "mnist1d-500.npz").is_file()  # generated here, then cached for the next trial
+    loaded.append(load_data(DatasetConfig(name="mnist1d", num_samples=500)))  # read from cache "b"
+    # the same samples every time, generated or cached: a search's trials see one dataset
+    for data in loaded[1:]:
+        assert isinstance(data, TensorData)
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            assert torch.equal(getattr(loaded[0], name), getattr(data, name)), name
 
 
 def test_digits_loads_from_scikit_learn() -> None:
@@ -257,3 +271,164 @@ def test_a_user_factory_not_held_in_memory_streams_the_same_splits() -> None:
     assert sizes(data) == (45, 5, 20)
     train, val, test = load_splits(DatasetConfig(factory=FACTORY, kwargs={"n": 50}))
     assert (len(train), len(val), len(test)) == (45, 5, 20)
+
+
+# --------------------------------------------------------------------------- issue 17: subsets and workers
+
+
+def _labels(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> list[int]:
+    return [int(v) for _, y in batches for v in y]
+
+
+def test_imagenet_subsets_are_seeded_samples_of_every_class(tmp_path: Path) -> None:
+    # ImageFolder sorts by class: the first 10 of 30 training images are classes 0 and 1 only
+    write_image_folder(tmp_path, classes=5, per_class=6, size=8)
+    cfg = DatasetConfig(name="imagenet", root=str(tmp_path), image_size=8, num_workers=0, train_subset=10, test_subset=10)
+    data = load_data(cfg)
+    assert isinstance(data, LoaderData)
+    assert sizes(data) == (9, 1, 10)  # 1 of the 10 sampled training images carved for validation
+    train = _labels(data.train_batches(9, seed=0, epoch=0))
+    val = _labels(data.batches("val", 4))
+    # the sample is stratified: two images of every class, in train and validation together and in test
+    assert Counter(train + val) == {c: 2 for c in range(5)}
+    assert Counter(_labels(data.batches("test", 4))) == {c: 2 for c in range(5)}
+    # and the same for every trial of a search, whatever the trial's seed
+    again = load_data(cfg, seed=7)
+    assert isinstance(again, LoaderData)
+    assert again.train.indices == data.train.indices
+    assert again.val.indices == data.val.indices
+    assert again.test.indices == data.test.indices
+    # another split_seed samples other images of the same classes
+    other = load_data(cfg.model_copy(update={"split_seed": 1}))
+    assert isinstance(other, LoaderData)
+    assert sorted(other.train.indices + other.val.indices) != sorted(data.train.indices + data.val.indices)
+
+
+def test_a_range_tests_evaluation_subset_covers_every_class(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, classes=4, per_class=10, size=8)
+    cfg = DatasetConfig(name="imagenet", root=str(tmp_path), image_size=8, num_workers=0, validation_fraction=0.5)
+    data = load_data(cfg)
+    assert data.size("val") == 20  # carved in ascending order: class-sorted
+    first = _labels(data.batches("val", 3, limit=8))
+    # eval_samples = 8 of 20: every class, in proportion, the same subset at every evaluation
+    assert len(first) == 8
+    assert set(first) == {0, 1, 2, 3}
+    assert max(Counter(first).values()) <= 3
+    assert _labels(data.batches("val", 5, limit=8)) == first
+    assert len(_labels(data.batches("val", 5))) == 20  # no limit: the whole split
+
+
+def sorted_classes(n: int = 60, classes: int = 3) -> tuple[object, object, object]:
+    """A user's factory whose splits are sorted by class (as a folder-per-class dataset reads)."""
+    TensorDataset = torch.utils.data.TensorDataset
+    y = torch.arange(n) * classes // n
+    x = y.float()[:, None].repeat(1, 4)
+    return TensorDataset(x, y), TensorDataset(x, y), TensorDataset(x, y)
+
+
+def linear() -> torch.nn.Module:
+    """A user's model factory for :func:`sorted_classes`."""
+    return torch.nn.Linear(4, 3)
+
+
+def test_an_in_memory_evaluation_subset_covers_every_class() -> None:
+    data = load_data(DatasetConfig(factory="tests.train.test_data:sorted_classes"))
+    assert isinstance(data, TensorData)
+    labels = _labels(data.batches("val", 4, limit=6))
+    assert Counter(labels) == {0: 2, 1: 2, 2: 2}
+    assert _labels(data.batches("val", 4, limit=6)) == labels
+    # what a user's own loop reads in a range test: the same kind of subset
+    _, val, _ = sorted_classes()
+    head = stratified_subset(val, 6, seed=0)
+    assert isinstance(head, torch.utils.data.TensorDataset)  # still batched by indexing
+    assert Counter(int(v) for v in head.tensors[1]) == {0: 2, 1: 2, 2: 2}
+    assert stratified_subset(val, 60, seed=0) is val
+
+
+def test_the_own_loops_range_test_reads_a_sample_of_every_class_like_tunekits_loop() -> None:
+    from tunekit.own_loop import Control
+    from tunekit.presets import load_preset, range_test_preset
+    from tunekit.train.loop import Trainer
+
+    section = {"min_lr": 0.01, "max_lr": 1.0, "epochs": 1, "eval_samples": 30, "min_steps": 10, "points": 5}
+    preset = range_test_preset(load_preset({
+        "name": "sorted", "dataset": {"factory": "tests.train.test_data:sorted_classes"},
+        "model": {"factory": "tests.train.test_data:linear"}, "policy": {"name": "one_cycle", "max_lr": 0.1},
+        "search": {"range_test": section},
+    }))  # fmt: skip
+    own = [int(v) for _, y in Control(preset).loader("validation") for v in y]
+    assert Counter(own) == {0: 10, 1: 10, 2: 10}
+    ours = Trainer(preset, "cpu").data.batches("val", 256, limit=30)
+    assert own == _labels(ours)
+
+
+def test_stratified_samples_are_proportional_seeded_and_ascending() -> None:
+    labels = np.repeat([0, 1, 2, 3], [50, 30, 15, 5])
+    picked = stratified_sample(labels, 20, seed=0)
+    assert list(picked) == sorted(picked)
+    assert len(set(picked.tolist())) == 20
+    assert Counter(labels[picked].tolist()) == {0: 10, 1: 6, 2: 3, 3: 1}
+    assert np.array_equal(stratified_sample(labels, 20, seed=0), picked)
+    assert not np.array_equal(stratified_sample(labels, 20, seed=1), picked)
+    # fewer samples than classes: distinct classes; no labels: a seeded uniform sample
+    assert len(set(labels[stratified_sample(labels, 3, seed=0)].tolist())) == 3
+    plain = stratified_sample(None, 5, seed=0, n=100)
+    assert len(plain) == 5
+    assert np.array_equal(plain, stratified_sample(None, 5, seed=0, n=100))
+    assert np.array_equal(stratified_sample(labels, 200, seed=0), np.arange(100))
+
+
+@pytest.mark.parametrize(
+    ("requested", "cpus", "expected"),
+    [(2, 1.0, 0), (2, 2.0, 1), (2, 8.0, 2), (0, 8.0, 0), (4, 2.5, 1), (8, 0.5, 0)],
+)
+def test_loader_workers_leave_the_trials_own_process_a_cpu(requested: int, cpus: float, expected: int) -> None:
+    assert loader_workers(requested, cpus) == expected
+
+
+def test_load_data_caps_workers_by_the_cpus_it_is_given() -> None:
+    cfg = DatasetConfig(factory=FACTORY, kwargs={"n": 50}, in_memory=False, num_workers=3)
+    assert load_data(cfg, cpus=2).num_workers == 1  # type: ignore[attr-defined]
+    assert load_data(cfg, cpus=16).num_workers == 3  # type: ignore[attr-defined]
+    # outside Ray: the CPUs this process may run on
+    assert load_data(cfg).num_workers == min(3, available_cpus() - 1)  # type: ignore[attr-defined]
+
+
+class WhoLoaded(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Items whose target is the process id that loaded them, and whose input is random (an augmentation)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.rand(2), torch.tensor(os.getpid())
+
+
+def _streamed(workers: int) -> LoaderData:
+    return LoaderData(WhoLoaded(), WhoLoaded(), WhoLoaded(), None, (2,), torch.device("cpu"), workers)
+
+
+def test_streamed_data_keeps_its_workers_between_evaluations_and_epochs() -> None:
+    data = _streamed(1)
+    evaluations = [set(_labels(data.batches("val", 4))) for _ in range(3)]
+    epochs = [set(_labels(data.train_batches(4, seed=0, epoch=e))) for e in range(3)]
+    # one worker process serves every evaluation, another every epoch: none respawned
+    assert len({frozenset(p) for p in evaluations}) == 1
+    assert len({frozenset(p) for p in epochs}) == 1
+    assert os.getpid() not in evaluations[0] | epochs[0]
+    assert len(evaluations[0] | epochs[0]) == 2
+
+
+def test_a_streamed_epoch_depends_only_on_seed_and_epoch_with_persistent_workers() -> None:
+    def epoch(data: LoaderData, e: int) -> list[torch.Tensor]:
+        return [x for x, _ in data.train_batches(4, seed=3, epoch=e)]
+
+    unbroken = _streamed(1)
+    epoch(unbroken, 0)
+    resumed = _streamed(1)  # a retry starts at epoch 1 with fresh workers
+    in_process = _streamed(0)
+    expected = epoch(unbroken, 1)
+    # the same order and the same random "augmentations", whoever loads them
+    assert all(torch.equal(a, b) for a, b in zip(expected, epoch(resumed, 1), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(expected, epoch(in_process, 1), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(expected, epoch(resumed, 2), strict=True))

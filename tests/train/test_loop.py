@@ -73,14 +73,18 @@ def test_without_test_at_end_no_result_reads_the_test_split() -> None:
 
 
 def test_nan_loss_ends_the_run_cleanly_with_diverged_flag() -> None:
-    preset = load_preset(tiny_preset_dict(), {"max_lr": 1e6, "epochs": 3})
-    results = train(preset)
-    # no exception; the last result says diverged and training stopped there
-    assert results[-1]["diverged"] is True
-    assert math.isnan(results[-1]["val_loss"])
-    assert len(results) < 3 or results[-1]["epoch"] <= 3
+    # 90 steps an epoch (1 440 samples, batches of 16); at LR 1e5 the loss is not finite after a step or two
+    preset = load_preset(tiny_preset_dict(), {"max_lr": 1e6, "epochs": 3, "train.batch_size": 16})
+    results, states = _run(Trainer(preset, "cpu"))
+    # no exception; one result, which says diverged: the run ended at the first finiteness check
+    # (every 50 steps), mid-way through its first epoch, not at the end of its three
+    assert len(results) == 1
+    assert results[0]["diverged"] is True
+    assert (results[0]["epoch"], results[0]["step"]) == (1, 50)
+    assert math.isnan(results[0]["val_loss"])  # NaN weights are not evaluated
+    assert states == {}  # nor checkpointed
     # a diverged run never reached its end: nothing is read on the test split
-    assert "test_loss" not in results[-1]
+    assert "test_loss" not in results[0]
 
 
 def test_continuation_with_same_config_reproduces_the_parent() -> None:
@@ -236,3 +240,93 @@ def test_a_checkpoint_from_a_fused_gpu_optimizer_resumes_with_this_devices_kerne
     results, _ = _run(reader)
     assert math.isfinite(results[-1]["val_loss"])
     assert math.isfinite(results[-1]["test_loss"])
+
+
+# --------------------------------------------------------------------------- issue 17: resumes and continuations
+
+
+def test_a_time_budgeted_run_restored_from_its_checkpoint_continues_the_same_cycle() -> None:
+    torch.set_num_threads(1)
+    # the batch-size phase's trials: epochs sized by a timing probe to fit the budget
+    preset = load_preset(tiny_preset_dict(), {"epochs": 1, "train.time_budget_s": 1.5, "train.test_at_end": False})
+    first = Trainer(preset, "cpu")
+    unbroken, states = _run(first)
+    sized = first.preset.train.epochs
+    assert sized >= 2, f"the budget fits {sized} epoch(s) here: too few to restore mid-run"
+    restored = Trainer(preset, "cpu")
+    restored.load_state_dict(states[1])
+    later, _ = _run(restored)
+    # no second probe: the restored run keeps the epochs (and the probe's numbers) decided the first time
+    assert [r["epoch"] for r in later] == list(range(2, sized + 1))
+    assert all(r["epochs_total"] == sized for r in later)
+    assert all(r["probe_seconds_per_step"] == unbroken[0]["probe_seconds_per_step"] for r in later)
+    # and the same cycle: same LR at every epoch, annihilated at the end, the same losses (CPU, same seed)
+    for a, b in zip(later, unbroken[1:], strict=True):
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-9)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
+    assert later[-1]["lr"] == pytest.approx(0.5 / 10 / 100, rel=0.05)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_continuation_trains_with_its_own_constant_momentum(optimizer: str) -> None:
+    torch.set_num_threads(1)
+    policy = {"name": "constant", "lr": 0.01 if optimizer == "adam" else 0.05}
+    base = tiny_preset_dict(policy={**policy, "momentum": 0.95}, optimizer={"name": optimizer})
+    _, states = _run(Trainer(load_preset(base, {"epochs": 4}), "cpu"))
+    finals = {}
+    for momentum in (0.95, 0.5):
+        child = Trainer(load_preset(base, {"epochs": 4, "momentum": momentum}), "cpu")
+        child.load_snapshot(states[2], "parent@2")
+        results, _ = _run(child)
+        # every step of the continuation used its own momentum (SGD's momentum, Adam's β1), not the parent's
+        assert all(r["momentum"] == pytest.approx(momentum) for r in results)
+        group = child.optimizer.param_groups[0]
+        assert (group["betas"][0] if optimizer == "adam" else group["momentum"]) == pytest.approx(momentum)
+        finals[momentum] = results[-1]["val_loss"]
+    # and it acts: the two continuations of one snapshot part ways
+    assert finals[0.95] != pytest.approx(finals[0.5], rel=1e-6)
+
+
+def test_a_base_run_restored_from_a_checkpoint_snapshots_at_the_same_epoch() -> None:
+    torch.set_num_threads(1)
+    # a constant-LR base run whose validation loss runs horizontal at epoch 7 (min_epochs 3)
+    preset = load_preset(
+        tiny_preset_dict(policy={"name": "constant", "lr": 0.05, "momentum": 0.9}),
+        {"epochs": 15, "train.stop_when_horizontal": True, "train.test_at_end": False},
+    )
+    straight, states = _run(Trainer(preset, "cpu"))
+    snapshot = [r["epoch"] for r in straight if r["snapshot"]]
+    assert len(snapshot) == 1
+    assert straight[-1]["snapshot"]
+    assert snapshot[0] >= 5
+    # a retry restored two epochs before that: the detector's history comes back with the checkpoint
+    restored = Trainer(preset, "cpu")
+    restored.load_state_dict(states[snapshot[0] - 2])
+    retried, _ = _run(restored)
+    assert [r["epoch"] for r in retried if r["snapshot"]] == snapshot
+    assert retried[-1]["epoch"] == snapshot[0]
+    assert restored.val_losses == pytest.approx([r["val_loss"] for r in straight], rel=1e-6)
+
+
+def test_an_own_loop_base_run_restored_from_a_checkpoint_snapshots_at_the_same_epoch() -> None:
+    from tunekit.own_loop import run_loop
+
+    torch.set_num_threads(1)
+    # the same base run through a user's own loop (the one tests/test_own_loop.py drives)
+    preset = load_preset(
+        tiny_preset_dict(policy={"name": "constant", "lr": 0.05, "momentum": 0.9}, loop={"factory": "tests.test_own_loop:fit"}),
+        {"epochs": 15, "train.stop_when_horizontal": True, "train.test_at_end": False},
+    )
+    states: dict[int, dict[str, Any]] = {}
+
+    def keep(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if state is not None:
+            states[metrics["epoch"]] = copy.deepcopy(state)
+
+    straight = run_loop(preset, keep).history
+    snapshot = [r["epoch"] for r in straight if r["snapshot"]]
+    assert len(snapshot) == 1
+    assert snapshot[0] >= 5
+    retried = run_loop(preset, state=states[snapshot[0] - 2]).history
+    assert [r["epoch"] for r in retried if r["snapshot"]] == snapshot
+    assert retried[-1]["epoch"] == snapshot[0]

@@ -7,9 +7,17 @@ so every trial of a search sees the same split whatever its own seed.
 
 Small datasets (MNIST-1D, digits, MNIST, CIFAR, a user dataset under 2 GiB) are held whole as
 tensors on the device and sliced into batches there: no DataLoader, no per-batch host-to-device
-copy. Large ones (ImageNet, big user datasets) stream through a ``DataLoader`` with workers.
-Both shuffle with a generator seeded by ``(seed, epoch)``, so an epoch's order does not depend
-on what ran before it — a resumed run sees the same batches as an unbroken one.
+copy. Large ones (ImageNet, big user datasets) stream through a ``DataLoader`` with workers —
+at most one fewer than the CPUs the trial was given, kept alive from one epoch or evaluation to
+the next. Both shuffle with a generator seeded by ``(seed, epoch)``, and a streamed item's random
+augmentation is seeded by the same generator, so an epoch does not depend on what ran before it
+(or on the workers) — a resumed run sees the same batches as an unbroken one.
+
+Subsets — ImageNet's ``train_subset`` and ``test_subset``, and the ``limit`` of an evaluation (a
+range test's ``eval_samples``) — are seeded samples of every class (:mod:`tunekit.core.subsets`),
+the same for every trial of a search: a folder-per-class dataset's first N samples are its first
+classes. (The in-memory bundled datasets are stored in no class order; their ``train_subset`` and
+``test_subset`` keep their first N samples.)
 
 A user dataset held in memory is built once per node, not once per trial: the first trial on a
 node calls the factory and writes the stacked tensors to a node-local cache under a file lock;
@@ -23,9 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,6 +42,8 @@ import numpy as np
 import torch
 
 from tunekit.core.splits import carve_indices
+from tunekit.core.subsets import stratified_sample
+from tunekit.core.workers import loader_workers
 from tunekit.presets import DatasetConfig
 from tunekit.train.paths import DatasetError, preflight, require_root
 
@@ -41,11 +52,14 @@ __all__ = [
     "DatasetError",
     "LoaderData",
     "TensorData",
+    "available_cpus",
     "carve_indices",
     "crop_flip",
+    "dataset_labels",
     "load_data",
     "load_splits",
     "preflight",
+    "stratified_subset",
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -79,12 +93,55 @@ class Data(Protocol):
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]: ...
 
     def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
-        """The validation or test split in order (its first ``limit`` samples)."""
+        """The validation or test split in order (or a fixed, class-stratified sample of ``limit`` of it)."""
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator that shuffles and augments epoch ``epoch`` of a run seeded ``seed``."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (outside Ray: what caps a streamed dataset's workers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def dataset_labels(dataset: Any) -> np.ndarray | None:
+    """The class of every item of ``dataset``, read without loading an item; None when the dataset does not say.
+
+    Knows torchvision's ``targets`` (ImageFolder, MNIST, CIFAR), a ``TensorDataset`` of (input,
+    integer class) and ``Subset``s of those.
+    """
+    if isinstance(dataset, torch.utils.data.Subset):
+        parent = dataset_labels(dataset.dataset)
+        return None if parent is None else parent[np.asarray(dataset.indices, dtype=np.int64)]
+    tensors = getattr(dataset, "tensors", None)
+    return class_labels(tensors[-1] if isinstance(tensors, tuple) and len(tensors) == 2 else getattr(dataset, "targets", None))
+
+
+def class_labels(targets: Any) -> np.ndarray | None:
+    """``targets`` as a numpy array when they are one integer class per item, else None."""
+    if targets is None:
+        return None
+    labels = targets.detach().cpu().numpy() if isinstance(targets, torch.Tensor) else np.asarray(targets)
+    return labels if labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer) else None
+
+
+def stratified_subset(dataset: Any, k: int, seed: int) -> Any:
+    """``k`` items of ``dataset``: a seeded sample of every class (:func:`~tunekit.core.subsets.stratified_sample`).
+
+    The dataset itself when it has no more than ``k`` items; a ``TensorDataset`` stays one (batched
+    by indexing), anything else becomes a ``Subset``.
+    """
+    if k >= len(dataset):
+        return dataset
+    picked = stratified_sample(dataset_labels(dataset), k, seed, n=len(dataset))
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        index = torch.from_numpy(picked)
+        return torch.utils.data.TensorDataset(*(t[index.to(t.device)] for t in dataset.tensors))
+    return torch.utils.data.Subset(dataset, picked.tolist())
 
 
 # --------------------------------------------------------------------------- in-memory data
@@ -104,6 +161,8 @@ class TensorData:
     mean: torch.Tensor | None = None  # per-channel, applied after scaling uint8 to [0, 1]
     std: torch.Tensor | None = None
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    split_seed: int = 0  # seeds the evaluation subsets (the dataset's split_seed: one subset for every trial)
+    _subsets: dict[tuple[Split, int], torch.Tensor] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -127,6 +186,7 @@ class TensorData:
             mean=None if self.mean is None else self.mean.to(device),
             std=None if self.std is None else self.std.to(device),
             augment=self.augment,
+            split_seed=self.split_seed,
         )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,10 +210,20 @@ class TensorData:
 
     def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         x_all, y_all = self._split(split)
-        end = len(x_all) if limit is None else min(limit, len(x_all))
-        for start in range(0, end, batch_size):
-            stop = min(start + batch_size, end)
+        if limit is not None and limit < len(x_all):
+            index = self._subset(split, limit)
+            x_all, y_all = x_all[index], y_all[index]
+        for start in range(0, len(x_all), batch_size):
+            stop = min(start + batch_size, len(x_all))
             yield self._prepare(x_all[start:stop]), y_all[start:stop]
+
+    def _subset(self, split: Split, limit: int) -> torch.Tensor:
+        """The indices of ``limit`` samples of ``split``: a seeded sample of every class, computed once."""
+        if (split, limit) not in self._subsets:
+            _, y_all = self._split(split)
+            picked = stratified_sample(class_labels(y_all), limit, self.split_seed, n=len(y_all))
+            self._subsets[split, limit] = torch.from_numpy(picked).to(y_all.device)
+        return self._subsets[split, limit]
 
     def carve(self, fraction: float, seed: int) -> TensorData:
         """This dataset with a validation split carved from its training data (see :func:`carve_indices`)."""
@@ -316,8 +386,81 @@ def _cifar(cfg: DatasetConfig, seed: int) -> TensorData:
 # --------------------------------------------------------------------------- streamed data
 
 
+class _EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
+    """One epoch of ``(index, item seed)``: the order ``epoch_generator(seed, epoch)`` shuffles, set before each pass.
+
+    The order is ``RandomSampler``'s with that generator; each item's seed comes from the same
+    generator, so an item's augmentation depends on ``(seed, epoch)`` only — not on the workers,
+    nor on what they loaded before (they persist across epochs).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size, self.seed, self.epoch = size, 0, 0
+
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        gen = epoch_generator(self.seed, self.epoch)
+        order = torch.randperm(self.size, generator=gen).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=gen).tolist()
+        return iter(zip(order, seeds, strict=True))
+
+
+class _SeededItems(torch.utils.data.Dataset[Any]):
+    """``dataset``'s items, each loaded with torch's, numpy's and Python's RNGs seeded by its key's seed."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        if torch.utils.data.get_worker_info() is not None:  # a worker's random state is its own
+            _seed_rngs(seed)
+            return self.dataset[index]
+        with _rngs_kept():  # in the training process: leave its streams (dropout, …) as they were
+            _seed_rngs(seed)
+            return self.dataset[index]
+
+
+def _seed_rngs(seed: int) -> None:
+    torch.default_generator.manual_seed(seed)  # the CPU generator only: a GPU's streams are the training's
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@contextlib.contextmanager
+def _rngs_kept() -> Iterator[None]:
+    saved = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0])
+        random.setstate(saved[1])
+        np.random.set_state(saved[2])
+
+
+@dataclass
+class _Pooled:
+    """A ``DataLoader`` kept for reuse (its workers persist), and whether a pass over it is under way."""
+
+    loader: torch.utils.data.DataLoader[Any]
+    busy: bool = False
+
+
 class LoaderData:
-    """Map-style datasets streamed by a ``DataLoader`` with workers (ImageNet-sized or non-tensor data)."""
+    """Map-style datasets streamed by a ``DataLoader`` with workers (ImageNet-sized or non-tensor data).
+
+    Loaders are kept and reused, so their workers (``persistent_workers``) start once: one for
+    training (a second when training batches are drawn during a pass, as a range test's BatchNorm
+    re-estimation does), one per evaluation size. The test split, read once, gets a loader of its own.
+    """
 
     def __init__(
         self,
@@ -328,24 +471,47 @@ class LoaderData:
         input_shape: tuple[int, ...],
         device: torch.device,
         num_workers: int,
+        split_seed: int = 0,
     ) -> None:
         self.train, self.val, self.test = train, val, test
         self.num_classes, self.input_shape = num_classes, input_shape
         self.num_train = len(train)
-        self.device, self.num_workers = device, num_workers
+        self.device, self.num_workers, self.split_seed = device, num_workers, split_seed
+        self._pool: dict[tuple[Any, ...], _Pooled] = {}
+        self._subsets: dict[tuple[Split, int], Any] = {}
 
     def size(self, split: Split) -> int:
         return len(self.val if split == "val" else self.test)
 
-    def _loader(self, dataset: Any, batch_size: int, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
+    def _loader(self, dataset: Any, batch_size: int, persistent: bool, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=persistent and self.num_workers > 0,
             **kwargs,
         )
+
+    @contextlib.contextmanager
+    def _lease(
+        self, kind: tuple[Any, ...], slots: int, make: Callable[[bool], torch.utils.data.DataLoader[Any]]
+    ) -> Iterator[torch.utils.data.DataLoader[Any]]:
+        """A loader of ``kind`` that no pass is using: a kept one (of ``slots``), or a one-off when all are in use."""
+        for slot in range(slots):
+            entry = self._pool.get((*kind, slot))
+            if entry is None:
+                entry = self._pool[(*kind, slot)] = _Pooled(make(True))
+            if not entry.busy:
+                break
+        else:
+            yield make(False)
+            return
+        entry.busy = True
+        try:
+            yield entry.loader
+        finally:
+            entry.busy = False
 
     def _to_device(self, batches: Any) -> Iterator[Batch]:
         for x, y in batches:
@@ -355,16 +521,30 @@ class LoaderData:
             yield x, _to(y, self.device)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
-        gen = epoch_generator(seed, epoch)
-        sampler = torch.utils.data.RandomSampler(self.train, generator=gen)
         drop = len(self.train) >= batch_size  # as TensorData: a dataset smaller than a batch is one batch
-        yield from self._to_device(self._loader(self.train, batch_size, sampler=sampler, drop_last=drop))
+
+        def make(persistent: bool) -> torch.utils.data.DataLoader[Any]:
+            sampler = _EpochSampler(len(self.train))
+            return self._loader(_SeededItems(self.train), batch_size, persistent, sampler=sampler, drop_last=drop)
+
+        with self._lease(("train", batch_size), 2, make) as loader:
+            assert isinstance(loader.sampler, _EpochSampler)
+            loader.sampler.set_epoch(seed, epoch)
+            yield from self._to_device(loader)
 
     def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         dataset = self.val if split == "val" else self.test
-        if limit is not None:
-            dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
-        yield from self._to_device(self._loader(dataset, batch_size, shuffle=False))
+        if limit is not None and limit < len(dataset):
+            if (split, limit) not in self._subsets:
+                self._subsets[split, limit] = stratified_subset(dataset, limit, self.split_seed)
+            dataset = self._subsets[split, limit]
+        slots = 0 if split == "test" else 1  # the test split is read once, at the end: no workers kept for it
+
+        def make(persistent: bool) -> torch.utils.data.DataLoader[Any]:
+            return self._loader(dataset, batch_size, persistent, shuffle=False)
+
+        with self._lease((split, batch_size, limit), slots, make) as loader:
+            yield from self._to_device(loader)
 
 
 def _to(value: Any, device: torch.device) -> Any:
@@ -379,16 +559,22 @@ def _to(value: Any, device: torch.device) -> Any:
 
 
 def _subsets(cfg: DatasetConfig, train: Any, plain_train: Any, test: Any) -> tuple[Any, Any, Any]:
-    """(train, validation, test) of a streamed bundled dataset: subsets applied, validation carved from train."""
+    """(train, validation, test) of a streamed bundled dataset: subsets sampled, validation carved from train.
+
+    A subset is a seeded sample of every class (``split_seed``): the same for every trial.
+    """
     Subset = torch.utils.data.Subset
-    n = min(cfg.train_subset or len(train), len(train))
-    keep, held = carve_indices(n, cfg.validation_fraction, cfg.split_seed)
+    if cfg.train_subset:
+        picked = stratified_sample(dataset_labels(train), cfg.train_subset, cfg.split_seed, n=len(train))
+    else:
+        picked = np.arange(len(train))
+    keep, held = carve_indices(len(picked), cfg.validation_fraction, cfg.split_seed)
     if cfg.test_subset:
-        test = Subset(test, range(min(cfg.test_subset, len(test))))
-    return Subset(train, keep.tolist()), Subset(plain_train, held.tolist()), test
+        test = stratified_subset(test, cfg.test_subset, cfg.split_seed)
+    return Subset(train, picked[keep].tolist()), Subset(plain_train, picked[held].tolist()), test
 
 
-def _imagenet(cfg: DatasetConfig, device: torch.device) -> LoaderData:
+def _imagenet(cfg: DatasetConfig, device: torch.device, workers: int) -> LoaderData:
     from torchvision import datasets, transforms
 
     root = require_root(cfg)
@@ -413,7 +599,7 @@ def _imagenet(cfg: DatasetConfig, device: torch.device) -> LoaderData:
     # the validation split comes from the (un-augmented) training images, so it reads like the test split
     plain = datasets.ImageFolder(str(folders["train"]), transforms.Compose([*test_tf, transforms.ToTensor(), normalize]))
     train_part, val_part, test = _subsets(cfg, train, plain, test)
-    return LoaderData(train_part, val_part, test, num_classes, (3, size, size), device, cfg.num_workers)
+    return LoaderData(train_part, val_part, test, num_classes, (3, size, size), device, workers, cfg.split_seed)
 
 
 _TENSOR_LOADERS: dict[str, Callable[[DatasetConfig, int], TensorData]] = {
@@ -592,14 +778,15 @@ def _user_tensors(cfg: DatasetConfig) -> TensorData | None:
     return TensorData(xt, yt, xv, yv, xs, ys)
 
 
-def _user_data(cfg: DatasetConfig, device: torch.device, token: str | None) -> Data:
+def _user_data(cfg: DatasetConfig, device: torch.device, token: str | None, workers: int) -> Data:
     tensors = cached_user_tensors(cfg, token)
     if tensors is not None:
+        tensors.split_seed = cfg.split_seed
         return tensors.to(device)
     train, val, test = call_dataset_factory(cfg)
     x = train[0][0]
     shape = tuple(x.shape) if hasattr(x, "shape") else ()
-    return LoaderData(train, val, test, None, shape, device, cfg.num_workers)
+    return LoaderData(train, val, test, None, shape, device, workers, cfg.split_seed)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -613,27 +800,34 @@ def train_samples(cfg: DatasetConfig, seed: int = 0) -> int:
     return load_data(cfg, "cpu", seed).num_train
 
 
-def load_data(cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0, token: str | None = None) -> Data:
+def load_data(
+    cfg: DatasetConfig, device: torch.device | str = "cpu", seed: int = 0, token: str | None = None, cpus: float | None = None
+) -> Data:
     """Load the dataset ``cfg`` names (or builds with its factory), ready to batch on ``device``.
 
     Args:
         token: a search's data token; a user dataset held in memory is cached per node under it.
+        cpus: the CPUs the run was given (a Ray trial's); a streamed dataset starts at most one fewer
+            ``DataLoader`` workers than that (:func:`~tunekit.core.workers.loader_workers`). None: the
+            CPUs this process may run on.
 
     Raises:
         DatasetError: the files are missing or unreadable (the message names ``dataset.root``).
         ComponentError: the user's dataset factory fails or returns something unusable.
     """
     device = torch.device(device)
+    workers = loader_workers(cfg.num_workers, available_cpus() if cpus is None else cpus)
     if cfg.factory is not None:
-        return _user_data(cfg, device, token)
+        return _user_data(cfg, device, token, workers)
     if cfg.name == "imagenet":
-        return _imagenet(cfg, device)
+        return _imagenet(cfg, device, workers)
     assert cfg.name is not None
     data = _TENSOR_LOADERS[cfg.name](cfg, seed)
-    if cfg.train_subset:
+    if cfg.train_subset:  # stored in no class order: the first N are a fair sample
         data.x_train, data.y_train = data.x_train[: cfg.train_subset], data.y_train[: cfg.train_subset]
     if cfg.test_subset:
         data.x_test, data.y_test = data.x_test[: cfg.test_subset], data.y_test[: cfg.test_subset]
+    data.split_seed = cfg.split_seed
     return data.carve(cfg.validation_fraction, cfg.split_seed).to(device)
 
 

@@ -43,6 +43,8 @@ from tunekit.train.schedules import build_optimizer, build_schedule, fast_forwar
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 CHECKPOINT_FORMAT = 1
+#: The optimiser's hyper-parameters a continuation takes from its own preset, never from the snapshot.
+_OWN_HYPER_PARAMETERS = ("momentum", "dampening", "nesterov", "betas", "eps", "weight_decay")
 _DIVERGENCE_CHECK_EVERY = 50  # iterations between finiteness checks (each one is a device sync)
 _REPORT_LATENCY_S = 0.01  # a tune.report round trip, as measured by bench/overhead.py (report_overhead_s)
 
@@ -108,12 +110,18 @@ class Trainer:
     """One training run of ``preset`` on ``device`` (CPU unless told otherwise)."""
 
     def __init__(
-        self, preset: Preset, device: torch.device | str | None = None, data: Data | None = None, token: str | None = None
+        self,
+        preset: Preset,
+        device: torch.device | str | None = None,
+        data: Data | None = None,
+        token: str | None = None,
+        cpus: float | None = None,
     ) -> None:
+        """Build everything but do no training; ``cpus``: what the run was given (caps a streamed dataset's workers)."""
         self.preset = preset
         self.device = torch.device(device) if device is not None else pick_device(preset.resources.gpu)
         train = preset.train
-        self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed, token)
+        self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed, token, cpus)
         torch.manual_seed(train.seed)
         self.memory_format = memory_format(train.channels_last, self.device, self.data.input_shape)
         model = build_model(preset.model, self.data.num_classes, self.data.input_shape)
@@ -135,10 +143,9 @@ class Trainer:
         self.amp = amp_dtype(train.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.probe: dict[str, float] = {}
-        if train.time_budget_s is not None and not self.range_test:
-            self._size_to_budget(train.time_budget_s)
-        self.total_steps = total_iterations(self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
-        self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
+        # a time budget sizes `train.epochs` once, with a timing probe at the start of `run` (or from a checkpoint)
+        self.sized = train.time_budget_s is None or self.range_test
+        self._set_epochs(train.epochs)
         self.val_losses: list[float] = []  # per epoch, for stop_when_horizontal
 
     # ------------------------------------------------------------------ state
@@ -159,13 +166,26 @@ class Trainer:
             "preset": preset_to_dict(self.preset),
             "num_classes": self.data.num_classes,  # None for a user dataset: the factory rebuilds the model
             "input_shape": list(self.data.input_shape),
+            # the epochs a time budget's probe decided (None: no budget), and the probe's numbers
+            "budget_epochs": self.preset.train.epochs if self.probe else None,
+            "probe": dict(self.probe),
+            "val_losses": list(self.val_losses),  # the horizontal detector's history
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume exactly where ``state`` was saved (a retry of the same run)."""
+        """Resume exactly where ``state`` was saved (a retry of the same run).
+
+        A time-budgeted run keeps the epochs its first probe decided (no second probe: the same
+        cycle goes on); a base run keeps the validation losses its horizontal detector has seen.
+        """
+        if not self.sized and state.get("budget_epochs") is not None:
+            self._set_epochs(int(state["budget_epochs"]))  # before the optimizer state: rebuilding sets the LR
+            self.probe = {k: float(v) for k, v in state.get("probe", {}).items()}
+            self.sized = True
         self._load_weights(state)
         self.start_step = int(state.get("start_step", 0))
         self.schedule.load_state_dict(state["schedule"])
+        self.val_losses = [float(v) for v in state.get("val_losses", [])]
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
@@ -176,22 +196,17 @@ class Trainer:
         """Continue from another run's snapshot with *this* preset's hyper-parameters.
 
         Weights, BatchNorm statistics, momentum buffers and the epoch/iteration counters come
-        from the snapshot; LR schedule, momentum and weight decay come from this preset (the
-        schedule is rebuilt and advanced to the snapshot's iteration). Epoch budgets are
-        absolute: the run trains until ``train.epochs`` in total.
+        from the snapshot; LR schedule, momentum (SGD's, or Adam's β1 and β2), weight decay,
+        Nesterov and ε come from this preset (the schedule is rebuilt and advanced to the
+        snapshot's iteration). Epoch budgets are absolute: the run trains until ``train.epochs``
+        in total.
         """
         self._load_weights(state)
         # The optimizer state dict carries the parent's hyper-parameters: put ours back.
-        for group in self.optimizer.param_groups:
-            group["weight_decay"] = self.preset.weight_decay
         fresh = build_optimizer(self.model.parameters(), self.preset.optimizer, self.preset.policy, self.preset.weight_decay)
         for group, ref in zip(self.optimizer.param_groups, fresh.param_groups, strict=True):
-            for key in ("nesterov", "eps"):
-                if key in ref:
-                    group[key] = ref[key]
-            if "betas" in ref:
-                group["betas"] = (group["betas"][0], ref["betas"][1])
-        self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, self.preset.train.epochs)
+            group.update({key: ref[key] for key in _OWN_HYPER_PARAMETERS if key in ref})
+        self._set_epochs(self.preset.train.epochs)
         fast_forward(self.schedule, min(self.step, self.total_steps))
         self.start_step = self.step
         self.restored_from = source
@@ -210,11 +225,30 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
 
-    def _size_to_budget(self, budget_s: float, probe_steps: int = 8) -> None:
-        """Time a few steps and one evaluation on throwaway copies, then set ``train.epochs`` to what fits.
+    def _set_epochs(self, epochs: int) -> None:
+        """Train for ``epochs`` in total: the schedule is built afresh to span them (at iteration 0)."""
+        if epochs != self.preset.train.epochs:
+            train = self.preset.train.model_copy(update={"epochs": epochs})
+            self.preset = self.preset.model_copy(update={"train": train})
+        self.total_steps = total_iterations(self.preset.policy, self.steps_per_epoch, epochs)
+        self.schedule = build_schedule(self.optimizer, self.preset.policy, self.steps_per_epoch, epochs)
 
-        The probe's own time is taken out of the budget. Sec. 4.2: compare batch sizes at
-        constant wall time, every candidate completing a full cycle.
+    def _size_once(self) -> None:
+        """Size ``train.epochs`` to the time budget, unless that was done (or restored from a checkpoint)."""
+        if self.sized:
+            return
+        budget_s = self.preset.train.time_budget_s
+        assert budget_s is not None
+        self._set_epochs(self._size_to_budget(budget_s))
+        fast_forward(self.schedule, min(self.step, self.total_steps))  # a continuation joins its new cycle mid-way
+        self.sized = True
+
+    def _size_to_budget(self, budget_s: float, probe_steps: int = 8) -> int:
+        """Time a few steps and one evaluation on throwaway copies; returns the epochs that fit.
+
+        The probe's own time is taken out of the budget; its numbers go to :attr:`probe` (and
+        into every result). Sec. 4.2: compare batch sizes at constant wall time, every candidate
+        completing a full cycle.
         """
         started = time.perf_counter()
         model, optimizer, scaler = self.model, self.optimizer, self.scaler
@@ -243,9 +277,8 @@ class Trainer:
         remaining = budget_s - (time.perf_counter() - started)
         per_epoch_extra = eval_s + checkpoint_s + _REPORT_LATENCY_S
         epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, per_epoch_extra)
-        train = self.preset.train.model_copy(update={"epochs": epochs})
-        self.preset = self.preset.model_copy(update={"train": train})
         self.probe = {"probe_seconds_per_step": per_step, "probe_epoch_extra_s": per_epoch_extra, "budget_epochs": float(epochs)}
+        return epochs
 
     # ------------------------------------------------------------------ pieces
 
@@ -288,7 +321,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, limit: int | None = None, split: Split = "val") -> Evaluation:
-        """Mean loss and the metric over the validation split (or ``split``), or its first ``limit`` samples.
+        """Mean loss and the metric over the validation split (or ``split``), or a fixed sample of ``limit`` of it.
+
+        The sample (a range test's ``eval_samples``) is the same at every evaluation and in every
+        trial: a seeded sample of every class (see :mod:`tunekit.train.data`).
 
         The loss is averaged over samples (the loss function gives batch means); the metric is the
         user's function over the whole split's outputs, or a running top-1 accuracy for the bundled one.
@@ -375,6 +411,7 @@ class Trainer:
         self.model.train()
         if self.range_test:
             return self._run_range_test(report)
+        self._size_once()
         train = self.preset.train
         last: dict[str, Any] | None = None
         end = min(train.epochs, train.stop_at_epoch or train.epochs)
