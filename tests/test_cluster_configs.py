@@ -69,21 +69,42 @@ def test_submit_script_without_arguments_prints_usage_and_exits_2() -> None:
 
 @pytest.mark.slow
 def test_a_local_tunekit_ray_serves_no_dashboard() -> None:
-    """tunekit's own local Ray serves no dashboard UI or job server (Ray's internal gRPC ports are another
-    matter: Ray binds them on all interfaces and guards them with its token authentication)."""
+    """tunekit's own local Ray (``runner.ensure_ray``) serves no dashboard UI or job server.
+
+    Proven positively, on what Ray itself reports and starts: Ray records no web UI URL; the dashboard
+    head process Ray starts anyway is launched headless — ``--disable-frontend`` and only the
+    ``UsageStatsHead`` module, so no ``JobHead`` (job server) — and told to bind to 127.0.0.1; and
+    that process listens on nothing but its Prometheus metrics port (44227, when free). With
+    ``include_dashboard=True`` every one of these fails: ``webui_url`` is ``127.0.0.1:<port>``, neither
+    flag is on the command line, and the process also listens on the UI's HTTP port — whatever port
+    that is (8265, or the next free one when another Ray on the machine holds 8265).
+
+    Ray's internal gRPC ports are another matter: Ray binds them on all interfaces and guards them with
+    its token authentication.
+    """
     code = """
 import json, psutil, time
+import ray
+from ray.dashboard.consts import DASHBOARD_METRIC_PORT
 from tunekit.runner import ensure_ray
 ensure_ray()
 time.sleep(2)
 me = psutil.Process()
-pids = {p.pid for p in me.children(recursive=True)} | {me.pid}
-listening = [(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
-hosts = [a for p in me.children(recursive=True) for a in p.cmdline() if a.startswith("--host=")]
-print(json.dumps({"listening": listening, "hosts": hosts}))
+(dashboard,) = [p for p in me.children(recursive=True) if any(a.endswith("dashboard/dashboard.py") for a in p.cmdline())]
+ports = sorted({c.laddr.port for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid == dashboard.pid})
+print(json.dumps({
+    "webui_url": ray._private.worker.global_worker.node.address_info["webui_url"],
+    "argv": dashboard.cmdline(),
+    "ports": ports,
+    "metrics_port": DASHBOARD_METRIC_PORT,
+}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    assert 8265 not in {port for _, port in found["listening"]}  # no dashboard UI / job server
-    assert found["hosts"]
-    assert set(found["hosts"]) == {"--host=127.0.0.1"}  # what Ray's dashboard process would bind to
+    assert found["webui_url"] == ""  # Ray's own record: no dashboard URL
+    argv = found["argv"]
+    assert "--disable-frontend" in argv  # no UI pages served
+    assert [a for a in argv if a.startswith("--modules-to-load=")] == ["--modules-to-load=UsageStatsHead"]  # no JobHead
+    assert [a for a in argv if a.startswith("--host=")] == ["--host=127.0.0.1"]  # and loopback, were it to serve
+    # the headless process listens on its metrics port at most (none when another Ray already holds that port)
+    assert set(found["ports"]) <= {found["metrics_port"]}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import os
 import signal
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from tunekit.searchers import (
     limited,
 )
 from tunekit.searchers.grid import BATCH_SIZE_JUDGE
+from tunekit.trainable import load_state
 
 
 def objective(config: dict[str, Any]) -> float:
@@ -90,9 +94,13 @@ def finish(searcher: Searcher, trial_id: str, config: dict[str, Any]) -> None:
     searcher.on_trial_complete(trial_id, result)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def fake_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the snapshot searcher copies the base run's checkpoint: give the fake trials real folders
+    """For the unit tests that play Tune by hand: their trials report ``/tmp/fake/<id>`` folders that hold no
+    checkpoint, so the snapshot searcher's copy makes the source folder and copies it into ``tmp_path``.
+
+    Not autouse: the real-Tuner snapshot test must copy the real checkpoint with the real ``copy_snapshot``.
+    """
     import tunekit.searchers.snapshot as snapshot
 
     real = snapshot.copy_snapshot
@@ -105,6 +113,7 @@ def fake_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(make_searchers()))
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_contract_suggest_complete_then_finished(name: str) -> None:
     searcher = make_searchers()[name]()
     configs = drive(searcher)
@@ -115,6 +124,7 @@ def test_contract_suggest_complete_then_finished(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(make_searchers()))
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_contract_save_restore_mid_search_gives_the_same_proposals(name: str, tmp_path: Path) -> None:
     original = make_searchers()[name]()
     drive(original, stop_after=4, prefix="first")
@@ -128,6 +138,7 @@ def test_contract_save_restore_mid_search_gives_the_same_proposals(name: str, tm
 
 
 @pytest.mark.parametrize("name", sorted(make_searchers()))
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_contract_metric_and_mode_may_arrive_late(name: str) -> None:
     searcher = make_searchers()[name]()
     searcher._metric, searcher._mode = None, None
@@ -136,6 +147,7 @@ def test_contract_metric_and_mode_may_arrive_late(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(make_searchers()))
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_contract_works_under_concurrency_limiter(name: str) -> None:
     inner = make_searchers()[name]()
     wrapped = limited(inner, 4)
@@ -163,6 +175,7 @@ def test_bisection_searcher_converges_on_the_synthetic_objective() -> None:
     assert abs(math.log10(searcher.best_value) + 3.3) <= 0.125  # type: ignore[arg-type]
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
 def test_snapshot_searcher_runs_the_base_once_then_continues_from_it() -> None:
     searcher = SnapshotContinuationSearcher("weight_decay", base_config={}, continuation_epochs=2)
     base = searcher.suggest("base")
@@ -180,6 +193,33 @@ def test_snapshot_searcher_runs_the_base_once_then_continues_from_it() -> None:
 def test_momentum_searcher_cycles_down_to_the_minimum() -> None:
     searcher = MomentumSearcher((0.99, 0.9), min_momentum=0.85, epochs=3)
     assert searcher.suggest("a") == {"momentum": [0.99, 0.85], "epochs": 3}
+
+
+def test_momentum_searcher_picks_the_lowest_median_of_the_last_three_losses() -> None:
+    """The default judge ranks short runs by the median of their last three validation losses; a run that
+    reported ``diverged`` ranks last whatever its loss."""
+    searcher = MomentumSearcher()
+    labels = {searcher.suggest(f"t{i}")["momentum"][0]: f"t{i}" for i in range(4)}  # type: ignore[index]
+    assert sorted(labels) == [0.9, 0.95, 0.97, 0.99]
+    curves = {
+        0.99: [1.00, 0.60, 0.50, 0.45, 0.30],  # last three 0.50, 0.45, 0.30 → median 0.45 (the lowest last value)
+        0.97: [1.00, 0.55, 0.42, 0.40, 0.38],  # last three 0.42, 0.40, 0.38 → median 0.40 (the lowest median)
+        0.95: [1.00, 0.60, 0.48, 0.44, 0.41],  # last three 0.48, 0.44, 0.41 → median 0.44
+        0.9: [1.00, 0.50, 0.30, 0.25, 0.20],  # median 0.25, but its last result diverged → inf, last
+    }
+    for momentum, losses in curves.items():
+        trial_id = labels[momentum]
+        result: dict[str, Any] = {}
+        for k, loss in enumerate(losses, start=1):
+            result = {"val_loss": loss, "training_iteration": k}
+            if momentum == 0.9 and k == len(losses):
+                result["diverged"] = True
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+    # by median: 0.97 (0.40) < 0.95 (0.44) < 0.99 (0.45); then the diverged 0.9
+    assert searcher.ranking() == ["0.97", "0.95", "0.99", "0.9"]
+    assert searcher.best_momentum == 0.97
+    assert searcher.suggest("after") == Searcher.FINISHED
 
 
 def test_batch_size_searcher_scales_lr_and_sets_the_budget() -> None:
@@ -253,8 +293,19 @@ def test_momentum_short_runs_on_mnist1d(tmp_path: Path) -> None:
     assert len(grid) == 4
     assert maxima == pytest.approx([0.9, 0.95, 0.97, 0.99], abs=0.01)
     assert all(min(r.metrics_dataframe["momentum"]) >= 0.85 - 1e-9 for r in grid)
-    assert searcher.best_momentum in (0.99, 0.97, 0.95, 0.9)
-    assert searcher.ranking()[0] == searcher.best_label
+    # the ranking by hand from what the runs reported: the default judge's median of the last three
+    # validation losses. Every curve falls each epoch and never reports a divergence, so no shape rule
+    # (overfitting, diverging) can reorder them: the lowest median wins.
+    medians: dict[str, float] = {}
+    for r in grid:
+        losses = list(r.metrics_dataframe["val_loss"])
+        assert all(later < earlier for earlier, later in itertools.pairwise(losses)), losses
+        assert not r.metrics_dataframe["diverged"].astype(bool).any()
+        medians[f"{r.config['momentum'][0]:g}"] = statistics.median(losses[-3:])
+    expected = sorted(medians, key=lambda label: medians[label])
+    print(f"momentum medians: {medians}")
+    assert searcher.ranking() == expected
+    assert searcher.best_momentum == float(expected[0])
 
 
 @pytest.mark.slow
@@ -310,6 +361,24 @@ def test_snapshot_restart_matches_full_runs_at_lower_cost_on_mnist1d(tmp_path: P
     # recorded 1e-4 and 5.7e-5 on 2026-11-22)
     assert bench.decades_apart(snapshot["weight_decay"], full["weight_decay"]) <= 1.0
     assert snapshot["trial_epochs"] < full["trial_epochs"]
+    # the real copy_snapshot ran: one snapshot next to the experiment, a byte-for-byte copy of the base run's
+    # last checkpoint (the one it ended with once its validation loss ran horizontal), and every
+    # continuation restored from it
+    experiment = tmp_path / "wd-snapshot"
+    (copy,) = (experiment / "snapshots").iterdir()
+    assert copy.name.endswith(f"-epoch{snapshot['snapshot_epoch']}")
+    configs = {p.parent: json.loads(p.read_text()) for p in experiment.glob("*/params.json")}
+    (base,) = [d for d, c in configs.items() if c.get("train.stop_when_horizontal") and not c.get("restore_from")]
+    checkpoint = max(base.glob("checkpoint_*"))
+    files = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*") if p.is_file())
+    assert files
+    assert Path("state.pt") in files
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file()) == files
+    assert all((copy / f).read_bytes() == (checkpoint / f).read_bytes() for f in files)
+    assert load_state(copy)["epoch"] == snapshot["snapshot_epoch"]
+    continuations = [c for c in configs.values() if c.get("restore_from")]
+    assert len(continuations) == snapshot["trials"] - 1
+    assert {c["restore_from"] for c in continuations} == {str(copy)}
 
 
 class _InterruptOnceAfter(Callback):
@@ -334,8 +403,6 @@ class _InterruptOnceAfter(Callback):
 @pytest.mark.usefixtures("ray_session")
 def test_tuner_restore_resumes_the_bisection_where_it_stopped(tmp_path: Path) -> None:
     from ray import tune
-
-    from tunekit.searchers.base import TunekitSearcher
 
     trainable = tune.with_resources(_synthetic_trainable, {"cpu": 0.5})
     tuner = tune.Tuner(
@@ -368,7 +435,13 @@ def test_tuner_restore_resumes_the_bisection_where_it_stopped(tmp_path: Path) ->
     assert len(values) <= 7
     best = grid.get_best_result(metric="val_loss", mode="min").config["weight_decay"]
     assert abs(math.log10(best) + 3.3) <= 0.125
-    assert isinstance(ExponentBisectionSearcher(), TunekitSearcher)
+    # the searcher state Tune kept in the experiment folder is the whole search: a fresh searcher restored
+    # from it has seen every trial of both runs, holds the same answer, and proposes nothing more
+    saved = ExponentBisectionSearcher("weight_decay", base_config={})
+    saved.restore_from_dir(str(tmp_path / "interrupted"))
+    assert sorted(saved.trial_values.values()) == sorted(values)
+    assert saved.best_value == best
+    assert saved.suggest("more") == Searcher.FINISHED
 
 
 def test_batch_size_searcher_judges_the_final_accuracy() -> None:

@@ -17,7 +17,7 @@ from tunekit.core.decisions import (
     replicate_overrides,
     score_curve,
 )
-from tunekit.core.lr_range import RangeTestError, analyse_range_test
+from tunekit.core.lr_range import RangeTestError
 
 
 def u_curve(minimum_lr: float, floor: float, lrs: np.ndarray) -> list[float]:
@@ -28,24 +28,43 @@ def u_curve(minimum_lr: float, floor: float, lrs: np.ndarray) -> list[float]:
 LRS = np.linspace(0.01, 3.0, 60)
 
 
+#: Twelve LRs, 0.1 to 1.2: a curve this short is smoothed by a running median of 3 (10 % of 12 points,
+#: at least 3), which leaves a curve that falls, stays flat for three points and climbs unchanged (but for
+#: its last point, the median of the last three, which no rule below reads); its
+#: point noise (residuals from a running median of 5) is 0 at every point but the last two, so its
+#: median is 0 and the tolerance is the relative rule alone: 0.05 × (first loss - lowest loss).
+HAND_LRS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]
+HAND_CURVES = {
+    # lowest 0.5 at lr 0.5; tolerance 0.05 × (2.0 - 0.5) = 0.075; 0.52 is within it (+0.02),
+    # 0.9 at lr 0.9 is the first point above it (+0.4) → max_lr = the LR before it = 0.8
+    1e-4: [2.0, 1.6, 1.2, 0.8, 0.5, 0.5, 0.5, 0.52, 0.9, 1.5, 2.2, 3.0],
+    # lowest 0.6 at lr 0.3; tolerance 0.05 × 1.4 = 0.07; 0.9 at lr 0.6 is above it → max_lr 0.5
+    1e-3: [2.0, 1.5, 0.6, 0.6, 0.6, 0.9, 1.4, 2.0, 2.6, 3.2, 4.0, 5.0],
+    # lowest 0.7 at lr 0.6; tolerance 0.05 × 1.3 = 0.065; 1.0 at lr 0.9 is above it → max_lr 0.8
+    0.0: [2.0, 1.8, 1.5, 1.2, 1.0, 0.7, 0.7, 0.7, 1.0, 1.5, 2.0, 3.0],
+}
+
+
 def test_the_weight_decay_reaching_the_lowest_loss_gives_the_bounds() -> None:
-    curves = {
-        1e-3: (LRS.tolist(), u_curve(0.8, 0.30, LRS)),
-        1e-4: (LRS.tolist(), u_curve(1.2, 0.20, LRS)),  # lowest loss: the winner
-        0.0: (LRS.tolist(), u_curve(0.5, 0.40, LRS)),
-    }
+    """Fig. 10: the weight decays rank by the lowest loss their range test reached (0.5 < 0.6 < 0.7); the
+    bounds are the winner's: max_lr where its loss turns up (Sec. 4.1), min_lr = max_lr / 10 for 1cycle."""
+    curves = {wd: (HAND_LRS, losses) for wd, losses in HAND_CURVES.items()}
     choice = choose_lr_range(curves, min_lr_factor=10.0)
     assert choice.weight_decay == 1e-4
     assert choice.ranking == [1e-4, 1e-3, 0.0]
-    expected = analyse_range_test(*curves[1e-4], min_lr_factor=10.0)
-    assert choice.max_lr == expected.max_lr
-    assert choice.min_lr == pytest.approx(expected.max_lr / 10.0)
+    assert choice.max_lr == 0.8  # the LR just before 0.9, the first LR whose loss is above 0.5 + 0.075
+    assert choice.min_lr == pytest.approx(0.08)  # 0.8 / 10
+    assert {wd: r.max_lr for wd, r in choice.ranges.items()} == {1e-4: 0.8, 1e-3: 0.5, 0.0: 0.8}
+    assert {wd: r.min_loss for wd, r in choice.ranges.items()} == {1e-4: 0.5, 1e-3: 0.6, 0.0: 0.7}
     assert "1e-04" in choice.reason or "0.0001" in choice.reason
+    assert "turns up at 0.9" in choice.reason
 
 
 def test_min_lr_follows_the_factor_of_the_policy() -> None:
-    curves = {1e-4: (LRS.tolist(), u_curve(1.0, 0.2, LRS))}
-    assert choose_lr_range(curves, min_lr_factor=4.0).min_lr == pytest.approx(choose_lr_range(curves).max_lr / 4.0)
+    """min_lr = max_lr / factor: 0.8 / 4 = 0.2 (CLR, Sec. 4.1), 0.8 / 10 = 0.08 (1cycle, the default)."""
+    curves = {1e-4: (HAND_LRS, HAND_CURVES[1e-4])}
+    assert choose_lr_range(curves, min_lr_factor=4.0).min_lr == pytest.approx(0.2)
+    assert choose_lr_range(curves).min_lr == pytest.approx(0.08)
 
 
 def test_an_unreadable_curve_is_ranked_last_and_all_unreadable_raise() -> None:
