@@ -20,10 +20,11 @@ def page() -> ReportPage:
         "momentum",
         {"momentum_max": 0.9, "momentum_min": 0.85},
         "max momentum 0.9 has the lowest validation loss",
-        {"0.95": 0.0978, "0.9": 0.0903, "0.99": 0.2465, "0.97": math.nan},
+        {"0.95": 0.0978, "0.9": 0.0903, "0.99": 0.2465, "0.97": math.nan, "0.85": math.inf},
         chosen="0.9",
         image=PNG,
         plot="plots/momentum.png",
+        failed={"0.85": "RuntimeError: injected <fault>"},
     )
     final = DecisionView(
         "final",
@@ -31,6 +32,7 @@ def page() -> ReportPage:
         "test accuracy 98.67 % ± 0.08 over 3 replicates",
         {"seed 0": 0.9866, "seed 1": 0.9875, "seed 2": 0.9859},
         lower_is_better=False,
+        failed={"seed 3": "torch.OutOfMemoryError: CUDA out of memory"},
     )
     return ReportPage(
         "demo <1>",
@@ -45,10 +47,11 @@ def page() -> ReportPage:
     )
 
 
-def test_ranking_is_best_first_in_the_scores_direction_and_unscored_last() -> None:
+def test_ranking_is_best_first_in_the_scores_direction_unscored_next_and_failed_last() -> None:
     momentum, final = page().decisions
-    assert [label for label, _ in momentum.ranking()] == ["0.9", "0.95", "0.99", "0.97"]
-    assert [label for label, _ in final.ranking()] == ["seed 1", "seed 0", "seed 2"]  # accuracy: higher first
+    assert [label for label, _ in momentum.ranking()] == ["0.9", "0.95", "0.99", "0.97", "0.85"]
+    # accuracy: higher first; a failed replicate has no score in the evidence and is listed after the others
+    assert [label for label, _ in final.ranking()] == ["seed 1", "seed 0", "seed 2", "seed 3"]
 
 
 def test_the_chosen_candidate_is_the_one_labelled_by_a_decided_value() -> None:
@@ -84,7 +87,13 @@ def test_the_html_page_reads_top_to_bottom_with_its_plots_embedded() -> None:
     momentum = text[text.index('id="phase-momentum"') : text.index('id="phase-final"')]
     assert "<h2>1. momentum: momentum_max = 0.9, momentum_min = 0.85</h2>" in momentum
     assert "<tr class='chosen'><td class='num'>1</td><td>0.9 (chosen)</td><td class='num'>0.0903</td></tr>" in momentum
-    assert "<td>0.97</td><td class='num'>no score</td>" in momentum
+    assert "<td>0.97</td><td class='num'>diverged</td>" in momentum
+    # a candidate that raised is failed, with its error (escaped), never "diverged"
+    assert (
+        "<tr class='failed'><td class='num'>5</td><td>0.85</td><td class='num'>failed: RuntimeError: injected &lt;fault&gt;</td>"
+        in momentum
+    )
+    assert "failed: torch.OutOfMemoryError: CUDA out of memory" in text[text.index('id="phase-final"') :]
     assert "score (higher is better)" in text[text.index('id="phase-final"') :]
     assert "<a href='#phase-momentum'>momentum</a>" in text  # the setting links to the decision that set it
     assert "<td><code>optimizer.name</code></td><td class='num'>sgd</td><td>the request</td>" in text

@@ -40,13 +40,22 @@ class DecisionView:
     image: bytes | None = field(default=None, repr=False)
     plot: str | None = None
     note: str = ""  # e.g. why there is no plot
+    failed: Mapping[str, str] = field(default_factory=dict)  # candidate → the error that ended it
 
     def ranking(self) -> list[tuple[str, float]]:
-        """The candidates best first; the ones without a finite score last."""
+        """The candidates best first; the ones without a finite score (diverged) next, the failed ones last."""
         sign = 1.0 if self.lower_is_better else -1.0
-        return sorted(
-            self.evidence.items(), key=lambda kv: (not math.isfinite(kv[1]), sign * kv[1] if math.isfinite(kv[1]) else 0)
+        ranked = sorted(
+            self.evidence.items(),
+            key=lambda kv: (kv[0] in self.failed, not math.isfinite(kv[1]), sign * kv[1] if math.isfinite(kv[1]) else 0),
         )
+        return ranked + [(label, math.nan) for label in self.failed if label not in self.evidence]
+
+    def score_text(self, label: str, score: float) -> str:
+        """A candidate's score as the table shows it: the number, ``diverged``, or ``failed: <error>``."""
+        if label in self.failed:
+            return f"failed: {self.failed[label]}"
+        return f"{score:.4g}" if math.isfinite(score) else "diverged"
 
 
 @dataclass
@@ -164,6 +173,7 @@ th, td { border: 1px solid #d0d7de; padding: 0.25em 0.7em; text-align: left; }
 th { background: #f6f8fa; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.chosen td { font-weight: 600; background: #dafbe1; }
+tr.failed td { color: #cf222e; }
 img { max-width: 100%; height: auto; display: block; margin: 0.8em 0; border: 1px solid #eaeef2; }
 code { background: #f6f8fa; padding: 0.1em 0.3em; border-radius: 4px; }
 .note { color: #59636e; font-size: 0.9em; }
@@ -238,9 +248,9 @@ def _decision_html(index: int, d: DecisionView) -> list[str]:
         for rank, (label, score) in enumerate(ranking, start=1):
             chosen = label == d.chosen
             mark = " (chosen)" if chosen else ""
-            shown = f"{score:.4g}" if math.isfinite(score) else "no score"
-            row_class = " class='chosen'" if chosen else ""
-            out.append(f"<tr{row_class}><td class='num'>{rank}</td><td>{e(label)}{mark}</td><td class='num'>{shown}</td></tr>")
+            shown = d.score_text(label, score)
+            row_class = " class='chosen'" if chosen else " class='failed'" if label in d.failed else ""
+            out.append(f"<tr{row_class}><td class='num'>{rank}</td><td>{e(label)}{mark}</td><td class='num'>{e(shown)}</td></tr>")
         out.append("</table>")
     if d.image:
         data = base64.b64encode(d.image).decode("ascii")

@@ -12,6 +12,7 @@ the same function serves a search that ran straight through, one resumed after a
   (within :func:`tie_band`: the runs' noise, or a fraction of the loss);
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
 * :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
+* :func:`failure_advice` — what to change when trials failed (an error, not a diverging loss);
 * :func:`mean_std`.
 """
 
@@ -49,12 +50,18 @@ def score_curve(
 
 @dataclass(frozen=True)
 class Candidate:
-    """One evaluated candidate: its label, score and whether the scheduler stopped it early."""
+    """One evaluated candidate: its label, score, whether the scheduler stopped it early, and whether it failed.
+
+    A *failed* candidate raised an error (out of memory, a broken checkpoint, a dataset error): it says
+    nothing about its hyper-parameters, unlike one that *diverged* (a NaN or exploding loss, Sec. 4.1).
+    Both score ``inf``; the error is kept to be shown, and a failed candidate ranks after every other.
+    """
 
     label: str
     loss: float
     shape: Shape
     stopped_by: str = ""  # "", "diverging", "overfitting" or "peers"
+    failed: str = ""  # the error that ended it, one line ("RuntimeError: …"); "" when it ran to its end or diverged
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,59 @@ def choose_candidate(
 ) -> Choice:
     """The best candidate: lowest loss among those that ran to the end, the curve shape breaking
     ties (:func:`~tunekit.core.curves.rank_key`); trials the scheduler stopped rank after them,
-    diverged ones last."""
+    diverged ones after those, failed ones (an error, not a loss) last."""
     if not candidates:
         return Choice(None, [], f"no {what} candidate finished")
 
     def key(c: Candidate) -> tuple[int, tuple[int, float, int]]:
-        return (1 if c.stopped_by else 0), rank_key(c.loss, c.shape, tie_tolerance)
+        return (2 if c.failed else 1 if c.stopped_by else 0), rank_key(c.loss, c.shape, tie_tolerance)
 
     ordered = sorted(candidates, key=key)
     best = ordered[0]
     if not math.isfinite(best.loss):
-        return Choice(None, [c.label for c in ordered], f"every {what} candidate diverged or failed")
+        return Choice(None, [c.label for c in ordered], f"every {what} candidate {_how_none_finished(ordered)}")
     reason = f"{what} {best.label} has the lowest {unit} ({listing(ordered)})"
     return Choice(best.label, [c.label for c in ordered], reason)
 
 
+def _how_none_finished(candidates: Sequence[Candidate]) -> str:
+    """``diverged``, ``failed (…errors…)`` or ``diverged or failed (…)``, with the fix for a known error."""
+    errors = [c.failed for c in candidates if c.failed]
+    if not errors:
+        return "diverged"
+    verb = "failed" if len(errors) == len(candidates) else "diverged or failed"
+    advice = failure_advice(errors)
+    return f"{verb} ({listing(candidates)}){'; ' + advice if advice else ''}"
+
+
 def listing(candidates: Sequence[Candidate]) -> str:
-    """``label: loss (shape[, stopped: why])`` for each candidate, in order, joined by "; "."""
-    return "; ".join(
-        f"{c.label}: {c.loss:.4g} ({c.shape.value}{', stopped: ' + c.stopped_by if c.stopped_by else ''})"
-        if math.isfinite(c.loss)
-        else f"{c.label}: diverged"
-        for c in candidates
-    )
+    """``label: loss (shape[, stopped: why])`` for each candidate, in order, joined by "; " — or
+    ``label: diverged``, or ``label: failed (error)``."""
+
+    def one(c: Candidate) -> str:
+        if c.failed:
+            return f"{c.label}: failed ({c.failed})"
+        if not math.isfinite(c.loss):
+            return f"{c.label}: diverged"
+        return f"{c.label}: {c.loss:.4g} ({c.shape.value}{', stopped: ' + c.stopped_by if c.stopped_by else ''})"
+
+    return "; ".join(one(c) for c in candidates)
+
+
+#: Words in an error that mean the device ran out of memory (torch's CUDA and MPS messages, the exception's name).
+OUT_OF_MEMORY = ("OutOfMemoryError", "out of memory", "CUDA error: out of memory", "MPS backend out of memory")
+
+
+def failure_advice(errors: Sequence[str]) -> str:
+    """What to change when trials failed with ``errors`` (one line each); "" when tunekit knows no fix.
+
+    Out of memory on a GPU is the one failure whose fix tunekit knows: the batch, or how many trials share a GPU."""
+    if any(word.lower() in e.lower() for e in errors for word in OUT_OF_MEMORY):
+        return (
+            "the device ran out of memory: lower train.batch_size, or let fewer trials share a GPU "
+            "(a larger resources.gpu, e.g. 1 for a whole GPU per trial)"
+        )
+    return ""
 
 
 def tie_band(

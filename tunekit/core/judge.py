@@ -7,7 +7,7 @@ the phase's ``decide`` judges the same trials again from what Ray recorded. Both
 differ::
 
     judge = Judge("val_loss", "min", window=3)
-    candidates = [judge.candidate(label, rows, failed) for label, rows, failed in trials]
+    candidates = [judge.candidate(label, rows, error) for label, rows, error in trials]
     choice = judge.choose(candidates, "weight decay")
 
 Paper: Sec. 3 (Remarks 1-2, early validation loss ranks configurations) and Sec. 5.
@@ -82,24 +82,30 @@ class Judge:
         return steps, values
 
     def score(self, rows: Sequence[Row], failed: bool = False) -> tuple[float, Shape]:
-        """(score to minimise, curve shape) of one trial: inf and DIVERGING when it failed or diverged."""
+        """(score to minimise, curve shape) of one trial: inf and DIVERGING when it diverged; inf and the
+        shape of what it reported before the error when it ``failed``."""
         steps, values = self.curve(rows)
         last = rows[-1] if rows else {}
         chance = number(last.get("chance_loss")) if self.mode == "min" else math.nan
-        return score_curve(
+        loss, shape = score_curve(
             steps,
             values,
             judge_step=self.step,
             window=self.window,
             chance_loss=chance if math.isfinite(chance) else None,
-            diverged=failed or flag(last.get("diverged")),
+            diverged=flag(last.get("diverged")),
         )
+        if failed:
+            return math.inf, shape if values else Shape.UNKNOWN
+        return loss, shape
 
-    def candidate(self, label: str, rows: Sequence[Row], failed: bool = False) -> Candidate:
-        """One trial as a :class:`~tunekit.core.decisions.Candidate` (its score, shape, and the scheduler's stop)."""
-        loss, shape = self.score(rows, failed)
+    def candidate(self, label: str, rows: Sequence[Row], error: str | bool | None = None) -> Candidate:
+        """One trial as a :class:`~tunekit.core.decisions.Candidate` (its score, shape, the scheduler's stop, and
+        ``error``: the one line of the error that ended it — True where only the fact is known, as Ray tells a searcher)."""
+        failed = (error if isinstance(error, str) else "an error; see the trial's logs") if error else ""
+        loss, shape = self.score(rows, bool(failed))
         stopped_by = rows[-1].get("stopped_by") if rows else ""
-        return Candidate(label, loss, shape, stopped_by if isinstance(stopped_by, str) else "")
+        return Candidate(label, loss, shape, stopped_by if isinstance(stopped_by, str) else "", failed)
 
     def choose(self, candidates: Sequence[Candidate], what: str, unit: str | None = None, tie_tolerance: float = 0.0) -> Choice:
         """The best candidate by :func:`~tunekit.core.decisions.choose_candidate`, in this judge's words."""

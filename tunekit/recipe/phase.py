@@ -160,14 +160,29 @@ def loss_shape_scheduler() -> Any:
     return LossShapeScheduler(metric="val_loss", mode="min", group_attr="epochs_total")
 
 
-def result_of(phase: Phase, decision: Any, overrides: dict[str, Any], reason: str, evidence: dict[str, float]) -> PhaseResult:
-    """A :class:`PhaseResult` whose values are the fields of ``decision``."""
-    return PhaseResult(phase.name, overrides=overrides, values=asdict(decision), reason=reason, evidence=evidence)
+def result_of(
+    phase: Phase,
+    decision: Any,
+    overrides: dict[str, Any],
+    reason: str,
+    evidence: dict[str, float],
+    failed: Mapping[str, str] | None = None,
+) -> PhaseResult:
+    """A :class:`PhaseResult` whose values are the fields of ``decision``; ``failed``: candidate → its error."""
+    return PhaseResult(
+        phase.name, overrides=overrides, values=asdict(decision), reason=reason, evidence=evidence, failed=dict(failed or {})
+    )
 
 
 def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], judge: Judge) -> list[Candidate]:
-    """Every record as a judged candidate, labelled by ``label`` — as the phase's searcher judged it."""
-    return [judge.candidate(label(r), r.rows, bool(r.error)) for r in records]
+    """Every record as a judged candidate, labelled by ``label`` — as the phase's searcher judged it; a trial
+    that raised is *failed* with its error's line, not diverged."""
+    return [judge.candidate(label(r), r.rows, r.error) for r in records]
+
+
+def failures_of(candidates: Sequence[Candidate]) -> dict[str, str]:
+    """Candidate → the error that ended it, for the candidates that failed."""
+    return {c.label: c.failed for c in candidates if c.failed}
 
 
 def curves_figure_of(

@@ -10,7 +10,7 @@ from typing import Any
 from ray.tune.callback import Callback
 
 from tunekit.core.judge import number
-from tunekit.recipe.records import config_label
+from tunekit.recipe.records import config_label, trial_error
 from tunekit.searchers.snapshot import is_continuation
 
 
@@ -57,7 +57,11 @@ class Progress(Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._echo(f"FAILED {self._label(trial)} — {self._counts(trials, trial, 'ERROR')} (logs: {trial.path})")
+        error = trial_error(trial)
+        self._echo(
+            f"FAILED {self._label(trial)}{': ' + error if error else ''} — {self._counts(trials, trial, 'ERROR')} "
+            f"(logs: {trial.path})"
+        )
 
 
 class _BenignSyncRace(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,15 +57,48 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def last_attempt(rows: list[dict[str, Any]], key: str = "training_iteration") -> list[dict[str, Any]]:
+    """A trial's results as its last attempt saw them.
+
+    Ray appends every attempt of a retried trial to the same results file. An attempt restarted
+    from scratch counts ``key`` from 1 again; one restored from a checkpoint goes on from the
+    checkpoint's count. Either way, the curve is the last attempt's rows, preceded by the earlier
+    rows it did not redo (those before its first ``key``) — one result per step, in order."""
+    kept: list[dict[str, Any]] = []
+    for row in rows:
+        step = number(row.get(key))
+        while kept and math.isfinite(step) and number(kept[-1].get(key)) >= step:
+            kept.pop()  # a later attempt reported this step again: its row replaces the earlier ones
+        kept.append(row)
+    return kept
+
+
+def error_line(text: str) -> str:
+    """The line of a traceback that names the error (``RuntimeError: …``): its last non-empty line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "an error without a message"
+
+
+def trial_error(trial: Any) -> str:
+    """A Ray ``Trial``'s latest error as one line, read from its error file; "" when it left none."""
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        return ""
+    latest = text.rsplit("Failure # ", 1)[-1]  # Ray appends one block per failure: "Failure # N (occurred at …)"
+    return error_line(latest.split("\n", 1)[1]) if "\n" in latest.strip() else ""
+
+
 def records_of(phase: str, grid: Any) -> list[TrialRecord]:
     """The trials of a ``ResultGrid`` (or of ``ResultGrid(ExperimentAnalysis(path))``) as records."""
     out = []
     for result in grid:
         frame = result.metrics_dataframe
-        rows = frame.to_dict("records") if frame is not None else []
+        rows = last_attempt(frame.to_dict("records")) if frame is not None else []
         config = {k: v for k, v in (result.config or {}).items() if k != "preset"}
         trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
-        error = str(result.error).strip().splitlines()[-1] if result.error else None
+        error = error_line(str(result.error)) if result.error else None
         checkpoint = result.checkpoint.path if result.checkpoint else None
         out.append(TrialRecord(phase, trial_id, config, rows, error, result.path, checkpoint))
     return sorted(out, key=lambda r: r.path)

@@ -114,6 +114,7 @@ def search_page(state: SearchState) -> ReportPage:
                 image=image,
                 plot=result.plot,
                 note=note,
+                failed=result.failed,
             )
         )
         overrides.update(result.overrides)

@@ -27,6 +27,8 @@ class PhaseResult:
     plot: str | None = None  # MLflow artifact path of its figure
     # each trial's own wall time (Ray's time_total_s), in record order; [] in a search.json written before it was kept
     trial_wall_s: list[float] = field(default_factory=list)
+    # candidate → the error that ended it, one line ("RuntimeError: …"): failed, which is not diverged
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 #: The phase whose replicates are the result; every other phase is the search.

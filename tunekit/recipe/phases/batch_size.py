@@ -21,6 +21,7 @@ from tunekit.recipe.phase import (
     PhasePlan,
     PhaseSize,
     decision_metric,
+    failures_of,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -106,6 +107,7 @@ class BatchSize(Phase):
             overrides={"batch_size": int(choice.best), "max_lr": max_lr},
             reason=choice.reason + f"; max_lr scaled with the batch to {max_lr:.3g}",
             evidence={c.label: judge.sign * c.loss for c in candidates},
+            failed=failures_of(candidates),
         )
         budget = search_section(preset).batch_size
         words = metric_words(judge.metric)

@@ -21,6 +21,7 @@ from tunekit.recipe.phase import (
     PhaseContext,
     PhasePlan,
     PhaseSize,
+    failures_of,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -99,6 +100,7 @@ class Dropout(Phase):
             overrides={ds.path: best},
             reason=choice.reason,
             evidence={c.label: c.loss for c in candidates},
+            failed=failures_of(candidates),
         )
         values = [float(c.label) for c in candidates]
         figure = bisection_figure(

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from tunekit.core.decisions import best_index, mean_std, replicate_overrides
+from tunekit.core.decisions import best_index, failure_advice, mean_std, replicate_overrides
 from tunekit.core.judge import Judge, number
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset
@@ -77,20 +77,25 @@ class Final(Phase):
         metric = context.judge.metric
         records = sorted(records, key=lambda r: int(r.config.get("seed", 0)))
         accs = {r.config.get("seed", i): number(r.last.get(metric)) for i, r in enumerate(records) if not r.error}
+        failed = {f"seed {r.config.get('seed', i)}": r.error for i, r in enumerate(records) if r.error}
         mean, std = mean_std(list(accs.values()))
         if not math.isfinite(mean):
-            raise SearchError("phase final: no replicate finished; see the trial logs under the final/ folder")
+            errors = _listed(failed)
+            advice = failure_advice(list(failed.values())) or "see the trial logs under the final/ folder"
+            raise SearchError(f"phase final: no replicate finished{' (' + errors + ')' if errors else ''}; {advice}")
         parts = ", ".join(
             f"seed {r.config.get('seed')}{' ' + str(r.config['init']) if r.config.get('init') else ''} "
-            f"batch {r.config.get('batch_size')}: {number(r.last.get(metric)):.4f}"
+            f"batch {r.config.get('batch_size')}: {'failed' if r.error else format(number(r.last.get(metric)), '.4f')}"
             for r in records
         )
+        lost = f"; {len(failed)} of {len(records)} replicates failed, left out of the mean ({_listed(failed)})"
         result = result_of(
             self,
             FinalDecision(metric, mean, std),
             overrides={},
-            reason=f"{describe(metric, mean, std)} over {plural(len(accs), 'replicate')} ({parts})",
+            reason=f"{describe(metric, mean, std)} over {plural(len(accs), 'replicate')} ({parts}){lost if failed else ''}",
             evidence={f"seed {k}": v for k, v in accs.items()},
+            failed=failed,
         )
         return Decided(result, _replicates_figure(records, metric, context.judge.sign, mean, std))
 
@@ -99,6 +104,10 @@ class Final(Phase):
         if "test_acc_mean" in values:  # written before the validation split: the accuracy, by its old names
             return FinalDecision("test_acc", values["test_acc_mean"], values["test_acc_std"])
         return FinalDecision(str(values["metric"]), float(values["mean"]), float(values["std"]))
+
+
+def _listed(failed: dict[str, str]) -> str:
+    return "; ".join(f"{k}: {e}" for k, e in failed.items())
 
 
 def _replicates_figure(records: list[TrialRecord], metric: str, sign: float, mean: float, std: float) -> Any:

@@ -29,6 +29,7 @@ from tunekit.recipe.phase import (
     PhasePlan,
     PhaseSize,
     curves_figure_of,
+    failures_of,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -109,6 +110,7 @@ class LearningRate(Phase):
             overrides={"policy.max_lr": chosen},
             reason=f"{choice.reason}; min_lr = max_lr / {_policy(preset).div:g}",
             evidence={c.label: c.loss for c in candidates},
+            failed=failures_of(candidates),
         )
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         title = (

@@ -20,6 +20,7 @@ from tunekit.recipe.phase import (
     PhasePlan,
     PhaseSize,
     curves_figure_of,
+    failures_of,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -74,6 +75,7 @@ class Momentum(Phase):
             overrides={"momentum": [best, min(low, best)]},
             reason=choice.reason,
             evidence={c.label: c.loss for c in candidates},
+            failed=failures_of(candidates),
         )
         title = (
             f"momentum: which cycle? short 1cycle runs, momentum from each max m down to {low:g}\n"

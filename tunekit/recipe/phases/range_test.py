@@ -63,6 +63,9 @@ class RangeTest(Phase):
 
         policy = preset.policy if isinstance(preset.policy, OneCyclePolicy) else OneCyclePolicy(name="one_cycle", max_lr=1.0)
         curves = {float(r.config["weight_decay"]): r.curve("lr", context.judge.metric) for r in records if not r.error}
+        failed = {f"{float(r.config['weight_decay']):g}": r.error for r in records if r.error}
+        if records and not curves:
+            raise SearchError(f"phase range_test: every range test failed ({_failures(failed)}){_fix(failed)}")
         chance = next((number(r.last.get("chance_loss")) for r in records if r.rows), None)
         try:
             choice = choose_lr_range(curves, min_lr_factor=policy.div, chance_loss=chance)
@@ -76,8 +79,9 @@ class RangeTest(Phase):
             self,
             RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay, choice.ranges[choice.weight_decay].valley_lr),
             overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
-            reason=choice.reason,
+            reason=choice.reason + (f"; failed: {_failures(failed)}" if failed else ""),
             evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},
+            failed=failed,
         )
         named = {wd: f"wd {format_value(wd)}" for wd in curves}
         figure = range_test_figure(
@@ -91,6 +95,17 @@ class RangeTest(Phase):
             "one test per weight decay; the bounds come from the one that reached the lowest loss",
         )
         return Decided(result, figure)
+
+
+def _failures(failed: dict[str, str]) -> str:
+    return "; ".join(f"wd {wd} ({error})" for wd, error in failed.items())
+
+
+def _fix(failed: dict[str, str]) -> str:
+    from tunekit.core.decisions import failure_advice
+
+    advice = failure_advice(list(failed.values()))
+    return f"; {advice}" if advice else "; see the trial logs under the range_test/ folder"
 
 
 def _advice(records: list[TrialRecord]) -> str:

@@ -21,6 +21,7 @@ from tunekit.recipe.phase import (
     PhaseContext,
     PhasePlan,
     PhaseSize,
+    failures_of,
     judged,
     loss_shape_scheduler,
     result_of,
@@ -111,6 +112,7 @@ class WeightDecay(Phase):
             overrides={"weight_decay": best},
             reason=reason,
             evidence={c.label: c.loss for c in candidates},
+            failed=failures_of(candidates),
         )
         measured = (
             f"validation loss: median of the {context.judge.window} epochs continued from one snapshot"
