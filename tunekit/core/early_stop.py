@@ -72,14 +72,28 @@ def value_at(steps: Floats, losses: Floats, step: float, window: int = 3) -> flo
 
 
 def decide(
-    steps: Floats, losses: Floats, peer_losses: Floats, rule: StopRule = StopRule(), chance_loss: float | None = None
+    steps: Floats,
+    losses: Floats,
+    peer_losses: Floats,
+    rule: StopRule = StopRule(),
+    chance_loss: float | None = None,
+    at_end: bool = False,
 ) -> Decision:
     """Decide whether the trial whose (lower-is-better) curve is ``steps, losses`` should stop now.
 
     ``peer_losses`` are the other comparable trials' losses at the same step (see :func:`value_at`);
     NaNs among them are ignored. ``chance_loss`` (ln of the number of classes) lets a curve stuck
-    at chance level count as diverging.
+    at chance level count as diverging. ``at_end``: this is the trial's last step; stopping it now
+    saves nothing, so only a divergence is recorded as a stop — a trial that ran to its end ranks
+    with those that did.
     """
+    decision = _decide(steps, losses, peer_losses, rule, chance_loss)
+    if at_end and decision.stop and decision.stopped_by != "diverging":
+        return Decision(False, "", decision.diagnosis, f"{decision.reason}; but this is its last epoch: it finished")
+    return decision
+
+
+def _decide(steps: Floats, losses: Floats, peer_losses: Floats, rule: StopRule, chance_loss: float | None) -> Decision:
     diagnosis = diagnose(steps, losses, chance_loss=chance_loss)
     step = float(steps[-1]) if len(steps) else 0.0
     if diagnosis.shape is Shape.DIVERGING:

@@ -114,7 +114,7 @@ class LossShapeScheduler(PickledState, FIFOScheduler):
         at[trial_id] = value_at(steps, losses, step)
         peers = [v for tid, v in at.items() if tid != trial_id]
         chance = result.get("chance_loss") if self._mode == "min" else None
-        decision = decide(steps, losses, peers, self._rule, chance_loss=chance)
+        decision = decide(steps, losses, peers, self._rule, chance_loss=chance, at_end=_at_end(result))
         self._decisions[trial_id] = {
             "diagnosis": decision.diagnosis.shape.value,
             "stopped_by": decision.stopped_by,
@@ -145,6 +145,12 @@ class LossShapeScheduler(PickledState, FIFOScheduler):
     def recorder(self) -> DecisionRecorder:
         """The Tune callback that writes this scheduler's decisions into every result."""
         return DecisionRecorder(self)
+
+
+def _at_end(result: dict[str, Any]) -> bool:
+    """Whether ``result`` is its trial's last: the epoch it reports is the schedule's last (``epochs_total``)."""
+    epoch, total = result.get("epoch"), result.get("epochs_total")
+    return isinstance(epoch, int | float) and isinstance(total, int | float) and epoch >= total
 
 
 class DecisionRecorder(Callback):
