@@ -8,6 +8,7 @@ range test's curve is written.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -54,7 +55,9 @@ class TrialOutcome:
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
     """Start a local Ray (or connect to ``address``) unless one is already up.
 
-    The dashboard stays off and nothing listens beyond loopback. ``runtime_env`` (see
+    The dashboard's web UI and job server stay off. Ray's own services still listen where Ray puts
+    them (its metrics and agent ports bind the machine's address, not only loopback): run it on a
+    network you trust, as Ray's security notes say. ``runtime_env`` (see
     :func:`runtime_env_of`) goes to every worker of this job; a Ray that is already up keeps its own.
     """
     import ray
@@ -162,6 +165,89 @@ def storage_path(path: str | None, *, writing: bool = False) -> str:
                 f"--storage: cannot create or write {resolved} ({existing} is not writable); give a folder you can write"
             )
     return str(resolved)
+
+
+#: The file a run's folder gets the moment a process takes it (before anything else is written there).
+CLAIM_FILE = ".tunekit-claim"
+
+
+class NameTaken(PresetError):
+    """The run's folder is another run's: its ``search.json`` is there, or a starting run claimed it."""
+
+
+def default_name(preset_name: str) -> str:
+    """``<preset>-<date>-<time>``: a new run's folder when no name is given (unique once claimed)."""
+    return f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def claim_name(root: str, name: str | None, default: str, taken_by: str | None = None) -> str:
+    """Take the folder ``root/<name>`` for a new run so that no other process can: its claim file is
+    created with ``O_EXCL`` (atomic on a local or NFS disk), and a folder that holds ``taken_by``
+    (``search.json``) is another run's too.
+
+    An explicit ``name`` is claimed or refused; without one, ``default`` is tried, then
+    ``default-2``, ``default-3``, … — two runs started in the same second get folders of their own.
+    On object storage (``s3://…``) nothing is atomic: the claim is checked, then written.
+
+    Raises:
+        NameTaken: the explicit ``name`` is taken (the message names the folder and the way out).
+    """
+    for attempt in range(1, 1000):
+        candidate = name or (default if attempt == 1 else f"{default}-{attempt}")
+        why = _claim(root, candidate, taken_by)
+        if why is None:
+            return candidate
+        if name:
+            raise NameTaken(f"--name {name}: {why}")
+    raise NameTaken(f"--name: every name from {default} to {default}-999 is taken under {root}; give --name")
+
+
+def release_name(root: str, name: str) -> None:
+    """Give a claimed folder back (a run refused before it wrote anything): its claim file, and the folder if empty."""
+    folder = _join(root, name)
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
+        fs.delete_file(f"{inner}/{CLAIM_FILE}")
+        return
+    Path(folder, CLAIM_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: something else lives there
+        Path(folder).rmdir()
+
+
+def _join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}" if is_uri(root) else str(Path(root) / name)
+
+
+def _claim(root: str, name: str, taken_by: str | None) -> str | None:
+    """None once ``root/name`` is claimed for this process; else why it cannot be."""
+    folder = _join(root, name)
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
+        if taken_by and fs.get_file_info(f"{inner}/{taken_by}").type != pyarrow.fs.FileType.NotFound:
+            return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
+        if fs.get_file_info(f"{inner}/{CLAIM_FILE}").type != pyarrow.fs.FileType.NotFound:
+            return f"another run is starting in {folder}; pick another name"
+        fs.create_dir(inner, recursive=True)
+        with fs.open_output_stream(f"{inner}/{CLAIM_FILE}") as fh:
+            fh.write(f"{os.getpid()}\n".encode())
+        return None
+    if taken_by and Path(folder, taken_by).exists():
+        return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(Path(folder, CLAIM_FILE), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return (
+            f"another run took {folder} (its {CLAIM_FILE} is there); pick another name, "
+            f"or delete that file if no run is starting there"
+        )
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return None
 
 
 def tracking_uri_for(uri: str | None, storage: str | None, *, must_exist: bool = False) -> str:
@@ -283,8 +369,8 @@ def run_trial(
     root = storage_path(storage, writing=True)  # before anything starts
     prepare(preset, address)
     ensure_ray(address)
-    name = name or f"{preset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_shared_storage(root, alive_nodes(), shared_storage)  # before anything is written
+    name = name or claim_name(root, None, default_name(preset.name))  # a folder of its own, even started alongside another
     phase = "range_test" if preset.policy.name == "range_test" else "train"
     callbacks: list[Any] = []
     log = logger = None
