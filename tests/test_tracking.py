@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,48 +24,11 @@ from ray.tune import Callback
 from typer.testing import CliRunner
 
 from tests.conftest import tiny_preset_dict
+from tests.mlflow_server import MlflowServer, free_port
 from tunekit.cli import app
 from tunekit.presets import load_preset
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 with its own backend store and artifact root."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        mlflow = Path(sys.executable).with_name("mlflow")
-        self.process = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--artifacts-destination", str(self.folder / "artifacts")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("mlflow server did not start within 60 s")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, 9)
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 @pytest.fixture(scope="module")
@@ -299,34 +262,6 @@ def test_unreachable_server_is_refused_before_anything_starts(tiny_file: Path, t
     assert not (tmp_path / "runs").exists()
 
 
-def test_server_lost_mid_search_keeps_the_data_and_replays_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunekit.tracking import Tracker, replay_fallback
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
-    srv = MlflowServer(tmp_path)
-    srv.start()
-    try:
-        tracker = Tracker(srv.uri, "lossy", tmp_path / "fallback.jsonl")
-        run = tracker.start_run("r")
-        tracker.log(run, metrics={"val_loss": 1.0}, step=1)
-        srv.stop()
-        # the server is gone: a clear warning, the search goes on, the data waits in the fallback file
-        with pytest.warns(RuntimeWarning, match="fallback"):
-            tracker.log(run, metrics={"val_loss": 0.5}, step=2)
-        tracker.finish(run)
-        assert len((tmp_path / "fallback.jsonl").read_text().splitlines()) == 2
-        srv.start()
-        # once it is back, the kept operations go through in order
-        assert replay_fallback(tmp_path / "fallback.jsonl", srv.uri) == 2
-        client = MlflowClient(srv.uri)
-        assert [m.value for m in client.get_metric_history(run, "val_loss")] == [1.0, 0.5]
-        assert client.get_run(run).info.status == "FINISHED"
-        assert not (tmp_path / "fallback.jsonl").exists()
-    finally:
-        srv.stop()
-
-
 class _CtrlCAfterResults(Callback):
     """Presses Ctrl-C in the driver after ``n`` results — once (a marker file remembers)."""
 
@@ -388,7 +323,7 @@ def test_restored_trials_keep_logging_into_their_own_runs(tmp_path: Path) -> Non
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         assert steps[-1] == 6
-        assert sorted(set(steps)) == steps or steps == sorted(steps)
+        assert all(a < b for a, b in itertools.pairwise(steps)), steps  # each epoch logged once, in order
 
 
 def test_best_and_continue_name_what_is_missing(tmp_path: Path) -> None:
@@ -406,3 +341,36 @@ def test_best_and_continue_name_what_is_missing(tmp_path: Path) -> None:
     unfinished = CliRunner().invoke(app, ["continue", run, "--tracking-uri", uri])
     assert unfinished.exit_code == 2
     assert "best trial run" in unfinished.output
+
+
+def test_best_reads_the_latest_search_or_the_best_one_by_a_metric(tmp_path: Path) -> None:
+    from tunekit.tracking.search_log import SearchLog
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def fabricated(name: str, max_lr: float, metrics: dict[str, float]) -> None:
+        """A finished search as tunekit logs one: a parent, its best trial run, its final metrics and chosen preset."""
+        preset = load_preset(tiny_preset_dict(), {"max_lr": max_lr})
+        log = SearchLog(name, preset, uri, "compared", tmp_path / name, phases=["final"])
+        trial = log.tracker.start_run(f"{name}-final", tags={"tunekit.phase": "final"}, parent=log.parent_run_id)
+        log.tracker.finish(trial)
+        log.finish(trial, preset, metrics)
+
+    fabricated("older", 0.3, {"test_acc": 0.9, "test_loss": 0.5})
+    time.sleep(0.05)
+    fabricated("newer", 0.7, {"test_acc": 0.6, "test_loss": 0.4})
+
+    def chosen_lr(*args: str) -> float:
+        shown = cli("best", "--experiment", "compared", "--tracking-uri", uri, *args).stdout
+        return float(yaml.safe_load(shown)["policy"]["max_lr"])
+
+    # by default the latest finished search, as the help says
+    assert chosen_lr() == 0.7
+    assert "latest" in " ".join(cli("best", "--help").stdout.split())
+    # --metric: the best search by its final metric, in the metric's direction
+    assert chosen_lr("--metric", "test_acc") == 0.3  # accuracy: higher is better
+    assert chosen_lr("--metric", "test_loss") == 0.7  # a loss: lower is better
+    assert chosen_lr("--metric", "best_test_acc") == 0.3  # the name on the parent run works too
+    unknown = CliRunner().invoke(app, ["best", "--experiment", "compared", "--tracking-uri", uri, "--metric", "test_r2"])
+    assert unknown.exit_code == 2
+    assert "test_acc" in unknown.output  # the metrics the searches do carry

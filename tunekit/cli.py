@@ -178,15 +178,34 @@ def _shown(metrics: dict[str, Any]) -> str:
 
 
 def _check_tracking(uri: str | None, enabled: bool) -> None:
-    """An unreachable tracking server is bad input: say so (exit 2) before any trial runs."""
-    if not enabled or uri is None:
+    """An unusable tracking store (--tracking-uri, else $MLFLOW_TRACKING_URI) is bad input: say so in one line
+    naming it (exit 2) before any trial runs."""
+    source = "--tracking-uri" if uri else "$MLFLOW_TRACKING_URI"
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not enabled or not uri:
         return
     from tunekit.tracking import TrackingError, check_tracking_uri
 
     try:
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, source=source)
     except TrackingError as exc:
         raise _fail(str(exc)) from None
+
+
+def _check_search_store(state: Any) -> None:
+    """An unfinished search logs on into the store it began in: it must answer before anything resumes.
+
+    Raises:
+        TrackingError: it does not (the message says to start it again).
+    """
+    if state.result is None and state.tracking is not None:
+        from tunekit.tracking import check_tracking_uri
+
+        check_tracking_uri(
+            state.tracking.uri,
+            source="the search's tracking store",
+            fix="start that MLflow server again (the search logs into it), then resume",
+        )
 
 
 @app.command()
@@ -400,9 +419,10 @@ def _store_to_read(uri: str | None, storage: str | None) -> str:
     from tunekit.runner import tracking_uri_for
     from tunekit.tracking import TrackingError, check_tracking_uri
 
+    source = "$MLFLOW_TRACKING_URI" if not uri and os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
     try:
         found = tracking_uri_for(uri, storage, must_exist=True)
-        check_tracking_uri(found)
+        check_tracking_uri(found, source=source)
     except TrackingError as exc:
         raise _fail(str(exc)) from None
     return found
@@ -410,23 +430,41 @@ def _store_to_read(uri: str | None, storage: str | None) -> str:
 
 @app.command()
 def best(
-    experiment: ExperimentOpt = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            help="MLflow experiment: its latest finished search (or training); with --metric, its best one by that metric.",
+        ),
+    ] = None,
     run: Annotated[str | None, typer.Option("--run", help="The search's parent run id (or one of its trial runs).")] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            help="Pick the best finished search of --experiment by this final metric, as the searches log it on their "
+            "parent run (test_acc, test_loss, …): lower is better for a loss, else as the preset's metric mode says.",
+        ),
+    ] = None,
     tracking_uri: TrackingOpt = None,
     storage: StorageOpt = None,
     format_: Annotated[str, typer.Option("--format", help="yaml (a preset, ready to save) or json.")] = "yaml",
 ) -> None:
-    """Print the best configuration of a search (or training) from MLflow alone — no Ray needed."""
+    """Print the configuration a search (or training) chose, from MLflow alone — no Ray needed.
+
+    --experiment reads its latest finished search, not its best; --metric picks the best one instead.
+    """
     import yaml
 
+    from tunekit.tracking import TrackingError
     from tunekit.tracking.queries import NotFound, best_config
 
     if format_ not in ("yaml", "json"):
         raise _fail(f"--format: 'yaml' or 'json', got {format_!r}")
     uri = _store_to_read(tracking_uri, storage)
     try:
-        config = best_config(uri, experiment, run)
-    except NotFound as exc:
+        config = best_config(uri, experiment, run, metric)
+    except (NotFound, TrackingError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(config) if format_ == "json" else yaml.safe_dump(config, sort_keys=False).rstrip())
 
@@ -529,6 +567,8 @@ def search(
         _emit_json(plan.to_dict()) if json_ else typer.echo(plan.table())
         return
     _check_tracking(tracking_uri, not no_tracking)
+    from tunekit.tracking import TrackingError
+
     try:
         with _quiet_stdout(json_):
             result = run_search(
@@ -544,7 +584,7 @@ def search(
             )
     except SearchInterrupted as exc:
         raise _fail(str(exc), 130) from None
-    except (SearchError, PresetError, DatasetError) as exc:
+    except (SearchError, PresetError, DatasetError, TrackingError) as exc:
         raise _fail(str(exc)) from None
     _end_search(result, json_)
 
@@ -567,18 +607,55 @@ def resume(
     from tunekit.recipe import SearchError, SearchInterrupted, read_state
     from tunekit.recipe import resume as run_resume
     from tunekit.runner import storage_path
+    from tunekit.tracking import TrackingError
 
     try:
-        read_state(storage_path(directory))
+        _check_search_store(read_state(storage_path(directory)))
         with _quiet_stdout(json_):
             result = run_resume(directory, address=address)
     except SearchInterrupted as exc:
         raise _fail(str(exc), 130) from None
-    except (SearchError, PresetError) as exc:
+    except (SearchError, PresetError, TrackingError) as exc:
         raise _fail(str(exc)) from None
     if not json_:
         typer.echo(result.table())
     _end_search(result, json_)
+
+
+@app.command()
+def replay(
+    directory: Annotated[str, typer.Argument(help="The folder of a search (or training) whose MLflow writes were kept.")],
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="The store to push them to (default: the search's own store).")
+    ] = None,
+) -> None:
+    """Push what a run kept while MLflow was unreachable (mlflow-fallback.jsonl) into the store, in order."""
+    from tunekit.recipe import SearchError, read_state
+    from tunekit.runner import storage_path
+    from tunekit.tracking import FALLBACK_FILE, TrackingError, check_tracking_uri, replay_fallback
+
+    folder = Path(storage_path(directory))
+    kept = folder / FALLBACK_FILE
+    if not kept.is_file():
+        raise _fail(f"{directory}: no {FALLBACK_FILE} here; nothing waits to reach MLflow (or give the run's folder)")
+    uri = tracking_uri
+    if uri is None:
+        try:
+            tracking = read_state(str(folder)).tracking
+        except SearchError:
+            tracking = None
+        if tracking is None:
+            raise _fail(f"{directory}: not a search folder with a store; give the store with --tracking-uri")
+        uri = tracking.uri
+    try:
+        check_tracking_uri(uri)
+        done = replay_fallback(folder, uri)
+    except TrackingError as exc:
+        raise _fail(str(exc)) from None
+    left = sum(1 for line in kept.read_text().splitlines() if line.strip()) if kept.is_file() else 0
+    typer.echo(f"replayed {done} MLflow operations into {uri}" + (f"; {left} still wait in {kept}" if left else ""))
+    if left:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -5,6 +5,11 @@ Layout in the tracking store: one **parent run** per search (or per ``tunekit tr
 config, metrics with ``step`` = epoch (or iteration in a range test), tags ``tunekit.phase``,
 ``tunekit.diagnosis``, ``tunekit.stopped_by``. Trials never talk to MLflow themselves: the
 driver logs for them, so a tracking server only needs to be reachable from the driver.
+
+Every call to the store goes through :class:`Tracker`: while the store is unreachable, the search goes
+on and what it could not send (runs created, metrics, params, tags, artifacts) waits in the search
+folder's ``mlflow-fallback.jsonl``; it is replayed before the next write once the store answers, or on
+demand with :func:`replay_fallback` (``replay_fallback(search_folder, tracking_uri)``).
 """
 
 from tunekit.tracking.mlflow_log import (
@@ -15,6 +20,7 @@ from tunekit.tracking.mlflow_log import (
     check_tracking_uri,
     default_store,
     default_tracking_uri,
+    get_or_create_experiment,
     replay_fallback,
 )
 
@@ -26,5 +32,6 @@ __all__ = [
     "check_tracking_uri",
     "default_store",
     "default_tracking_uri",
+    "get_or_create_experiment",
     "replay_fallback",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from tunekit.core.storage import is_uri
 from tunekit.presets import Preset, preset_to_dict, preset_to_yaml
 from tunekit.report_page import BEST_CONFIG, DecisionView, ReportPage, render_html, render_markdown
-from tunekit.tracking.mlflow_log import MLflowTrialLogger, Tracker, check_tracking_uri
+from tunekit.tracking.mlflow_log import FALLBACK_FILE, MLflowTrialLogger, Tracker, check_tracking_uri
 
 #: What ``tunekit best`` reads and the UI shows (and ``BEST_CONFIG``, the chosen preset).
 REPORT = "report.md"
@@ -65,7 +66,7 @@ class SearchLog:
     def __post_init__(self) -> None:
         check_tracking_uri(self.tracking_uri)
         self.folder = Path(self.folder)
-        self.tracker = Tracker(self.tracking_uri, self.experiment, self.folder / "mlflow-fallback.jsonl")
+        self.tracker = Tracker(self.tracking_uri, self.experiment, self.folder / FALLBACK_FILE)
         if self.parent_run_id:  # a resumed search logs on into its parent run
             return
         self.parent_run_id = self.tracker.start_run(
@@ -137,6 +138,18 @@ class SearchLog:
         self._upload_text(render_markdown(page), REPORT)
         self._upload_text(render_html(page), REPORT_HTML)
         self.tracker.finish(self.parent_run_id, status)
+        self._tell_what_waits()
+
+    def _tell_what_waits(self) -> None:
+        """At the end: what could not reach the store yet, and how to push it once the store is back."""
+        waiting = self.tracker.pending()
+        if waiting:
+            warnings.warn(
+                f"{waiting} MLflow operations of {self.name} wait in {self.tracker.fallback}: once {self.tracking_uri} "
+                f"answers, push them with: tunekit replay {self.folder} --tracking-uri {self.tracking_uri}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def page(self, metrics: dict[str, float], compute: dict[str, float] | None = None, compute_summary: str = "") -> ReportPage:
         """The report page of this log's decisions (their plots as drawn in this process), result and compute."""
