@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,47 @@ def tiny_preset_dict(**overrides: Any) -> dict[str, Any]:
     }
     preset.update(overrides)
     return preset
+
+
+def crash_once(config: dict[str, Any]) -> None:
+    """tunekit's trainable, but its first attempt dies right after epoch ``config["crash_after"]``'s
+    checkpoint is reported (the file ``config["marker"]`` says it did)."""
+    import tunekit.trainable as trainable
+
+    marker, epoch = Path(config["marker"]), config["crash_after"]
+    real_report = trainable._report
+
+    def report_then_crash(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        real_report(metrics, state)
+        if metrics["epoch"] == epoch and not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"simulated crash after epoch {epoch}")
+
+    trainable._report = report_then_crash
+    try:
+        trainable.train_fn({k: v for k, v in config.items() if k not in ("marker", "crash_after")})
+    finally:
+        trainable._report = real_report
+
+
+def run_crashing_once(preset: Any, folder: Path, name: str, crash_after: int) -> Any:
+    """One Tune trial of ``preset`` that crashes once after epoch ``crash_after`` and is retried (max_failures=1);
+    its ``Result``, after checking that the crash happened."""
+    from ray import tune
+
+    from tunekit.presets import preset_to_dict
+
+    marker = folder / f"{name}-crashed"
+    tuner = tune.Tuner(
+        tune.with_resources(crash_once, {"cpu": 1}),
+        param_space={"preset": preset_to_dict(preset), "marker": str(marker), "crash_after": crash_after},
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(folder), failure_config=tune.FailureConfig(max_failures=1), verbose=0
+        ),
+    )
+    result = tuner.fit()[0]
+    assert marker.exists(), "the trial never crashed"
+    return result
 
 
 @pytest.fixture

@@ -76,6 +76,19 @@ def preset(**model: Any) -> dict[str, Any]:
     }
 
 
+def range_tests(folder: Path, name: str, model: dict[str, Any], max_failures: int) -> Any:
+    """A search of the range-test phase alone (weight decays 1e-4 and 0), the model's faults as ``model`` says."""
+    return run_search(
+        preset(**model),
+        name=name,
+        storage=str(folder / "runs"),
+        phases=["range_test"],
+        track=False,
+        max_failures=max_failures,
+        overrides={"search.range_test.weight_decays": [1e-4, 0.0]},
+    )
+
+
 def test_a_trial_that_raises_is_failed_with_its_error_not_diverged(
     tmp_path: Path, ray_session: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -128,15 +141,7 @@ def test_a_trial_that_raises_is_failed_with_its_error_not_diverged(
 def test_a_phase_whose_candidates_all_failed_stops_in_one_line_with_the_fix(tmp_path: Path, ray_session: None) -> None:
     """Every range test runs out of memory: the search stops with the error and what to change — no "diverged"."""
     with pytest.raises(SearchError) as raised:
-        run_search(
-            preset(fail_seed=0, error="oom"),
-            name="oom",
-            storage=str(tmp_path / "runs"),
-            phases=["range_test"],
-            track=False,
-            max_failures=0,
-            overrides={"search.range_test.weight_decays": [1e-4, 0.0]},
-        )
+        range_tests(tmp_path, "oom", {"fail_seed": 0, "error": "oom"}, max_failures=0)
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith("phase range_test: every range test failed (wd 0.0001 (torch.OutOfMemoryError: CUDA out of memory")
@@ -150,15 +155,7 @@ def test_a_retried_range_test_is_read_from_its_last_attempt(tmp_path: Path, ray_
     Ray's logger appended from the first attempt are not read as part of the curve."""
     from tunekit.recipe.records import phase_records
 
-    result = run_search(
-        preset(fail_first=str(tmp_path / "claimed"), after=12),
-        name="retry",
-        storage=str(tmp_path / "runs"),
-        phases=["range_test"],
-        track=False,
-        max_failures=1,
-        overrides={"search.range_test.weight_decays": [1e-4, 0.0]},
-    )
+    result = range_tests(tmp_path, "retry", {"fail_first": str(tmp_path / "claimed"), "after": 12}, max_failures=1)
     assert (tmp_path / "claimed").exists()  # the fault fired
     records = phase_records(str(tmp_path / "runs" / "retry"), "range_test")
     assert len(records) == 2

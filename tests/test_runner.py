@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,54 @@ def test_load_trial_refuses_a_missing_local_snapshot(source: str, refused: bool)
     else:
         # a URI is checked where it is read (on the trial's node)
         assert load_trial(tiny_preset_dict(), {"restore_from": source})[1] == {"restore_from": source}
+
+
+def _storage_check_as(uid: int | None, path: str) -> str:
+    """``storage_path(path, writing=True)`` in a child process (as ``uid`` when given): "" or the error's message."""
+    import multiprocessing
+
+    from tunekit.runner import storage_path
+
+    def child(queue: Any) -> None:
+        if uid is not None:
+            os.setgid(uid)
+            os.setuid(uid)
+        try:
+            storage_path(path, writing=True)
+            queue.put("")
+        except PresetError as exc:
+            queue.put(str(exc))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    process = ctx.Process(target=child, args=(queue,))
+    process.start()
+    process.join(30)
+    return str(queue.get(timeout=5))
+
+
+def test_storage_that_cannot_be_written_or_reached_is_one_line_naming_it() -> None:
+    """A folder the user may not write, or not even enter, is refused before anything starts. As root
+    every folder is writable, so there the checks run as the unprivileged user ``nobody`` (uid 65534)."""
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="tunekit-storage-"))  # /tmp/…: a path ``nobody`` can walk to
+    top.chmod(0o755)
+    locked, closed = top / "locked", top / "closed"
+    locked.mkdir(mode=0o555)
+    closed.mkdir(mode=0o700)
+    uid = 65534 if os.geteuid() == 0 else None
+    try:
+        assert _storage_check_as(uid, str(locked / "runs")) == (
+            f"--storage: cannot create or write {locked / 'runs'} ({locked} is not writable); give a folder you can write"
+        )
+        if uid is not None:  # a folder that cannot be entered (its owner is root)
+            assert _storage_check_as(uid, str(closed / "runs")) == (
+                f"--storage: cannot reach {closed / 'runs'} (Permission denied: {closed / 'runs'}); give a folder you can write"
+            )
+        locked.chmod(0o777)
+        assert _storage_check_as(uid, str(locked / "runs")) == ""  # the control: writable, accepted
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(top)

@@ -71,28 +71,30 @@ def test_laggard_stops_against_its_peers_but_not_the_good_ones() -> None:
     assert s.decision_for("slow")["stopped_by"] == "peers"  # type: ignore[index]
 
 
-def test_a_trial_flagged_on_its_last_epoch_finished_and_is_not_marked_stopped() -> None:
-    """The scheduler's verdict at a trial's last epoch stops nothing: it ran to its end and ranks with those that did."""
+def slow_among_good(epochs_total: int) -> tuple[LossShapeScheduler, list[str]]:
+    """Three good trials, then a slow one, three epochs each in a schedule of ``epochs_total``: the slow one's decisions."""
     s = LossShapeScheduler(grace_period=3, min_peers=2)
     for name in ("g1", "g2", "g3"):
-        feed(s, name, GOOD[:3], epochs_total=3)
-    last = [
-        s.on_trial_result(None, FakeTrial("slow"), {"val_loss": v, "training_iteration": i, "epoch": i, "epochs_total": 3})  # type: ignore[arg-type]
-        for i, v in enumerate(SLOW[:3], start=1)
-    ][-1]
-    assert last == TrialScheduler.CONTINUE
-    decision = s.decision_for("slow")
-    assert decision is not None and decision["stopped_by"] == ""
-    assert "last epoch" in decision["decision"]
-    # the same curve one epoch before its end is stopped (the control)
-    s2 = LossShapeScheduler(grace_period=3, min_peers=2)
-    for name in ("g1", "g2", "g3"):
-        feed(s2, name, GOOD[:3], epochs_total=4)
+        feed(s, name, GOOD[:3], epochs_total=epochs_total)
     decisions = [
-        s2.on_trial_result(None, FakeTrial("slow"), {"val_loss": v, "training_iteration": i, "epoch": i, "epochs_total": 4})  # type: ignore[arg-type]
+        s.on_trial_result(
+            None, FakeTrial("slow"), {"val_loss": v, "training_iteration": i, "epoch": i, "epochs_total": epochs_total}
+        )  # type: ignore[arg-type]
         for i, v in enumerate(SLOW[:3], start=1)
     ]
-    assert decisions[-1] == TrialScheduler.STOP
+    return s, decisions
+
+
+def test_a_trial_flagged_on_its_last_epoch_finished_and_is_not_marked_stopped() -> None:
+    """The scheduler's verdict at a trial's last epoch stops nothing: it ran to its end and ranks with those that did."""
+    s, decisions = slow_among_good(epochs_total=3)
+    assert decisions[-1] == TrialScheduler.CONTINUE
+    decision = s.decision_for("slow")
+    assert decision is not None
+    assert decision["stopped_by"] == ""
+    assert "last epoch" in decision["decision"]
+    # the same curve one epoch before its end is stopped (the control)
+    assert slow_among_good(epochs_total=4)[1][-1] == TrialScheduler.STOP
 
 
 def test_peers_must_share_the_schedule_length() -> None:

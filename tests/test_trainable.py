@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
-from ray import tune
 
-from tests.conftest import tiny_preset_dict
-from tunekit.presets import load_preset, preset_to_dict
+from tests.conftest import run_crashing_once, tiny_preset_dict
+from tunekit.presets import load_preset
 from tunekit.runner import run_trial
-from tunekit.trainable import load_state, preset_from_config, train_fn
+from tunekit.trainable import load_state, preset_from_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
@@ -37,39 +35,11 @@ def test_one_cycle_trial_learns_and_reports_every_epoch(tmp_path: Path) -> None:
     assert outcome.metrics["trial_dir"] == outcome.path
 
 
-def _flaky(config: dict[str, Any]) -> None:
-    """train_fn, but the first attempt dies right after epoch 2's checkpoint is reported."""
-    import tunekit.trainable as trainable
-
-    marker = Path(config["marker"])
-    real_report = trainable._report
-
-    def report_then_crash(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        real_report(metrics, state)
-        if metrics["epoch"] == 2 and not marker.exists():
-            marker.touch()
-            raise RuntimeError("simulated crash after epoch 2")
-
-    trainable._report = report_then_crash
-    try:
-        train_fn({k: v for k, v in config.items() if k != "marker"})
-    finally:
-        trainable._report = real_report
-
-
 def test_retry_resumes_from_checkpoint_and_matches_the_unbroken_run(tmp_path: Path) -> None:
     preset = load_preset(tiny_preset_dict(), {"epochs": 4})
     unbroken = run_trial(preset, storage=str(tmp_path), name="unbroken")
-    tuner = tune.Tuner(
-        tune.with_resources(_flaky, {"cpu": 1}),
-        param_space={"preset": preset_to_dict(preset), "marker": str(tmp_path / "crashed")},
-        run_config=tune.RunConfig(
-            name="flaky", storage_path=str(tmp_path), failure_config=tune.FailureConfig(max_failures=1), verbose=0
-        ),
-    )
-    result = tuner.fit()[0]
-    # it really crashed once, and the retry finished the run
-    assert (tmp_path / "crashed").exists()
+    result = run_crashing_once(preset, tmp_path, "flaky", crash_after=2)
+    # it crashed once, and the retry finished the run
     assert result.error is None
     # the retry started from the epoch-2 checkpoint: epochs 3 and 4 only, nothing trained twice
     epochs = result.metrics_dataframe["epoch"].tolist()

@@ -157,7 +157,12 @@ def storage_path(path: str | None, *, writing: bool = False) -> str:
         return path
     resolved = Path(path).expanduser().resolve()
     if writing:
-        existing = next(p for p in (resolved, *resolved.parents) if p.exists())
+        try:
+            existing = next(p for p in (resolved, *resolved.parents) if p.exists())
+        except OSError as exc:  # a folder on the way may not be entered
+            raise StorageError(
+                f"--storage: cannot reach {resolved} ({exc.strerror}: {exc.filename}); give a folder you can write"
+            ) from None
         if not existing.is_dir():
             raise StorageError(f"--storage: {existing} is a file, not a folder; give a folder for the runs, e.g. {existing}-runs")
         if not os.access(existing, os.W_OK | os.X_OK):

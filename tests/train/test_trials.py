@@ -11,45 +11,17 @@ import torch
 from ray import tune
 from torch import nn
 
-from tests.conftest import tiny_preset_dict
+from tests.conftest import run_crashing_once, tiny_preset_dict
 from tunekit.presets import load_preset, preset_to_dict
 from tunekit.trainable import train_fn, trial_cpus
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 
 
-def _crash_once(config: dict[str, Any]) -> None:
-    """train_fn, but the first attempt dies right after epoch 1's checkpoint is reported."""
-    import tunekit.trainable as trainable
-
-    marker = Path(config["marker"])
-    real_report = trainable._report
-
-    def report_then_crash(metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
-        real_report(metrics, state)
-        if metrics["epoch"] == 1 and not marker.exists():
-            marker.touch()
-            raise RuntimeError("simulated crash after epoch 1")
-
-    trainable._report = report_then_crash
-    try:
-        train_fn({k: v for k, v in config.items() if k != "marker"})
-    finally:
-        trainable._report = real_report
-
-
 def test_a_time_budgeted_trial_retried_from_its_checkpoint_finishes_the_cycle_it_began(tmp_path: Path) -> None:
     # a batch-size phase trial: its epochs sized by a timing probe, then a crash after epoch 1
     preset = load_preset(tiny_preset_dict(), {"epochs": 1, "train.time_budget_s": 3.0, "train.test_at_end": False})
-    tuner = tune.Tuner(
-        tune.with_resources(_crash_once, {"cpu": 1}),
-        param_space={"preset": preset_to_dict(preset), "marker": str(tmp_path / "crashed")},
-        run_config=tune.RunConfig(
-            name="budget", storage_path=str(tmp_path), failure_config=tune.FailureConfig(max_failures=1), verbose=0
-        ),
-    )
-    result = tuner.fit()[0]
-    assert (tmp_path / "crashed").exists()
+    result = run_crashing_once(preset, tmp_path, "budget", crash_after=1)
     assert result.error is None
     rows = result.metrics_dataframe
     assert rows is not None

@@ -63,7 +63,8 @@ class RangeTest(Phase):
 
         policy = preset.policy if isinstance(preset.policy, OneCyclePolicy) else OneCyclePolicy(name="one_cycle", max_lr=1.0)
         curves = {float(r.config["weight_decay"]): r.curve("lr", context.judge.metric) for r in records if not r.error}
-        failed = {f"{float(r.config['weight_decay']):g}": r.error for r in records if r.error}
+        errored = sorted((r for r in records if r.error), key=lambda r: -float(r.config["weight_decay"]))
+        failed = {f"{float(r.config['weight_decay']):g}": str(r.error) for r in errored}  # as the grid lists them
         if records and not curves:
             raise SearchError(f"phase range_test: every range test failed ({_failures(failed)}){_fix(failed)}")
         chance = next((number(r.last.get("chance_loss")) for r in records if r.rows), None)
