@@ -224,4 +224,9 @@ def test_one_judge_is_built_per_phase_from_the_preset() -> None:
     assert WeightDecay().judge(full).window == 1
     assert BatchSize().judge(preset) == Judge("val_acc", "max", window=1)
     assert phase_named("final").judge(preset) == Judge("test_acc", "max", window=1)  # the one number read on test
-    assert math.isinf(Judge().candidate("x", [{"training_iteration": 1, "val_loss": 0.5}], failed=True).loss)
+    rows = [{"training_iteration": 1, "val_loss": 0.5}]
+    failed = Judge().candidate("x", rows, error="RuntimeError: boom")  # a trial that raised: scored inf, its error kept
+    assert math.isinf(failed.loss)
+    assert failed.failed == "RuntimeError: boom"
+    assert Judge().candidate("x", rows, error=True).failed  # Ray tells a searcher only that the trial failed
+    assert Judge().candidate("x", rows).failed == ""
