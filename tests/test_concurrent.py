@@ -53,6 +53,11 @@ def test_an_explicit_name_is_claimed_once_and_released_when_the_run_is_refused(t
     release_name(str(tmp_path), "mine")
     assert not (tmp_path / "mine").exists()
     assert claim_name(str(tmp_path), "mine", "unused") == "mine"
+    # a claim in a storage that did not exist yet: given back, it leaves nothing behind
+    assert claim_name(str(tmp_path / "new" / "runs"), None, "demo") == "demo"
+    assert (tmp_path / "new" / "runs" / "demo" / CLAIM_FILE).is_file()
+    release_name(str(tmp_path / "new" / "runs"), "demo")
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.slow

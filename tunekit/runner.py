@@ -207,8 +207,34 @@ def claim_name(root: str, name: str | None, default: str, taken_by: str | None =
     raise NameTaken(f"--name: every name from {default} to {default}-999 is taken under {root}; give --name")
 
 
+def name_taken(root: str, name: str, taken_by: str | None = None) -> str | None:
+    """Why ``root/name`` is another run's (its ``taken_by`` file, or a claim), or None — a look, not a claim."""
+    folder = _join(root, name)
+    if is_uri(folder):
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
+
+        def exists(child: str) -> bool:
+            return bool(fs.get_file_info(f"{inner}/{child}").type != pyarrow.fs.FileType.NotFound)
+    else:
+
+        def exists(child: str) -> bool:
+            return Path(folder, child).exists()
+
+    if taken_by and exists(taken_by):
+        return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
+    if exists(CLAIM_FILE):
+        return (
+            f"another run took {folder} (its {CLAIM_FILE} is there); pick another name, "
+            "or delete that file if no run is starting there"
+        )
+    return None
+
+
 def release_name(root: str, name: str) -> None:
-    """Give a claimed folder back (a run refused before it wrote anything): its claim file, and the folder if empty."""
+    """Give a claimed folder back (a run refused before it wrote anything): its claim file, and the folders
+    the claim created if they are still empty — a refused run leaves nothing behind."""
     folder = _join(root, name)
     if is_uri(folder):
         import pyarrow.fs
@@ -216,9 +242,12 @@ def release_name(root: str, name: str) -> None:
         fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
         fs.delete_file(f"{inner}/{CLAIM_FILE}")
         return
-    Path(folder, CLAIM_FILE).unlink(missing_ok=True)
-    with contextlib.suppress(OSError):  # not empty: something else lives there
-        Path(folder).rmdir()
+    claim = Path(folder, CLAIM_FILE)
+    created = claim.read_text().splitlines()[1:] if claim.is_file() else []
+    claim.unlink(missing_ok=True)
+    for path in [folder, *created]:  # innermost first: the folder, then what it was created in
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            Path(path).rmdir()
 
 
 def _join(root: str, name: str) -> str:
@@ -241,17 +270,15 @@ def _claim(root: str, name: str, taken_by: str | None) -> str | None:
             fh.write(f"{os.getpid()}\n".encode())
         return None
     if taken_by and Path(folder, taken_by).exists():
-        return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
+        return name_taken(root, name, taken_by)
+    made = [str(p) for p in Path(root).parents if not p.exists()][::-1] + ([root] if not Path(root).exists() else [])
     Path(folder).mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(Path(folder, CLAIM_FILE), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        return (
-            f"another run took {folder} (its {CLAIM_FILE} is there); pick another name, "
-            f"or delete that file if no run is starting there"
-        )
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()}\n")
+        return name_taken(root, name)
+    with os.fdopen(fd, "w") as fh:  # who claimed it, and the folders above it the claim created (innermost first)
+        fh.write("\n".join([str(os.getpid()), *reversed(made)]) + "\n")
     return None
 
 

@@ -70,23 +70,34 @@ def search(
         PresetError: the preset or an override is invalid.
         SearchInterrupted: Ctrl-C; :func:`resume` continues.
     """
-    from tunekit.runner import NameTaken, claim_name, default_name, prepare, release_name, storage_path, tracking_uri_for
+    from tunekit.runner import (
+        NameTaken,
+        claim_name,
+        default_name,
+        name_taken,
+        prepare,
+        release_name,
+        storage_path,
+        tracking_uri_for,
+    )
 
     loaded = preset if isinstance(preset, Preset) else load_preset(preset)
     if overrides:
         loaded = load_preset(preset_to_dict(loaded), overrides)
     chosen = plan_phases(loaded, phases)
     root = storage_path(storage, writing=True)
+    if name is not None and (why := name_taken(root, name, STATE_FILE)):  # said before the probe; claimed after it
+        raise SearchError(f"--name {name}: {why}")
+    probed = prepare(loaded, address)  # the user's components, tried on a worker before anything is written
+    plan = plan_search(loaded, chosen, probed.train_samples if probed else None)
+    loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
+    plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
     try:  # the folder is this search's from here: another search started alongside gets its own
         name = claim_name(root, name, default_name(loaded.name), taken_by=STATE_FILE)
     except NameTaken as exc:
         raise SearchError(str(exc)) from None
     directory = join(root, name)
     try:
-        probed = prepare(loaded, address)  # the user's components, tried on a worker before anything is written
-        plan = plan_search(loaded, chosen, probed.train_samples if probed else None)
-        loaded = plan.preset  # every phase sized to the data, in optimizer steps and evaluation points
-        plan_phases(loaded, chosen)  # the sized phases must still fit (a snapshot's continuations in the schedule)
         state = SearchState(name, directory, root, preset_to_dict(loaded), chosen, shared_storage, max_failures)
         state.train_samples = plan.train_samples
         if track:
