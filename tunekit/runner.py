@@ -257,14 +257,13 @@ def _join(root: str, name: str) -> str:
 def _claim(root: str, name: str, taken_by: str | None) -> str | None:
     """None once ``root/name`` is claimed for this process; else why it cannot be."""
     folder = _join(root, name)
-    if is_uri(folder):
+    if is_uri(folder):  # object storage: looked at, then written (nothing there is atomic)
         import pyarrow.fs
 
+        why = name_taken(root, name, taken_by)
+        if why:
+            return why
         fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
-        if taken_by and fs.get_file_info(f"{inner}/{taken_by}").type != pyarrow.fs.FileType.NotFound:
-            return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
-        if fs.get_file_info(f"{inner}/{CLAIM_FILE}").type != pyarrow.fs.FileType.NotFound:
-            return f"another run is starting in {folder}; pick another name"
         fs.create_dir(inner, recursive=True)
         with fs.open_output_stream(f"{inner}/{CLAIM_FILE}") as fh:
             fh.write(f"{os.getpid()}\n".encode())
