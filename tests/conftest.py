@@ -12,6 +12,11 @@ import pytest
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+# Credentials for the S3-compatible test server (tests/s3_server.py), in this process and so in the shared Ray
+# session's workers, as a cluster's nodes have theirs; the test session reaches no real cloud.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
 #: Sizing floors low enough for the tiny presets' deliberately short phases (the defaults would lengthen them).

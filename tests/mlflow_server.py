@@ -27,8 +27,11 @@ class MlflowServer:
     ``stop`` SIGKILLs it (the outage the tests play); ``start`` again serves the same store on the same port.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, artifacts: str | None = None, env: dict[str, str] | None = None) -> None:
+        """``artifacts``: where the served artifacts go (default ``folder/artifacts``; ``s3://…`` with ``env``
+        naming its endpoint and credentials)."""
         self.folder, self.port = folder, free_port()
+        self.artifacts, self.env = artifacts or str(folder / "artifacts"), env or {}
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -37,9 +40,9 @@ class MlflowServer:
         mlflow = Path(sys.executable).with_name("mlflow")
         self.process = subprocess.Popen(
             [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1", "--serve-artifacts",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--artifacts-destination", str(self.folder / "artifacts")],
+             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}", "--artifacts-destination", self.artifacts],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runner: starts in a third of the time
+            env={**os.environ, **self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # no job runner: starts in a third of the time
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import tiny_preset_dict
+from tests.conftest import TINY_SHORT_RUNS, tiny_preset_dict
 from tests.test_recipe import SEARCH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -172,6 +172,31 @@ def test_a_local_storage_path_is_refused_on_two_nodes(cluster: TwoNodes) -> None
     assert trained.returncode != 0
     assert "exit code 2" in trained.stdout + trained.stderr
     assert "--storage: storage path" in trained.stdout + trained.stderr
+
+
+def test_a_search_on_object_storage_runs_on_both_nodes(cluster: TwoNodes) -> None:
+    """S3 storage (a real S3-compatible server on 127.0.0.1, the endpoint in the URI): the snapshot phase's
+    continuations restore a checkpoint copied between S3 folders, on whichever node they land."""
+    from tests.s3_server import S3Server
+
+    s3 = S3Server()
+    s3.start()
+    try:
+        snapshot = {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4], **TINY_SHORT_RUNS}
+        preset = write_preset(cluster.root, weight_decay=snapshot, final={"epochs": 2, "replicates": 2})
+        done = cluster.submit(
+            str(preset), "--phases", "weight_decay,final", "--storage", s3.uri("runs"), "--name", "s3", "--json"
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        keys = s3.keys("runs/s3/")
+        assert "runs/s3/search.json" in keys
+        assert any(k.startswith("runs/s3/weight_decay/snapshots/") and k.endswith("/state.pt") for k in keys)
+        nodes = {
+            json.loads(line)["node_id"] for k in keys if k.endswith("/result.json") for line in s3.text(k).splitlines() if line
+        }
+        assert len(nodes) == 2
+    finally:
+        s3.stop()
 
 
 def test_losing_the_worker_node_mid_trial_retries_from_its_checkpoint(cluster: TwoNodes) -> None:

@@ -99,17 +99,17 @@ def fake_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """For the unit tests that play Tune by hand: their trials report ``/tmp/fake/<id>`` folders that hold no
     checkpoint, so the snapshot searcher's copy makes the source folder and copies it into ``tmp_path``.
 
-    Not autouse: the real-Tuner snapshot test must copy the real checkpoint with the real ``copy_snapshot``.
+    Not autouse: the real-Tuner snapshot test must copy the real checkpoint with the real ``copy_tree``.
     """
-    import tunekit.searchers.snapshot as snapshot
+    from tunekit import storage
 
-    real = snapshot.copy_snapshot
+    real = storage.copy_tree
 
     def copy(source: str, destination: str) -> str:
         Path(source).mkdir(parents=True, exist_ok=True)
         return real(source, str(tmp_path / Path(destination).name))
 
-    monkeypatch.setattr(snapshot, "copy_snapshot", copy)
+    monkeypatch.setattr(storage, "copy_tree", copy)
 
 
 @pytest.mark.parametrize("name", sorted(make_searchers()))
@@ -361,7 +361,7 @@ def test_snapshot_restart_matches_full_runs_at_lower_cost_on_mnist1d(tmp_path: P
     # recorded 1e-4 and 5.7e-5 on 2026-11-22)
     assert bench.decades_apart(snapshot["weight_decay"], full["weight_decay"]) <= 1.0
     assert snapshot["trial_epochs"] < full["trial_epochs"]
-    # the real copy_snapshot ran: one snapshot next to the experiment, a byte-for-byte copy of the base run's
+    # the real copy_tree ran: one snapshot next to the experiment, a byte-for-byte copy of the base run's
     # last checkpoint (the one it ended with once its validation loss ran horizontal), and every
     # continuation restored from it
     experiment = tmp_path / "wd-snapshot"

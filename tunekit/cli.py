@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tunekit.core.storage import join
 from tunekit.presets import (
     Preset,
     PresetError,
@@ -331,7 +332,7 @@ def range_test(
         track=not no_tracking,
         shared_storage=shared_storage,
     )
-    result = {**write_range_curve(outcome.history, out or Path(outcome.path) / RANGE_CURVE_FILE), "trial_dir": outcome.path}
+    result = {**write_range_curve(outcome.history, out or join(outcome.path, RANGE_CURVE_FILE)), "trial_dir": outcome.path}
     if json_:
         _emit_json(result)
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import os
 import time
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunekit.core.storage import is_uri
+from tunekit.core.storage import is_remote, is_uri, join, located, storage_failure
 from tunekit.presets import Preset, PresetError, load_preset, preset_to_dict
+from tunekit.storage import delete_file, exists, is_dir, make_dirs, write_text
 from tunekit.train.paths import preflight
 
 DEFAULT_STORAGE = "~/tunekit_runs"
@@ -154,6 +156,8 @@ def storage_path(path: str | None, *, writing: bool = False) -> str:
     """
     path = path or os.environ.get("TUNEKIT_STORAGE") or DEFAULT_STORAGE
     if is_uri(path):
+        if writing and is_remote(path):
+            _check_writable(path)
         return path
     resolved = Path(path).expanduser().resolve()
     if writing:
@@ -170,6 +174,24 @@ def storage_path(path: str | None, *, writing: bool = False) -> str:
                 f"--storage: cannot create or write {resolved} ({existing} is not writable); give a folder you can write"
             )
     return str(resolved)
+
+
+#: The object a storage check writes and deletes again (object storage has no permissions to read locally).
+WRITE_CHECK_FILE = ".tunekit-write-check"
+
+
+def _check_writable(uri: str) -> None:
+    """Write and delete one small object under ``uri``: object storage that cannot be reached, a bucket that
+    does not exist or credentials that are refused say so here, in one line, before anything starts."""
+    probe = join(uri, WRITE_CHECK_FILE)
+    try:
+        write_text(probe, "tunekit\n")
+        delete_file(probe)
+    except (OSError, ValueError) as exc:  # pyarrow: OSError for the service's answer, ValueError for a bad URI
+        raise StorageError(
+            f"--storage: cannot write {uri} ({storage_failure(str(exc))}); check the bucket, the endpoint "
+            "(AWS_ENDPOINT_URL, or ?endpoint_override=host:port&scheme=http in the URI) and the credentials"
+        ) from None
 
 
 #: The file a run's folder gets the moment a process takes it (before anything else is written there).
@@ -209,22 +231,10 @@ def claim_name(root: str, name: str | None, default: str, taken_by: str | None =
 
 def name_taken(root: str, name: str, taken_by: str | None = None) -> str | None:
     """Why ``root/name`` is another run's (its ``taken_by`` file, or a claim), or None — a look, not a claim."""
-    folder = _join(root, name)
-    if is_uri(folder):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
-
-        def exists(child: str) -> bool:
-            return bool(fs.get_file_info(f"{inner}/{child}").type != pyarrow.fs.FileType.NotFound)
-    else:
-
-        def exists(child: str) -> bool:
-            return Path(folder, child).exists()
-
-    if taken_by and exists(taken_by):
+    folder = join(root, name)
+    if taken_by and exists(join(folder, taken_by)):
         return f"a search already lives in {folder}; `tunekit resume {folder}` or pick another name"
-    if exists(CLAIM_FILE):
+    if exists(join(folder, CLAIM_FILE)):
         return (
             f"another run took {folder} (its {CLAIM_FILE} is there); pick another name, "
             "or delete that file if no run is starting there"
@@ -235,12 +245,9 @@ def name_taken(root: str, name: str, taken_by: str | None = None) -> str | None:
 def release_name(root: str, name: str) -> None:
     """Give a claimed folder back (a run refused before it wrote anything): its claim file, and the folders
     the claim created if they are still empty — a refused run leaves nothing behind."""
-    folder = _join(root, name)
-    if is_uri(folder):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
-        fs.delete_file(f"{inner}/{CLAIM_FILE}")
+    folder = join(root, name)
+    if is_uri(folder):  # object storage: folders are prefixes, gone with their last file
+        delete_file(join(folder, CLAIM_FILE))
         return
     claim = Path(folder, CLAIM_FILE)
     created = claim.read_text().splitlines()[1:] if claim.is_file() else []
@@ -250,23 +257,15 @@ def release_name(root: str, name: str) -> None:
             Path(path).rmdir()
 
 
-def _join(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/{name}" if is_uri(root) else str(Path(root) / name)
-
-
 def _claim(root: str, name: str, taken_by: str | None) -> str | None:
     """None once ``root/name`` is claimed for this process; else why it cannot be."""
-    folder = _join(root, name)
+    folder = join(root, name)
     if is_uri(folder):  # object storage: looked at, then written (nothing there is atomic)
-        import pyarrow.fs
-
         why = name_taken(root, name, taken_by)
         if why:
             return why
-        fs, inner = pyarrow.fs.FileSystem.from_uri(folder)
-        fs.create_dir(inner, recursive=True)
-        with fs.open_output_stream(f"{inner}/{CLAIM_FILE}") as fh:
-            fh.write(f"{os.getpid()}\n".encode())
+        make_dirs(folder)
+        write_text(join(folder, CLAIM_FILE), f"{os.getpid()}\n")
         return None
     if taken_by and Path(folder, taken_by).exists():
         return name_taken(root, name, taken_by)
@@ -328,13 +327,18 @@ def load_trial(preset: str | Path | Mapping[str, Any], overrides: Mapping[str, A
     preflight(loaded.dataset)
     if RESTORE_KEY in extra:
         source = str(extra[RESTORE_KEY])
-        if not is_uri(source) and not Path(source).exists():
+        try:
+            found = is_dir(source)
+        except OSError as exc:  # object storage that cannot be reached
+            raise PresetError(f"{RESTORE_KEY}: cannot read {source} ({exc}); check the URI and its credentials") from None
+        if not found:
             raise PresetError(f"{RESTORE_KEY}: {source} does not exist; give a checkpoint folder of an earlier trial")
     return loaded, extra
 
 
 def write_range_curve(history: list[dict[str, Any]], path: str | Path) -> dict[str, Any]:
-    """Write a range test's rows as CSV (:data:`RANGE_CURVE_COLUMNS` and every ``val_<metric>``) to ``path``.
+    """Write a range test's rows as CSV (:data:`RANGE_CURVE_COLUMNS` and every ``val_<metric>``) to ``path``
+    (a local file or a URI).
 
     Returns its summary: ``curve`` (the file), ``points``, ``diverged`` (the last row did), and the
     ``lowest_val_loss`` with ``lr_at_lowest_val_loss`` — both None when no validation loss is finite.
@@ -342,12 +346,11 @@ def write_range_curve(history: list[dict[str, Any]], path: str | Path) -> dict[s
     metrics = sorted({k for row in history for k in row if k.startswith("val_") and k != "val_loss"})
     columns = [*RANGE_CURVE_COLUMNS[:2], *metrics, *RANGE_CURVE_COLUMNS[2:]]
     rows: list[dict[str, Any]] = [{c: row.get(c) for c in columns} for row in history]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(str(path), text.getvalue())
     finite = [r for r in rows if isinstance(r["val_loss"], float) and math.isfinite(r["val_loss"])]
     best = min(finite, key=lambda r: r["val_loss"]) if finite else None
     return {
@@ -413,11 +416,16 @@ def run_trial(
         experiment = experiment or preset.name
         folder = Path(_local_root(root)) / name
         if parent_run_id is None:
-            log = SearchLog(name, preset, tracking_uri, experiment, folder, phases=[phase], command=phase)
+            log = SearchLog(name, preset, tracking_uri, experiment, folder, phases=[phase], command=phase, storage=root)
             logger = log.callback(phase)
         else:  # a continuation: a new trial run under an existing search
             logger = MLflowTrialLogger(
-                tracking_uri, experiment, parent_run_id, phase="continue", fallback=folder / "mlflow-fallback.jsonl"
+                tracking_uri,
+                experiment,
+                parent_run_id,
+                phase="continue",
+                fallback=folder / "mlflow-fallback.jsonl",
+                storage=root,
             )
         callbacks.append(logger)
     tuner = tune.Tuner(
@@ -445,8 +453,8 @@ def run_trial(
         tracking_uri=tracking_uri if track else None,
         metrics=dict(result.metrics or {}),
         history=history,
-        path=result.path,
-        checkpoint=result.checkpoint.path if result.checkpoint else None,
+        path=located(root, result.path),
+        checkpoint=located(root, result.checkpoint.path) if result.checkpoint else None,
         error=str(result.error) if result.error else None,
         wall_s=time.perf_counter() - started,
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 from tunekit.core.decisions import mean_std
 from tunekit.core.judge import number
+from tunekit.core.storage import join
 from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
 from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, search_section
@@ -32,7 +33,8 @@ from tunekit.recipe.plan import SearchPlan, plan_search
 from tunekit.recipe.records import TrialRecord, phase_records, records_of
 from tunekit.recipe.report import with_replicate_walls
 from tunekit.recipe.results import PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
-from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, join, read_state, read_text
+from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, read_state
+from tunekit.storage import read_text
 
 
 def search(
@@ -238,6 +240,7 @@ class Driver:
             Path(_local_root(self.state.storage)) / self.state.name,
             phases=list(self.state.phases),
             parent_run_id=tracking.parent_run_id or "",
+            storage=self.state.storage,
         )
         if not tracking.parent_run_id:
             tracking.parent_run_id = self.log.parent_run_id
@@ -269,7 +272,7 @@ class Driver:
             signal.signal(signal.SIGINT, before)
             if interrupted:
                 raise SearchInterrupted(self.state.directory, phase)
-        records = records_of(phase, grid)
+        records = records_of(phase, grid, path)
         if not records:
             raise RuntimeError(f"phase {phase}: no trial ran (see the logs under {path})")
         return records

@@ -65,17 +65,26 @@ class Progress(Callback):
 
 
 class _BenignSyncRace(logging.Filter):
-    """Drops Ray's "Saving experiment state ... failed" when all that failed is copying a temp file
-    the next save already replaced (saving after every event makes a save overlap the previous
-    copy; the next copy carries the state, and the final save waits for its copy)."""
+    """Drops Ray's "Saving experiment state ... failed" (and, on object storage, its syncer's "Last sync
+    command failed") when all that failed is copying a temp file the next save already replaced
+    (saving after every event makes a save overlap the previous copy; the next copy carries the
+    state, and the final save waits for its copy)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
+        if isinstance(error, FileNotFoundError) and "-tmp-" in str(error):
+            return False
+        text = record.getMessage()  # the syncer puts the traceback in the message itself
+        return not (text.startswith("Last sync command failed") and "FileNotFoundError" in text and "-tmp-" in text)
+
+
+#: Ray's loggers that report the race: the experiment state's save, and the syncer that uploads it.
+_SYNC_LOGGERS = ("ray.tune.execution.experiment_state", "ray.train._internal.syncer")
 
 
 def quiet_benign_sync_races() -> None:
-    """Install :class:`_BenignSyncRace` on Ray's experiment-state logger (once)."""
-    log = logging.getLogger("ray.tune.execution.experiment_state")
-    if not any(isinstance(f, _BenignSyncRace) for f in log.filters):
-        log.addFilter(_BenignSyncRace())
+    """Install :class:`_BenignSyncRace` on Ray's loggers that report it (once)."""
+    for name in _SYNC_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _BenignSyncRace) for f in log.filters):
+            log.addFilter(_BenignSyncRace())

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tunekit.core.judge import number
+from tunekit.core.storage import join, located, name_of
 
 
 @dataclass
@@ -90,17 +91,21 @@ def trial_error(trial: Any) -> str:
     return error_line(latest.split("\n", 1)[1]) if "\n" in latest.strip() else ""
 
 
-def records_of(phase: str, grid: Any) -> list[TrialRecord]:
-    """The trials of a ``ResultGrid`` (or of ``ResultGrid(ExperimentAnalysis(path))``) as records."""
+def records_of(phase: str, grid: Any, anchor: str = "") -> list[TrialRecord]:
+    """The trials of a ``ResultGrid`` (or of ``ResultGrid(ExperimentAnalysis(path))``) as records.
+
+    ``anchor``: a location on the storage the experiment lives on (its folder); the trial and checkpoint
+    paths Ray hands back (without a scheme on object storage) become locations there.
+    """
     out = []
     for result in grid:
         frame = result.metrics_dataframe
         rows = last_attempt(frame.to_dict("records")) if frame is not None else []
         config = {k: v for k, v in (result.config or {}).items() if k != "preset"}
-        trial_id = str((result.metrics or {}).get("trial_id") or Path(result.path).name)
+        trial_id = str((result.metrics or {}).get("trial_id") or name_of(result.path))
         error = error_line(str(result.error)) if result.error else None
-        checkpoint = result.checkpoint.path if result.checkpoint else None
-        out.append(TrialRecord(phase, trial_id, config, rows, error, result.path, checkpoint))
+        checkpoint = located(anchor, result.checkpoint.path) if result.checkpoint else None
+        out.append(TrialRecord(phase, trial_id, config, rows, error, located(anchor, result.path), checkpoint))
     return sorted(out, key=lambda r: r.path)
 
 
@@ -109,10 +114,9 @@ def phase_records(directory: str, phase: str) -> list[TrialRecord]:
     from ray import tune
     from ray.tune import ExperimentAnalysis, ResultGrid
 
-    from tunekit.recipe.state import join
     from tunekit.runner import storage_path
 
     path = join(storage_path(directory), phase)
     if not tune.Tuner.can_restore(path):
         return []
-    return records_of(phase, ResultGrid(ExperimentAnalysis(path)))
+    return records_of(phase, ResultGrid(ExperimentAnalysis(path)), path)

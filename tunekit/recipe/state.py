@@ -13,16 +13,16 @@ its finished ones (:meth:`SearchState.check_resumable`).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tunekit.core.storage import is_uri
+from tunekit.core.storage import is_uri, join, parent, storage_failure
 from tunekit.presets import Preset, load_preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.results import PhaseResult
+from tunekit.storage import read_text, write_text
 
 STATE_FILE = "search.json"
 STATE_VERSION = 3
@@ -123,7 +123,11 @@ class SearchState:
 
     def _relocate(self, directory: str) -> None:
         """A folder that was moved or copied resumes where it is now, not where it was written."""
-        if is_uri(directory) or is_uri(self.directory) or Path(directory).resolve() == Path(self.directory).resolve():
+        if is_uri(directory) or is_uri(self.directory):  # object storage: as given now (its query string too)
+            if directory != self.directory:
+                self.directory, self.storage = directory, parent(directory)
+            return
+        if Path(directory).resolve() == Path(self.directory).resolve():
             return
         self.directory = str(Path(directory).resolve())
         self.storage = str(Path(self.directory).parent)
@@ -142,43 +146,14 @@ def read_state(directory: str) -> SearchState:
     Raises:
         SearchError: the folder holds no search, or not one this release reads.
     """
-    text = read_text(join(directory, STATE_FILE))
+    try:
+        text = read_text(join(directory, STATE_FILE))
+    except (OSError, ValueError) as exc:  # object storage that cannot be reached, a bucket that is not there
+        raise SearchError(
+            f"{directory}: cannot read {STATE_FILE} ({storage_failure(str(exc))}); check the URI, the endpoint and the credentials"
+        ) from None
     if text is None:
         raise SearchError(
             f"{directory}: no {STATE_FILE} here; give the search folder `tunekit search` printed (<storage>/<name>)"
         )
     return SearchState.from_json(text, directory)
-
-
-def join(directory: str, name: str) -> str:
-    """``directory/name`` for a folder or a URI."""
-    return f"{directory.rstrip('/')}/{name}" if is_uri(directory) else str(Path(directory) / name)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write a small text file: atomically on a local disk (a killed driver leaves the old file or the new one)."""
-    if is_uri(path):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-        with fs.open_output_stream(inner) as fh:
-            fh.write(text.encode())
-        return
-    tmp = Path(f"{path}.tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def read_text(path: str) -> str | None:
-    """A small text file's contents; None when it does not exist."""
-    if is_uri(path):
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-        if fs.get_file_info(inner).type == pyarrow.fs.FileType.NotFound:
-            return None
-        with fs.open_input_stream(inner) as fh:
-            return bytes(fh.read()).decode()
-    p = Path(path)
-    return p.read_text() if p.is_file() else None

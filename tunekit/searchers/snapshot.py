@@ -16,14 +16,13 @@ the snapshot is taken.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from ray.tune.search import Searcher
 
-from tunekit.core.storage import check_shared_storage, is_uri
+from tunekit import storage
+from tunekit.core.storage import check_shared_storage, join, located, parent
 from tunekit.runner import alive_nodes
 from tunekit.searchers.bisection import ExponentBisectionSearcher
 
@@ -50,23 +49,6 @@ def middle_value(values: list[float]) -> float:
     if not positive:
         raise ValueError(f"no positive value to start a snapshot run from in {values}")
     return positive[len(positive) // 2]
-
-
-def copy_snapshot(source: str, destination: str) -> str:
-    """Copy a checkpoint folder (local path or URI) to ``destination``; returns ``destination``."""
-    if not is_uri(source) and not is_uri(destination):
-        if os.path.exists(destination):
-            shutil.rmtree(destination)
-        shutil.copytree(source, destination)
-        return destination
-    import pyarrow.fs
-
-    src_fs, src_path = pyarrow.fs.FileSystem.from_uri(source if is_uri(source) else f"file://{os.path.abspath(source)}")
-    dst_fs, dst_path = pyarrow.fs.FileSystem.from_uri(
-        destination if is_uri(destination) else f"file://{os.path.abspath(destination)}"
-    )
-    pyarrow.fs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
-    return destination
 
 
 class SnapshotContinuationSearcher(ExponentBisectionSearcher):
@@ -147,11 +129,9 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
         if error or not result or not result.get("checkpoint_dir_name") or not result.get("trial_dir"):
             self.failed = "the base run failed or left no checkpoint: nothing to continue from"
             return
-        source = os.path.join(str(result["trial_dir"]), str(result["checkpoint_dir_name"]))
+        trial_dir = located(self.storage_path or "", str(result["trial_dir"]))  # Ray's path, on the experiment's storage
+        source = join(trial_dir, str(result["checkpoint_dir_name"]))
         check_shared_storage(source, alive_nodes(), self.shared_storage)
-        folder = self.snapshot_storage or os.path.join(os.path.dirname(str(result["trial_dir"])), "snapshots")
-        destination = f"{folder.rstrip('/')}/{self.base_trial}-epoch{int(result['epoch'])}"
-        if not is_uri(destination):
-            os.makedirs(folder, exist_ok=True)
-        self.snapshot = copy_snapshot(source, destination)
+        folder = self.snapshot_storage or join(parent(trial_dir), "snapshots")
+        self.snapshot = storage.copy_tree(source, join(folder, f"{self.base_trial}-epoch{int(result['epoch'])}"))
         self.snapshot_epoch = int(result["epoch"])

@@ -611,8 +611,10 @@ class MLflowTrialLogger(Callback):
         parent_run_id: str | None,
         phase: str = "train",
         fallback: str | Path = FALLBACK_FILE,
+        storage: str = "",
     ) -> None:
         self.tracking_uri, self.experiment, self.parent_run_id, self.phase = tracking_uri, experiment, parent_run_id, phase
+        self.storage = storage  # where the runs live: Ray's trial paths are tagged as locations there
         self.fallback = str(fallback)
         self.runs: dict[str, str] = {}  # trial id → run id
         self.steps: dict[str, dict[str, int]] = {}  # run id → metric → the last step logged
@@ -647,7 +649,7 @@ class MLflowTrialLogger(Callback):
         metrics = {k: float(result[k]) for k in keys if isinstance(result.get(k), int | float) and math.isfinite(result[k])}
         if step is not None:
             metrics = self._new_steps(run_id, metrics, int(step))
-        self.tracker.log(run_id, metrics=metrics, step=int(step or 0), tags=result_tags(result))
+        self.tracker.log(run_id, metrics=metrics, step=int(step or 0), tags=result_tags(result, self.storage))
 
     def _new_steps(self, run_id: str, metrics: dict[str, float], step: int) -> dict[str, float]:
         """The metrics of a result, less those at a step a restored run logged before its restore; notes what is logged."""
@@ -691,17 +693,21 @@ class MLflowTrialLogger(Callback):
         return state
 
 
-def result_tags(result: Mapping[str, Any]) -> dict[str, str]:
-    """The tags one Tune result sets on its trial run: the scheduler's reading, how the trial went, where it lives."""
+def result_tags(result: Mapping[str, Any], storage: str = "") -> dict[str, str]:
+    """The tags one Tune result sets on its trial run: the scheduler's reading, how the trial went, where it lives
+    (a location on ``storage``: on object storage, Ray's trial path with the scheme and query string back)."""
+    from tunekit.core.storage import join, located
+
     tags = {tag: str(result[key]) for key, tag in TAGS.items() if result.get(key) not in (None, "")}
     # how the trial went: its loss diverged (a trial that raised is tagged tunekit.failed by on_trial_error)
     if result.get("diverged"):
         tags["tunekit.diverged"] = "true"
-    if result.get("trial_dir"):
-        tags["tunekit.trial_dir"] = str(result["trial_dir"])
-    if result.get("checkpoint_dir_name") and result.get("trial_dir"):
+    trial_dir = located(storage, str(result.get("trial_dir") or ""))
+    if trial_dir:
+        tags["tunekit.trial_dir"] = trial_dir
+    if result.get("checkpoint_dir_name") and trial_dir:
         # where this run's latest snapshot lives, so it can be continued from the UI's run
-        tags["tunekit.checkpoint"] = f"{str(result['trial_dir']).rstrip('/')}/{result['checkpoint_dir_name']}"
+        tags["tunekit.checkpoint"] = join(trial_dir, str(result["checkpoint_dir_name"]))
     return tags
 
 

@@ -199,21 +199,22 @@ def load_snapshot(tracking_uri: str, run_id: str) -> Snapshot:
 
     Raises:
         NotFound: no such run or no checkpoint recorded on it (see :func:`snapshot_of`); the
-            snapshot folder is gone or holds no state; it is remote (``s3://…``), where only a
-            cluster node or a local copy can read it.
+            snapshot folder (local, or on object storage: read through a local cache) is gone,
+            cannot be reached, or holds no state.
     """
-    from tunekit.core.storage import is_uri
+    from tunekit import storage
     from tunekit.trainable import load_state
 
     checkpoint, parent, experiment = snapshot_of(tracking_uri, run_id)
-    if is_uri(checkpoint):
-        raise NotFound(f"the snapshot {checkpoint} is remote; copy it locally or run `tunekit continue` on a cluster node")
-    if not Path(checkpoint).is_dir():
-        raise NotFound(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
     try:
-        state = load_state(checkpoint)
+        if not storage.is_dir(checkpoint):
+            raise NotFound(f"the snapshot {checkpoint} recorded on run {run_id} is gone; nothing to continue from")
+        with storage.local_copy(checkpoint) as folder:
+            state = load_state(folder)
     except FileNotFoundError as exc:
         raise NotFound(str(exc)) from None
+    except OSError as exc:  # object storage that cannot be reached, or refuses the credentials
+        raise NotFound(f"cannot read the snapshot {checkpoint}: {exc}") from None
     return Snapshot(checkpoint, parent, experiment, state)
 
 

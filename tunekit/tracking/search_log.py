@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunekit.core.storage import is_uri
+from tunekit.core.storage import located
 from tunekit.presets import Preset, preset_to_dict, preset_to_yaml
 from tunekit.report_page import BEST_CONFIG, DecisionView, ReportPage, render_html, render_markdown
 from tunekit.tracking.mlflow_log import FALLBACK_FILE, MLflowTrialLogger, Tracker, check_tracking_uri
@@ -51,6 +51,8 @@ class SearchLog:
         folder: a local folder for the fallback file and the files uploaded as artifacts.
         phases: the phases this search will run (a tag on the parent).
         parent_run_id: an existing parent run to log into (a resumed search); default a new one.
+        storage: where the runs live (folder or URI): the trial and checkpoint paths Ray reports are
+            recorded as locations there.
     """
 
     name: str
@@ -62,6 +64,7 @@ class SearchLog:
     command: str = "search"
     decisions: list[Decision] = field(default_factory=list)
     parent_run_id: str = ""
+    storage: str = ""
 
     def __post_init__(self) -> None:
         check_tracking_uri(self.tracking_uri)
@@ -79,7 +82,12 @@ class SearchLog:
     def callback(self, phase: str) -> MLflowTrialLogger:
         """The Tune callback that logs ``phase``'s trials as nested runs of this search."""
         return MLflowTrialLogger(
-            self.tracking_uri, self.experiment, self.parent_run_id, phase=phase, fallback=self.tracker.fallback
+            self.tracking_uri,
+            self.experiment,
+            self.parent_run_id,
+            phase=phase,
+            fallback=self.tracker.fallback,
+            storage=self.storage,
         )
 
     def decide(self, phase: str, values: dict[str, Any], reason: str, figure: Any = None) -> None:
@@ -222,7 +230,7 @@ def record_trial(log: SearchLog, preset: Preset, result: Any, trial_run: str | N
         shape = diagnose(epochs, losses, chance_loss=chance).shape.value
         log.figure(curves_figure({"trial": (epochs, losses, shape)}, f"validation loss ({shape})"), "plots/val_loss.png")
     best_run = None if preset.policy.name == "range_test" else trial_run
-    checkpoint = result.checkpoint.path if best_run and result.checkpoint is not None else None
+    checkpoint = located(log.storage, result.checkpoint.path) if best_run and result.checkpoint is not None else None
     model_state, meta = final_model(checkpoint) if checkpoint else (None, None)
     log.finish(
         best_run, preset, metrics, status="FAILED" if result.error else "FINISHED", model_state=model_state, model_meta=meta
@@ -238,11 +246,11 @@ def _chance(history: Any) -> float | None:
 
 
 def final_model(checkpoint: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The trained weights in a trial checkpoint folder, and what rebuilding the model needs (None for a URI)."""
-    if is_uri(checkpoint):
-        return None, None
+    """The trained weights in a trial checkpoint folder (a local folder or a URI), and what rebuilding the model needs."""
+    from tunekit.storage import local_copy
     from tunekit.trainable import load_state
 
-    state = load_state(checkpoint)
+    with local_copy(checkpoint) as folder:
+        state = load_state(folder)
     meta = {"num_classes": state.get("num_classes"), "input_shape": state.get("input_shape"), "epoch": state["epoch"]}
     return state["model"], meta
