@@ -251,6 +251,7 @@ class TrainConfig(_Strict):
     stop_when_horizontal: bool = False  # end (with a snapshot) once the test loss runs horizontal (snapshot-restart base runs)
     min_epochs: int = Field(default=3, gt=0)  # with stop_when_horizontal: never before this epoch
     time_budget_s: float | None = Field(default=None, gt=0.0)  # size `epochs` to this wall time with a timing probe (Sec. 4.2)
+    sync_bn: bool = False  # with resources.workers > 1: BatchNorm statistics over the total batch (SyncBatchNorm, CUDA only)
     test_at_end: bool = (
         True  # evaluate the test split once the run ends (a search's short runs do not: they decide on validation)
     )
@@ -370,10 +371,16 @@ Policy = Annotated[
 
 
 class Resources(_Strict):
-    """What one trial asks Ray for; ``gpu`` may be fractional (several small trials per GPU)."""
+    """What one trial asks Ray for; ``gpu`` may be fractional (several small trials per GPU).
 
-    cpu: float = Field(default=1.0, gt=0.0)
-    gpu: float = Field(default=0.0, ge=0.0)
+    ``workers > 1`` trains the trial data-parallel on that many Ray Train workers (DDP), each
+    given ``cpu`` and ``gpu``; ``train.batch_size`` stays the total batch (see
+    :mod:`tunekit.core.data_parallel`).
+    """
+
+    cpu: float = Field(default=1.0, gt=0.0)  # per worker
+    gpu: float = Field(default=0.0, ge=0.0)  # per worker
+    workers: int = Field(default=1, ge=1)  # data-parallel workers of one trial (1: a plain Tune trial)
 
 
 class RangeTestSearch(_Strict):
@@ -505,6 +512,39 @@ class Preset(_Strict):
     runtime_env: RuntimeEnv | None = None
     search: SearchConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unjittered(cls, raw: Any) -> Any:
+        """Data-parallel, the final replicates' batches are not jittered unless asked (each must divide by the workers)."""
+        if not isinstance(raw, Mapping):
+            return raw
+        resources, search = raw.get("resources"), raw.get("search")
+        workers = resources.get("workers", 1) if isinstance(resources, Mapping) else getattr(resources, "workers", 1)
+        if not isinstance(workers, int) or workers <= 1 or not isinstance(search, Mapping):
+            return raw
+        final = search.get("final") or {}
+        if not isinstance(final, Mapping) or "batch_jitter" in final:
+            return raw
+        return {**raw, "search": {**search, "final": {**final, "batch_jitter": 0}}}
+
+    @model_validator(mode="after")
+    def _data_parallel(self) -> Preset:
+        from tunekit.core.data_parallel import data_parallel_problem
+
+        search = self.search
+        problem = data_parallel_problem(
+            self.resources.workers,
+            self.resources.gpu,
+            self.train.batch_size,
+            own_loop=self.loop is not None,
+            sync_bn=self.train.sync_bn,
+            batch_candidates=search.batch_size.candidates if search and search.batch_size else (),
+            batch_jitter=search.final.batch_jitter if search else 0,
+        )
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @property
     def metric_name(self) -> str | None:
         """The metric's name (``acc``, ``r2``, …) without its split prefix, or None when there is none."""
@@ -593,7 +633,8 @@ def _describe(exc: ValidationError) -> str:
             msg = str(err["msg"]).removeprefix("Value error, ")
             value = err.get("input")
             shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
-            lines.append(f"{loc or 'preset'}: {msg}{shown}")
+            # a whole-preset rule (Preset's own validators) names its fields itself
+            lines.append(f"{loc}: {msg}{shown}" if loc or shown else msg)
     return "; ".join(lines)
 
 

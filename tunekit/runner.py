@@ -116,7 +116,8 @@ def prepare(preset: Preset, address: str | None = None) -> Any:
     every component is bundled).
 
     Raises:
-        PresetError: bad ``runtime_env``; ComponentError: a component that fails; DatasetError: missing data.
+        PresetError: bad ``runtime_env``, or more ``resources.workers`` than the cluster holds; ComponentError: a
+            component that fails; DatasetError: missing data.
     """
     from tunekit.components import check_components
     from tunekit.probe import needs_probe, probe
@@ -126,6 +127,13 @@ def prepare(preset: Preset, address: str | None = None) -> Any:
     check_components(preset)  # imports and signatures, here: seconds, before Ray starts
     if needs_probe(preset) or env:
         ensure_ray(address, runtime_env=env)
+    # -- data-parallel trials (tunekit.data_parallel): the cluster must hold the workers, said before anything starts
+    if preset.resources.workers > 1:
+        from tunekit.data_parallel import check_cluster
+
+        ensure_ray(address, runtime_env=env)
+        check_cluster(preset.resources.workers, preset.resources.cpu, preset.resources.gpu)
+    # --
     return probe(preset)
 
 

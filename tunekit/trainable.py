@@ -10,6 +10,10 @@ Each epoch (each evaluation in a range test) goes to ``tune.report`` with the lo
 metrics; checkpoints go with it every ``train.checkpoint_every`` epochs and at the end. A
 retry or ``Tuner.restore`` resumes from ``tune.get_checkpoint()``; otherwise ``restore_from``
 starts a continuation from another trial's snapshot.
+
+Every result carries ``world_size``: 1 here, the number of workers for a preset with
+``resources.workers > 1``, whose trial the same function hands to Ray Train
+(:mod:`tunekit.data_parallel`) — same config, same metric keys, same checkpoints.
 """
 
 from __future__ import annotations
@@ -72,6 +76,12 @@ def train_fn(config: dict[str, Any]) -> None:
     from the same restore point and through the same report.
     """
     preset = preset_from_config(config)
+    if preset.resources.workers > 1:  # data-parallel: Ray Train's workers train, this function reports
+        from tunekit.data_parallel import train_data_parallel
+
+        resources = preset.resources
+        train_data_parallel(config, resources.workers, resources.cpu, resources.gpu)
+        return
     cpus = trial_cpus(preset.resources.cpu)
     torch.set_num_threads(max(1, int(cpus)))
     state, source = _restore_point(config)
@@ -129,6 +139,7 @@ def _reporter(device: torch.device, restored_from: str | None) -> Callable[[dict
         "node_id": _node_id(),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": 1,  # one process trained (a data-parallel trial reports its workers)
     }
     if restored_from:
         extras["restored_from"] = restored_from
@@ -175,8 +186,13 @@ def trainable(preset: Preset) -> Any:
     """``train_fn`` wrapped with the preset's resources (``tune.with_resources``).
 
     ``{"gpu": 0.25}`` lets four trials share one GPU; a CPU count is always given, since a
-    GPU-only request asks Ray for zero CPUs.
+    GPU-only request asks Ray for zero CPUs. A data-parallel trial (``resources.workers > 1``)
+    asks for next to nothing itself: its Ray Train workers hold the CPUs and GPUs.
     """
+    if preset.resources.workers > 1:
+        from tunekit import data_parallel
+
+        return tune.with_resources(data_parallel.train_fn, data_parallel.DRIVER_RESOURCES)
     resources: dict[str, float] = {"cpu": preset.resources.cpu}
     if preset.resources.gpu:
         resources["gpu"] = preset.resources.gpu

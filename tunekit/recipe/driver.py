@@ -280,10 +280,13 @@ class Driver:
     def _tuner(self, phase: str, index: int, plan: Any) -> Any:
         from ray import tune
 
+        from tunekit.data_parallel import concurrent_trials
         from tunekit.recipe.progress import Progress
         from tunekit.searchers import limited
         from tunekit.trainable import trainable
 
+        resources = plan.preset.resources
+        at_once = concurrent_trials(resources.workers, resources.cpu, resources.gpu)  # data-parallel: what the nodes hold
         callbacks: list[Any] = []
         if plan.scheduler is not None:
             callbacks.append(plan.scheduler.recorder())  # before the loggers: they read its stamps
@@ -293,7 +296,7 @@ class Driver:
         return tune.Tuner(
             trainable(plan.preset),
             tune_config=tune.TuneConfig(
-                search_alg=limited(plan.searcher, 64),
+                search_alg=limited(plan.searcher, at_once),
                 scheduler=plan.scheduler,
                 num_samples=-1,
                 trial_dirname_creator=trial_dirname,

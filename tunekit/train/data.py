@@ -19,6 +19,11 @@ the same for every trial of a search: a folder-per-class dataset's first N sampl
 classes. (The in-memory bundled datasets are stored in no class order; their ``train_subset`` and
 ``test_subset`` keep their first N samples.)
 
+A data-parallel worker (``shard=(rank, world_size)``) takes its contiguous share of every total
+batch: the batches of a one-worker run, each split across the workers, with the same augmentation
+(:func:`tunekit.core.data_parallel.shard`); a streamed dataset loads only its share. Evaluations
+split the split the same way.
+
 A user dataset held in memory is built once per node, not once per trial: the first trial on a
 node calls the factory and writes the stacked tensors to a node-local cache under a file lock;
 the others read them (:func:`cached_user_tensors`).
@@ -41,6 +46,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from tunekit.core.data_parallel import shard as share_of
 from tunekit.core.splits import carve_indices
 from tunekit.core.subsets import stratified_sample
 from tunekit.core.workers import loader_workers
@@ -63,6 +69,8 @@ __all__ = [
 ]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+#: ``(rank, world_size)`` of a data-parallel worker: it takes its share of every total batch (None: all of it).
+Shard = tuple[int, int]
 #: The evaluation splits.
 Split = Literal["val", "test"]
 #: A user dataset at most this large (estimated from its first item) is held whole on the device.
@@ -90,10 +98,14 @@ class Data(Protocol):
     def size(self, split: Split) -> int:
         """Samples in the validation or test split."""
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]: ...
+    def train_batches(self, batch_size: int, seed: int, epoch: int, shard: Shard | None = None) -> Iterator[Batch]:
+        """One epoch of total batches of ``batch_size``; with ``shard``, this worker's share of each (see below)."""
 
-    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
-        """The validation or test split in order (or a fixed, class-stratified sample of ``limit`` of it)."""
+    def batches(self, split: Split, batch_size: int, limit: int | None = None, shard: Shard | None = None) -> Iterator[Batch]:
+        """The validation or test split in order (or a fixed, class-stratified sample of ``limit`` of it).
+
+        With ``shard`` (``(rank, world_size)``), only this worker's contiguous share of it.
+        """
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -196,23 +208,36 @@ class TensorData:
             x = (x - self.mean) / self.std
         return x
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
+    def train_batches(self, batch_size: int, seed: int, epoch: int, shard: Shard | None = None) -> Iterator[Batch]:
         gen = epoch_generator(seed, epoch)
         order = torch.randperm(self.num_train, generator=gen).to(self.x_train.device)
         # Drop the last partial batch: batch statistics of a handful of samples are noise.
         usable = (self.num_train // batch_size) * batch_size or self.num_train
         for start in range(0, usable, batch_size):
             idx = order[start : start + batch_size]
+            if shard is not None:
+                yield self._share(idx, gen, share_of(len(idx), *shard))
+                continue
             x = self._prepare(self.x_train[idx])
             if self.augment is not None:
                 x = self.augment(x, gen)
             yield x, self.y_train[idx]
 
-    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    def _share(self, idx: torch.Tensor, gen: torch.Generator, bounds: tuple[int, int]) -> Batch:
+        """A worker's share of the total batch ``idx``: augmented as the whole batch is (same random draws), then cut."""
+        lo, hi = bounds
+        if self.augment is None:
+            return self._prepare(self.x_train[idx[lo:hi]]), self.y_train[idx[lo:hi]]
+        return self.augment(self._prepare(self.x_train[idx]), gen)[lo:hi], self.y_train[idx[lo:hi]]
+
+    def batches(self, split: Split, batch_size: int, limit: int | None = None, shard: Shard | None = None) -> Iterator[Batch]:
         x_all, y_all = self._split(split)
         if limit is not None and limit < len(x_all):
             index = self._subset(split, limit)
             x_all, y_all = x_all[index], y_all[index]
+        if shard is not None:
+            lo, hi = share_of(len(x_all), *shard)
+            x_all, y_all = x_all[lo:hi], y_all[lo:hi]
         for start in range(0, len(x_all), batch_size):
             stop = min(start + batch_size, len(x_all))
             yield self._prepare(x_all[start:stop]), y_all[start:stop]
@@ -394,20 +419,38 @@ class _EpochSampler(torch.utils.data.Sampler[tuple[int, int]]):
     nor on what they loaded before (they persist across epochs).
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, batch_size: int = 1, shard: Shard | None = None) -> None:
         self.size, self.seed, self.epoch = size, 0, 0
+        self.batch_size, self.shard = batch_size, shard
 
     def set_epoch(self, seed: int, epoch: int) -> None:
         self.seed, self.epoch = seed, epoch
 
     def __len__(self) -> int:
-        return self.size
+        if self.shard is None:
+            return self.size
+        return sum(hi - lo for lo, hi in self._bounds())
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = epoch_generator(self.seed, self.epoch)
         order = torch.randperm(self.size, generator=gen).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=gen).tolist()
-        return iter(zip(order, seeds, strict=True))
+        if self.shard is None:
+            return iter(zip(order, seeds, strict=True))
+        # a data-parallel worker: its share of each total batch of the one-worker order (the last partial one dropped)
+        mine = [i for lo, hi in self._bounds() for i in range(lo, hi)]
+        return iter([(order[i], seeds[i]) for i in mine])
+
+    def _bounds(self) -> list[tuple[int, int]]:
+        """This worker's ``[lo, hi)`` positions in the epoch's order, one range per total batch."""
+        assert self.shard is not None
+        batch = self.batch_size if self.size >= self.batch_size else self.size
+        usable = (self.size // batch) * batch
+        out = []
+        for start in range(0, usable, batch):
+            lo, hi = share_of(batch, *self.shard)
+            out.append((start + lo, start + hi))
+        return out
 
 
 class _SeededItems(torch.utils.data.Dataset[Any]):
@@ -520,30 +563,37 @@ class LoaderData:
                 x = x.float().div_(255.0)
             yield x, _to(y, self.device)
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[Batch]:
+    def train_batches(self, batch_size: int, seed: int, epoch: int, shard: Shard | None = None) -> Iterator[Batch]:
         drop = len(self.train) >= batch_size  # as TensorData: a dataset smaller than a batch is one batch
+        # a data-parallel worker loads only its share of each total batch
+        per_worker = batch_size
+        if shard is not None:
+            lo, hi = share_of(min(batch_size, len(self.train)), *shard)
+            per_worker = max(1, hi - lo)
 
         def make(persistent: bool) -> torch.utils.data.DataLoader[Any]:
-            sampler = _EpochSampler(len(self.train))
-            return self._loader(_SeededItems(self.train), batch_size, persistent, sampler=sampler, drop_last=drop)
+            sampler = _EpochSampler(len(self.train), batch_size, shard)
+            return self._loader(_SeededItems(self.train), per_worker, persistent, sampler=sampler, drop_last=drop)
 
-        with self._lease(("train", batch_size), 2, make) as loader:
+        with self._lease(("train", batch_size, shard), 2, make) as loader:
             assert isinstance(loader.sampler, _EpochSampler)
             loader.sampler.set_epoch(seed, epoch)
             yield from self._to_device(loader)
 
-    def batches(self, split: Split, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    def batches(self, split: Split, batch_size: int, limit: int | None = None, shard: Shard | None = None) -> Iterator[Batch]:
         dataset = self.val if split == "val" else self.test
         if limit is not None and limit < len(dataset):
             if (split, limit) not in self._subsets:
                 self._subsets[split, limit] = stratified_subset(dataset, limit, self.split_seed)
             dataset = self._subsets[split, limit]
+        if shard is not None:
+            dataset = torch.utils.data.Subset(dataset, range(*share_of(len(dataset), *shard)))
         slots = 0 if split == "test" else 1  # the test split is read once, at the end: no workers kept for it
 
         def make(persistent: bool) -> torch.utils.data.DataLoader[Any]:
             return self._loader(dataset, batch_size, persistent, shuffle=False)
 
-        with self._lease((split, batch_size, limit), slots, make) as loader:
+        with self._lease((split, batch_size, limit, shard), slots, make) as loader:
             yield from self._to_device(loader)
 
 

@@ -12,6 +12,11 @@ reads), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``samples_per_s`
 ``test_<metric>`` (the test split: what is reported, never what is decided on), unless
 ``train.test_at_end`` is off (a search's trials other than the final replicates). A NaN or
 infinite loss ends the run: its last result has ``diverged=True`` and no exception escapes.
+
+Given a :class:`~tunekit.train.distributed.Group` of more than one worker, the same loop trains
+data-parallel: each worker steps a ``DistributedDataParallel`` model on its share of every total
+batch (``train.batch_size``), evaluations and losses are all-reduced, and every stop is agreed
+(see :mod:`tunekit.train.distributed`). Without one — the default — nothing of that runs.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tunekit.core.devices import autocast_precision, use_channels_last
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import Data, Split, load_data
+from tunekit.train.distributed import Group, sync_batchnorm
 from tunekit.train.models import build_model
 from tunekit.train.schedules import build_optimizer, build_schedule, fast_forward, get_momentum, total_iterations
 
@@ -116,16 +122,27 @@ class Trainer:
         data: Data | None = None,
         token: str | None = None,
         cpus: float | None = None,
+        group: Group | None = None,
     ) -> None:
-        """Build everything but do no training; ``cpus``: what the run was given (caps a streamed dataset's workers)."""
+        """Build everything but do no training; ``cpus``: what the run was given (caps a streamed dataset's workers).
+
+        ``group``: this process is one of several data-parallel workers (None, or a group of one: it trains alone).
+        """
         self.preset = preset
+        self.group = group if group is not None and group.world_size > 1 else None
+        self.shard = self.group.shard if self.group is not None else None
+        self.world_size = self.group.world_size if self.group is not None else 1
         self.device = torch.device(device) if device is not None else pick_device(preset.resources.gpu)
         train = preset.train
         self.data = data if data is not None else load_data(preset.dataset, self.device, train.seed, token, cpus)
         torch.manual_seed(train.seed)
         self.memory_format = memory_format(train.channels_last, self.device, self.data.input_shape)
         model = build_model(preset.model, self.data.num_classes, self.data.input_shape)
+        if self.group is not None and train.sync_bn:
+            model = sync_batchnorm(model)
         self.model = model.to(self.device).to(memory_format=self.memory_format)
+        # what a training step runs: the model itself, or its DistributedDataParallel wrapper
+        self.net: nn.Module = self.group.wrap(self.model) if self.group is not None else self.model
         self.fused = self.device.type == "cuda"
         self.optimizer = build_optimizer(
             self.model.parameters(), preset.optimizer, preset.policy, preset.weight_decay, fused=self.fused
@@ -251,11 +268,12 @@ class Trainer:
         completing a full cycle.
         """
         started = time.perf_counter()
-        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        model, optimizer, scaler, net = self.model, self.optimizer, self.scaler, self.net
         # one deepcopy of all three, so the copied optimizer steps the copied model's parameters
         self.model, self.optimizer, self.scaler = copy.deepcopy((model, optimizer, scaler))
+        self.net = self.group.wrap(self.model) if self.group is not None else self.model
         try:
-            batches = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1)
+            batches = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1, shard=self.shard)
             timed = 0.0
             for i, (x, y) in zip(range(probe_steps + 2), batches, strict=False):
                 tick = time.perf_counter()
@@ -273,11 +291,13 @@ class Trainer:
             torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}, io.BytesIO())
             checkpoint_s = (time.perf_counter() - tick) / self.preset.train.checkpoint_every
         finally:
-            self.model, self.optimizer, self.scaler = model, optimizer, scaler
+            self.model, self.optimizer, self.scaler, self.net = model, optimizer, scaler, net
         remaining = budget_s - (time.perf_counter() - started)
         per_epoch_extra = eval_s + checkpoint_s + _REPORT_LATENCY_S
         epochs = epochs_for_budget(max(remaining, 1e-3), per_step, self.steps_per_epoch, per_epoch_extra)
         self.probe = {"probe_seconds_per_step": per_step, "probe_epoch_extra_s": per_epoch_extra, "budget_epochs": float(epochs)}
+        if self.group is not None:  # one schedule for every worker: rank 0's measurement decides
+            epochs, self.probe = self.group.broadcast_object((epochs, self.probe))
         return epochs
 
     # ------------------------------------------------------------------ pieces
@@ -287,10 +307,10 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
         if self.memory_format is torch.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return (net or self.model)(x)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, advance: bool = True) -> torch.Tensor:
         """One optimiser step and (with ``advance``) one schedule step; returns the (detached) batch loss.
@@ -298,7 +318,7 @@ class Trainer:
         ``advance=False`` leaves the schedule and the iteration count alone: the timing probe's steps.
         """
         with self._autocast():
-            loss = self.loss_fn(self._forward(x), y)
+            loss = self.loss_fn(self._forward(x, self.net), y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -328,15 +348,22 @@ class Trainer:
 
         The loss is averaged over samples (the loss function gives batch means); the metric is the
         user's function over the whole split's outputs, or a running top-1 accuracy for the bundled one.
+
+        Data-parallel, every worker evaluates rank 0's model (its BatchNorm statistics) on its share
+        of the split and the sums are all-reduced; a user metric, which needs every output at once,
+        is computed by every worker on the whole split (the same number everywhere).
         """
+        running = self.metric_fn is accuracy
+        shard = self._eval_shard(split, limit, running or self.metric_fn is None)
+        if self.group is not None:
+            self.group.broadcast_buffers(self.model)
         self.model.eval()
         total_loss = torch.zeros((), device=self.device)
         hits = torch.zeros((), device=self.device)
         outputs: list[torch.Tensor] = []
         targets: list[torch.Tensor] = []
-        running = self.metric_fn is accuracy
         count = 0
-        for x, y in self.data.batches(split, max(self.preset.train.batch_size, 256), limit):
+        for x, y in self.data.batches(split, max(self.preset.train.batch_size, 256), limit, **_sharded(shard)):
             with self._autocast():
                 out = self._forward(x)
             out = out.float()
@@ -351,6 +378,9 @@ class Trainer:
                 self.chance_loss = math.log(out.shape[1])
             count += n
         self.model.train()
+        if shard is not None and self.group is not None:
+            sums = self.group.all_sum(torch.stack([total_loss, hits, torch.tensor(float(count), device=self.device)]))
+            total_loss, hits, count = sums[0], sums[1], int(sums[2].item())
         if count == 0:
             return Evaluation(math.nan, math.nan)
         if running:
@@ -362,14 +392,39 @@ class Trainer:
         return Evaluation(float(total_loss) / count, metric)
 
     def recalibrate_batchnorm(self, batches: int) -> None:
-        """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches."""
-        source = self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch=-1 - self.step)
+        """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches.
+
+        Data-parallel, each worker reads its share of the same batches and the statistics are averaged.
+        """
+        source = self.data.train_batches(
+            self.preset.train.batch_size, self.preset.train.seed, epoch=-1 - self.step, **_sharded(self.shard)
+        )
 
         def forward(x: torch.Tensor) -> None:
             with self._autocast():
                 self._forward(x)
 
         recalibrate_batchnorm(self.model, (x for _, (x, _y) in zip(range(batches), source, strict=False)), forward)
+        if self.group is not None:
+            self.group.average_batchnorm(self.model)
+
+    def _eval_shard(self, split: Split, limit: int | None, shardable: bool) -> tuple[int, int] | None:
+        """This worker's share of an evaluation, or None (alone, a user metric, or fewer samples than workers)."""
+        if self.group is None or not shardable:
+            return None
+        n = self.data.size(split) if limit is None else min(limit, self.data.size(split))
+        return self.shard if n >= self.world_size else None
+
+    def _mean_over_workers(self, total: torch.Tensor, steps: int) -> float:
+        """``total / steps`` (a loss summed over steps), averaged over the workers: the total batch's mean loss."""
+        if self.group is None:
+            return float(total) / max(1, steps)
+        return float(self.group.all_sum(total)) / self.world_size / max(1, steps)
+
+    def _finite_everywhere(self, total: torch.Tensor) -> bool:
+        """``total`` is finite on every worker (all of them stop together when one diverged)."""
+        finite = bool(torch.isfinite(total))
+        return finite if self.group is None else not self.group.any(not finite)
 
     def _result(
         self, train_loss: float, lr: float, momentum: float, samples_per_s: float, evaluation: Evaluation, diverged: bool
@@ -422,20 +477,21 @@ class Trainer:
             seen = batches = 0
             lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
             diverged = False
-            for x, y in self.data.train_batches(train.batch_size, train.seed, self.epoch):
+            for x, y in self.data.train_batches(train.batch_size, train.seed, self.epoch, **_sharded(self.shard)):
                 # the LR and momentum this step uses (the schedule moves them after the step)
                 lr, momentum = self.optimizer.param_groups[0]["lr"], get_momentum(self.optimizer)
                 loss_sum += self.train_step(x, y)
                 seen += len(y)
                 batches += 1
                 # finiteness check is a CPU-GPU sync point: only every few dozen steps
-                if batches % _DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                if batches % _DIVERGENCE_CHECK_EVERY == 0 and not self._finite_everywhere(loss_sum):
                     diverged = True
                     break
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - started
-            train_loss = float(loss_sum) / max(1, batches)
+            train_loss = self._mean_over_workers(loss_sum, batches)
+            seen *= self.world_size  # every worker saw an equal share
             diverged = diverged or not math.isfinite(train_loss)
             self.epoch += 1
             # -- evaluate (skipped once diverged: the weights are NaN)
@@ -482,7 +538,7 @@ class Trainer:
                 continue
             # -- evaluate on the fixed subset, BN statistics re-estimated at these weights
             elapsed = time.perf_counter() - started
-            train_loss = float(window_loss) / window_steps
+            train_loss = self._mean_over_workers(window_loss, window_steps)
             diverged = not math.isfinite(train_loss)
             if not diverged:
                 self.recalibrate_batchnorm(policy.bn_recalibration_batches)
@@ -502,8 +558,15 @@ class Trainer:
     def _range_test_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch = 0
         while True:
-            yield from self.data.train_batches(self.preset.train.batch_size, self.preset.train.seed, epoch)
+            yield from self.data.train_batches(
+                self.preset.train.batch_size, self.preset.train.seed, epoch, **_sharded(self.shard)
+            )
             epoch += 1
+
+
+def _sharded(shard: tuple[int, int] | None) -> dict[str, Any]:
+    """The ``shard`` keyword for a data call, or none at all: a one-worker run calls the data exactly as before."""
+    return {} if shard is None else {"shard": shard}
 
 
 def train(preset: Preset, report: Report | None = None, device: torch.device | str | None = None) -> list[dict[str, Any]]:
