@@ -57,11 +57,15 @@ class MlflowServer:
 
     def stop(self) -> None:
         """SIGKILL the server and everything it started (its workers)."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
+        self.process = kill_group(self.process)
+
+
+def kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server started in its own session, with everything it started; returns None (no process left)."""
+    if process is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def create_experiments(uri: str, names: list[str], barrier: Any, errors: Any, folder: str) -> None:

@@ -8,16 +8,13 @@ string (:meth:`S3Server.uri`), which needs nothing in any process's environment.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, kill_group
 
 BUCKET = "tunekit-runs"
 #: Credentials moto accepts (any are); real ones come from the usual AWS chain.
@@ -55,11 +52,7 @@ class S3Server:
         boto3.client("s3", endpoint_url=self.endpoint, **_boto_credentials()).create_bucket(Bucket=BUCKET)
 
     def stop(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
+        self.process = kill_group(self.process)
 
     def env(self) -> dict[str, str]:
         """What a user exports to point every AWS client at this server."""

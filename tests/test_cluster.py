@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import TINY_SHORT_RUNS, tiny_preset_dict
+from tests.test_ddp import ddp_preset
 from tests.test_recipe import SEARCH
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -197,6 +198,28 @@ def test_a_search_on_object_storage_runs_on_both_nodes(cluster: TwoNodes) -> Non
         assert len(nodes) == 2
     finally:
         s3.stop()
+
+
+def test_two_workers_train_one_trial_across_both_nodes(cluster: TwoNodes) -> None:
+    """A data-parallel trial (tests/test_ddp.py): each node has one CPU, so the trial's two workers, one CPU
+    each, can only run one on each node."""
+    preset = cluster.root / "project" / "ddp.yaml"
+    preset.parent.mkdir(exist_ok=True)
+    preset.write_text(yaml.safe_dump(ddp_preset(2)))
+    storage = cluster.root / "ddp-shared"
+    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--", sys.executable, "-m", "tunekit.cli",
+               "train", str(preset), "--address", "auto", "--storage", str(storage), "--shared-storage", "--no-tracking",
+               "--json"]  # fmt: skip
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=420, cwd=cluster.root)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (results,) = storage.glob("*/*/result.json")
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {r["world_size"] for r in rows} == {2}
+    nodes = rows[-1]["worker_node_ids"].split(",")
+    assert len(set(nodes)) == 2, nodes  # rank 0 on one node, rank 1 on the other
+    assert cluster.head_node_id in nodes
+    assert (results.parent / "checkpoint_000002" / "state.pt").is_file()
 
 
 def test_losing_the_worker_node_mid_trial_retries_from_its_checkpoint(cluster: TwoNodes) -> None:

@@ -28,7 +28,6 @@ from torch import nn
 from typer.testing import CliRunner
 
 from tests.conftest import tiny_preset_dict
-from tests.test_cluster import BIN, ENV, TwoNodes, cluster  # noqa: F401  (its two-node fixture, for the last test)
 from tunekit.presets import PresetError, load_preset, preset_to_dict
 from tunekit.train.data import LoaderData, TensorData, crop_flip
 from tunekit.train.models import MLP
@@ -310,29 +309,3 @@ def test_more_workers_than_the_cluster_holds_exits_2_before_anything_starts(tmp_
         "0 GPUs (room for 2); lower resources.workers or resources.cpu, or add nodes"
     ]
     assert not any(storage.glob("*/*")) if storage.exists() else True
-
-
-# ------------------------------------------------------------------ two nodes (tests/test_cluster.py's cluster)
-
-
-@pytest.mark.cluster
-@pytest.mark.slow
-def test_two_workers_train_one_trial_across_both_nodes(cluster: TwoNodes) -> None:  # noqa: F811
-    """Each node has one CPU: the trial's two workers, one CPU each, can only run one on each node."""
-    preset = cluster.root / "project" / "ddp.yaml"
-    preset.parent.mkdir(exist_ok=True)
-    preset.write_text(yaml.safe_dump(ddp_preset(2)))
-    storage = cluster.root / "ddp-shared"
-    command = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard, "--", sys.executable, "-m", "tunekit.cli",
-               "train", str(preset), "--address", "auto", "--storage", str(storage), "--shared-storage", "--no-tracking",
-               "--json"]  # fmt: skip
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=420, cwd=cluster.root)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (results,) = storage.glob("*/*/result.json")
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert {r["world_size"] for r in rows} == {2}
-    nodes = rows[-1]["worker_node_ids"].split(",")
-    assert len(set(nodes)) == 2, nodes  # rank 0 on one node, rank 1 on the other
-    assert cluster.head_node_id in nodes
-    assert (results.parent / "checkpoint_000002" / "state.pt").is_file()

@@ -22,17 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from tests.conftest import TINY_SHORT_RUNS, tiny_preset_dict
+from tests.conftest import TINY_SHORT_RUNS
 from tests.mlflow_server import MlflowServer
 from tests.s3_server import BUCKET, S3Server
+from tests.test_recipe import cli, write_preset
 from tunekit.cli import app
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+TRAIN = {"epochs": 6, "batch_size": 64, "seed": 0, "min_epochs": 2}
 SEARCH = {
     "weight_decay": {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4], **TINY_SHORT_RUNS},
     "final": {"epochs": 2, "replicates": 1},
@@ -47,20 +48,6 @@ def s3() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
-
-
-def write_preset(folder: Path) -> Path:
-    preset = tiny_preset_dict(train={"epochs": 6, "batch_size": 64, "seed": 0, "min_epochs": 2})
-    preset["search"] = {**preset["search"], **SEARCH}  # the range test's section stays: a search needs it
-    path = folder / "preset.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    return path
-
-
-def cli(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result
 
 
 def tunekit(*args: str, env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
@@ -81,7 +68,7 @@ def test_a_search_on_s3_resumes_after_a_sigkill_and_continues(
     home = tmp_path / "home"
     env = {**os.environ, **s3.env(), "HOME": str(home), "PYTHONUNBUFFERED": "1", "RAY_AIR_NEW_OUTPUT": "0"}
     storage = f"s3://{BUCKET}/runs"
-    search = ["search", str(write_preset(tmp_path)), "--phases", "weight_decay,final", "--storage", storage, "--name", "killed",
+    search = ["search", str(write_preset(tmp_path, search=SEARCH, train=TRAIN)), "--phases", "weight_decay,final", "--storage", storage, "--name", "killed",
               "--tracking-uri", mlflow.uri]  # fmt: skip
     driver = subprocess.Popen(
         [sys.executable, "-m", "tunekit.cli", *search],
@@ -157,7 +144,7 @@ def test_the_endpoint_in_the_uri_is_enough_for_every_process(
     monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path / "cache"))
     storage = s3.uri("query")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    preset = write_preset(tmp_path)
+    preset = write_preset(tmp_path, search=SEARCH, train=TRAIN)
     summary = json.loads(cli("search", str(preset), "--phases", "weight_decay,final", "--storage", storage, "--name", "q",
                              "--json", "--tracking-uri", store).stdout)  # fmt: skip
     query = storage.split("?", 1)[1]

@@ -167,6 +167,25 @@ def test_contract_works_under_concurrency_limiter(name: str) -> None:
     assert wrapped.suggest("end") == Searcher.FINISHED
 
 
+@pytest.mark.usefixtures("fake_checkpoints")
+def test_a_trial_running_when_the_driver_died_reaches_the_restored_searcher(tmp_path: Path) -> None:
+    """Tuner.restore rebuilds the limiter empty (Ray saves only its searcher): the continuations that were running
+    must still reach the snapshot searcher when they end, or it waits for them for ever."""
+    wrapped = limited(SnapshotContinuationSearcher("weight_decay", base_config={}, continuation_epochs=2), 4)
+    base = wrapped.suggest("base")
+    finish(wrapped, "base", base)  # type: ignore[arg-type]
+    running = {t: wrapped.suggest(t) for t in ("c0", "c1")}
+    wrapped.save_to_dir(str(tmp_path))  # the experiment checkpoint, then the driver is killed
+
+    restored = limited(SnapshotContinuationSearcher("weight_decay", base_config={}, continuation_epochs=2), 4)
+    restored.restore_from_dir(str(tmp_path))
+    for trial_id, config in running.items():  # Tune runs them again and reports their end
+        finish(restored, trial_id, config)  # type: ignore[arg-type]
+    inner = restored.searcher
+    assert {"c0", "c1"} <= inner.finished  # type: ignore[attr-defined]
+    assert restored.suggest("next") is not None  # it goes on: a new value, or FINISHED — never a wait for nothing
+
+
 def test_bisection_searcher_converges_on_the_synthetic_objective() -> None:
     searcher = ExponentBisectionSearcher("weight_decay", base_config={})
     configs = drive(searcher)

@@ -10,6 +10,7 @@ from typing import Any
 from ray.tune.callback import Callback
 
 from tunekit.core.judge import number
+from tunekit.core.storage import located
 from tunekit.recipe.records import config_label, trial_error
 from tunekit.searchers.snapshot import is_continuation
 
@@ -17,8 +18,9 @@ from tunekit.searchers.snapshot import is_continuation
 class Progress(Callback):
     """Tune callback printing one line per trial start and end: phase, trials running/done, best so far."""
 
-    def __init__(self, phase: str, index: int, total: int, enabled: bool = True) -> None:
+    def __init__(self, phase: str, index: int, total: int, enabled: bool = True, storage: str = "") -> None:
         self.phase, self.index, self.total, self.enabled = phase, index, total, enabled
+        self.storage = storage  # where the trials live: their folders are printed as locations there
         self.best: tuple[float, str] | None = None
 
     def _echo(self, text: str) -> None:
@@ -60,7 +62,7 @@ class Progress(Callback):
         error = trial_error(trial)
         self._echo(
             f"FAILED {self._label(trial)}{': ' + error if error else ''} — {self._counts(trials, trial, 'ERROR')} "
-            f"(logs: {trial.path})"
+            f"(logs: {located(self.storage, trial.path)})"
         )
 
 

@@ -120,6 +120,24 @@ class TunekitSearcher(PickledState, Searcher):
         return config
 
 
+class _RestorableLimiter(ConcurrencyLimiter):
+    """Ray's ``ConcurrencyLimiter``, but a trial it does not know still reaches the searcher when it ends.
+
+    The limiter saves only its searcher's state, not which trials are live; after ``Tuner.restore``
+    it dropped the end of every trial that was running when the driver died, and a searcher that
+    waits for one (the snapshot searcher for its continuations) waited for ever. Tune calls this
+    only for trials of this experiment — all of them the searcher's — and tunekit's searchers
+    ignore an end they already have.
+    """
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.live_trials:  # restored by Tuner.restore: the limiter forgot it, its searcher did not
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
 def limited(searcher: Searcher, max_concurrent: int) -> ConcurrencyLimiter:
-    """Wrap a searcher so Tune runs up to ``max_concurrent`` of its trials at once (batch=False)."""
-    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent, batch=False)
+    """Wrap a searcher so Tune runs up to ``max_concurrent`` of its trials at once (batch=False), and so that
+    trials running when a driver died still report their end to it after ``Tuner.restore``."""
+    return _RestorableLimiter(searcher, max_concurrent=max_concurrent, batch=False)
