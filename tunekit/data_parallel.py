@@ -81,6 +81,11 @@ def end_train_run() -> None:
         ray.get(controller.abort.remote(), timeout=60)
 
 
+def _alive_node_resources() -> list[dict[str, float]]:
+    """Each alive node's resource totals, as Ray reports them (``CPU``, ``GPU``, …)."""
+    return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+
+
 def check_cluster(workers: int, cpu: float, gpu: float) -> None:
     """Raise :class:`~tunekit.presets.PresetError` (one line) when the connected Ray cluster cannot hold the workers.
 
@@ -90,7 +95,7 @@ def check_cluster(workers: int, cpu: float, gpu: float) -> None:
     from tunekit.core.data_parallel import cluster_problem
     from tunekit.presets import PresetError
 
-    nodes = [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+    nodes = _alive_node_resources()
     problem = cluster_problem(workers, cpu, gpu, nodes)
     if problem:
         raise PresetError(problem)
@@ -103,7 +108,7 @@ def concurrent_trials(workers: int, cpu: float, gpu: float, most: int = 64) -> i
 
     if workers <= 1:
         return most
-    nodes = [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+    nodes = _alive_node_resources()
     return trials_at_once(nodes, workers, cpu, gpu, most)
 
 

@@ -120,9 +120,9 @@ def copy_tree(source: str, destination: str) -> str:
         return destination
     src_fs, src_path = filesystem(source)
     dst_fs, dst_path = filesystem(destination)
-    if dst_fs.get_file_info(dst_path).type == pyarrow.fs.FileType.Directory:
+    if is_dir(destination):
         dst_fs.delete_dir(dst_path)
-    if src_fs.get_file_info(src_path).type != pyarrow.fs.FileType.Directory:
+    if not is_dir(source):
         raise FileNotFoundError(f"{source}: no such folder")
     make_dirs(destination)
     pyarrow.fs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
@@ -150,9 +150,9 @@ def local_copy(location: str) -> Iterator[Path]:
     key = hashlib.sha256(split_query(location)[0].encode()).hexdigest()[:16]
     target = cache_root() / "storage" / f"{key}-{name_of(location)}"
     if not target.is_dir():
-        fs, inner = filesystem(location)
-        if fs.get_file_info(inner).type != pyarrow.fs.FileType.Directory:
+        if not is_dir(location):
             raise FileNotFoundError(f"{location}: no such folder")
+        fs, inner = filesystem(location)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".download-"))
         try:
