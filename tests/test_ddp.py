@@ -108,33 +108,32 @@ def test_a_batch_the_workers_do_not_divide_exits_2_before_anything_starts(tmp_pa
 # ------------------------------------------------------------------ the loop's agreement, torch.distributed alone
 
 
-def _agreeing_rank(rank: int, world: int, port: int, runs: dict[str, dict[str, Any]], out: str) -> None:
-    """One gloo worker: run each preset through the loop with a Group; write its rows to ``out``."""
+def _agreeing_rank(rank: int, world: int, store: str, runs: dict[str, dict[str, Any]], out: str) -> None:
+    """One gloo worker: run each preset through the loop with a Group; write its rows to ``out``.
+
+    The workers meet through a file (no free port to race other tests for) and leave together (a
+    barrier before tearing the group down), so only the loop's own agreement is under test."""
     from tunekit.train.distributed import Group
     from tunekit.train.loop import Trainer
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     rows: dict[str, list[dict[str, Any]]] = {}
     for name, raw in runs.items():
         rows[name] = []
         trainer = Trainer(load_preset(raw), "cpu", group=Group(rank, world))
         trainer.run(lambda metrics, state, rows=rows[name]: rows.append(dict(metrics)))  # type: ignore[misc]
-    dist.destroy_process_group()
     Path(out).write_text(json.dumps(rows))
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 @pytest.mark.slow
 def test_the_workers_agree_on_every_stop_and_every_evaluation(tmp_path: Path) -> None:
     """BatchNorm networks (not equal to one worker), a range test, a time budget, a divergence: every rank
     reports the same rows, so none waits in a collective the others have left."""
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cnn = {"name": "cnn1d", "width": 8}
     runs = {
         "range_test": tiny_preset_dict(
@@ -146,7 +145,8 @@ def test_the_workers_agree_on_every_stop_and_every_evaluation(tmp_path: Path) ->
         "horizontal": tiny_preset_dict(model=cnn, train={"batch_size": 64, "epochs": 30, "stop_when_horizontal": True}),
     }
     outs = [str(tmp_path / f"rank{r}.json") for r in range(2)]
-    mp.start_processes(_both_ranks, args=(2, port, runs, outs), nprocs=2, join=True, start_method="spawn")
+    store = str(tmp_path / "rendezvous")
+    mp.start_processes(_both_ranks, args=(2, store, runs, outs), nprocs=2, join=True, start_method="spawn")
     rank0, rank1 = (json.loads(Path(o).read_text()) for o in outs)
     for name in runs:
         assert rank0[name], name
@@ -159,8 +159,8 @@ def test_the_workers_agree_on_every_stop_and_every_evaluation(tmp_path: Path) ->
     assert len(rank0["horizontal"]) < 30
 
 
-def _both_ranks(rank: int, world: int, port: int, runs: dict[str, dict[str, Any]], outs: list[str]) -> None:
-    _agreeing_rank(rank, world, port, runs, outs[rank])
+def _both_ranks(rank: int, world: int, store: str, runs: dict[str, dict[str, Any]], outs: list[str]) -> None:
+    _agreeing_rank(rank, world, store, runs, outs[rank])
 
 
 def _curve(row: dict[str, Any]) -> tuple[Any, ...]:
