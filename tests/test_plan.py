@@ -39,6 +39,30 @@ def test_the_embedded_section_is_left_as_it_is_on_the_data_it_was_written_for() 
     assert all(not size.note for size in plan.sizes.values())
 
 
+@pytest.mark.parametrize(
+    ("phases", "sweep", "weight_decays"),
+    [
+        # the default: the grid, whatever follows
+        (["range_test", "learning_rate", "momentum", "weight_decay", "final"], "grid", [1e-3, 1e-4, 1e-5, 0.0]),
+        # auto: the weight_decay phase searches weight decay, so one range test, at the preset's
+        (["range_test", "learning_rate", "momentum", "weight_decay", "final"], "auto", [1e-4]),
+        # nothing searches it later: the range tests rank the grid (Fig. 10) and the best one trains
+        (["range_test", "learning_rate", "momentum", "final"], "auto", [1e-3, 1e-4, 1e-5, 0.0]),
+        (["range_test", "final"], "preset", [1e-4]),
+    ],
+)
+def test_the_range_tests_run_at_the_weight_decays_their_sweep_names(
+    phases: list[str], sweep: str, weight_decays: list[float], tmp_path: Path
+) -> None:
+    from tunekit.recipe import PhaseContext
+
+    preset = load_preset("mnist1d", {"search.range_test.sweep": sweep})
+    plan = plan_search(preset, phases, train_samples=12_800)
+    assert plan.sizes["range_test"].trials == str(len(weight_decays))
+    searcher = RangeTest().plan(plan.preset, PhaseContext(str(tmp_path))).searcher
+    assert [c["weight_decay"] for c in searcher.candidates.values()] == weight_decays
+
+
 def test_the_same_section_on_digits_gets_enough_steps_and_evaluations() -> None:
     preset = load_preset(on_digits())
     plan = plan_search(preset, plan_phases(preset, None))

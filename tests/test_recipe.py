@@ -95,10 +95,13 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert mom["momentum_min"] == 0.85
     assert wd["weight_decay"] > 0
 
-    # the learning-rate runs tried the range test's max_lr and half of it; one of them won
-    tried_lrs = sorted(t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate"))
-    assert tried_lrs == pytest.approx([rt["max_lr"] / 2, rt["max_lr"]])
+    # the learning-rate runs tried the range test's max_lr and half of it, then halved on while the smallest
+    # won (down to 1/32 of it): the LR chosen is bracketed from below by a smaller one that lost
+    tried_lrs = sorted((t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate")), reverse=True)
+    assert tried_lrs == pytest.approx([rt["max_lr"] / 2**k for k in range(len(tried_lrs))])
+    assert 2 <= len(tried_lrs) <= 6
     assert lr["refined_max_lr"] in tried_lrs
+    assert lr["refined_max_lr"] > min(tried_lrs) or len(tried_lrs) == 6
     assert lr["lr_factor"] == pytest.approx(lr["refined_max_lr"] / rt["max_lr"])
     # momentum trials ran at the refined LR (min_lr = max_lr / div) and the range test's weight decay
     for trial in trial_configs(directory, "momentum"):
@@ -135,9 +138,9 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     chosen = summary["preset"]
     assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
     assert chosen["weight_decay"] == wd["weight_decay"]
-    # compute is accounted per phase: 2 range tests × 4 epochs, 2 LR and 2 momentum runs × 2 epochs
+    # compute is accounted per phase: 2 range tests × 4 epochs, the LR runs and 2 momentum runs × 2 epochs
     assert phases["range_test"]["trial_epochs"] == pytest.approx(8.0)
-    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(4.0)
+    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * len(tried_lrs))
     assert phases["momentum"]["trial_epochs"] == pytest.approx(4.0)
     assert phases["final"]["trial_epochs"] == pytest.approx(6.0)
 

@@ -21,6 +21,7 @@ from tunekit.core.judge import Judge
 from tunekit.searchers import (
     BatchSizeSearcher,
     ExponentBisectionSearcher,
+    LearningRateSearcher,
     MomentumSearcher,
     SnapshotContinuationSearcher,
     TunekitSearcher,
@@ -42,6 +43,7 @@ def make_searchers() -> dict[str, Callable[[], TunekitSearcher]]:
         "bisection": lambda: ExponentBisectionSearcher("weight_decay", base_config=base),
         "snapshot": lambda: SnapshotContinuationSearcher("weight_decay", base_config=base, continuation_epochs=2),
         "momentum": lambda: MomentumSearcher(base_config=base),
+        "learning_rate": lambda: LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config=base),
         "batch_size": lambda: BatchSizeSearcher(
             (64, 128, 256), time_budget_s=5.0, base_batch=128, base_max_lr=0.5, base_config=base
         ),
@@ -207,6 +209,45 @@ def test_snapshot_searcher_runs_the_base_once_then_continues_from_it() -> None:
     assert child["restore_from"] == searcher.snapshot
     # continuations train two more epochs on the same schedule, from the snapshot's epoch
     assert child["train.stop_at_epoch"] == 5 + 2
+
+
+def lr_objective(config: dict[str, Any]) -> float:
+    """Validation loss a smooth function of log2 max_lr, optimum at 0.1."""
+    return (math.log2(config["policy.max_lr"]) - math.log2(0.1)) ** 2 / 10 + 0.1
+
+
+@pytest.mark.parametrize(
+    ("floor", "tried", "chosen"),
+    [
+        # 0.4 (the smallest of the first three) wins → 0.2 → 0.1 → 0.05 loses to 0.1: bracketed at 0.1
+        (0.05, [1.6, 0.8, 0.4, 0.2, 0.1, 0.05], 0.1),
+        # the floor stops it: 0.1 would be under 0.15
+        (0.15, [1.6, 0.8, 0.4, 0.2], 0.2),
+    ],
+)
+def test_the_learning_rate_searcher_halves_while_the_smallest_lr_wins(floor: float, tried: list[float], chosen: float) -> None:
+    searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=floor, base_config={})
+    proposed: list[float] = []
+    for i in range(20):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        assert isinstance(config, dict), "nothing is left running between the waves here"
+        proposed.append(config["policy.max_lr"])
+        loss = lr_objective(config)
+        for k in range(1, 4):  # a falling short cycle, ending at the LR's loss
+            searcher.on_trial_result(f"t{i}", {"val_loss": loss + 0.5 / k - 0.5 / 3, "training_iteration": k, "epoch": k})
+        searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "training_iteration": 3, "epoch": 3})
+    assert proposed == pytest.approx(tried)
+    assert searcher.lrs()[searcher.choice().best] == pytest.approx(chosen)  # type: ignore[index]
+
+
+def test_the_learning_rate_searcher_runs_its_first_candidates_together() -> None:
+    searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={})
+    first = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert [c["policy.max_lr"] for c in first] == [1.6, 0.8, 0.4]  # type: ignore[index]
+    # a lower LR waits until all three are judged
+    assert searcher.suggest("t3") is None
 
 
 def test_momentum_searcher_cycles_down_to_the_minimum() -> None:

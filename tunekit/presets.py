@@ -394,6 +394,10 @@ class RangeTestSearch(_Strict):
     max_steps: int | None = Field(default=3000, gt=0)  # epochs of a large dataset stop here (null: no cap)
     momentum: tuple[float, float] = (0.95, 0.85)
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
+    # "grid": one range test per weight decay above (Fig. 10); "preset": one, at the preset's weight_decay;
+    # "auto": "preset" when the weight_decay phase runs later in the same search (it ranks weight decays on
+    # short 1cycle runs), else "grid" — cheaper, but the suite measured it less accurate (BENCHMARKS.md)
+    sweep: Literal["grid", "preset", "auto"] = "grid"
     eval_every: int = Field(default=20, gt=0)  # steps between evaluations, at most (lowered to reach `points`)
     points: int = Field(default=30, gt=1)  # evaluations along each curve, at least
     eval_samples: int = Field(default=1000, gt=0)
@@ -437,17 +441,28 @@ class MomentumSearch(ShortRuns):
 
 
 class LearningRateSearch(ShortRuns):
-    """Short 1cycle runs at fractions of the range test's max_lr (and its valley); the largest LR within noise wins."""
+    """Short 1cycle runs at fractions of the range test's max_lr (and its valley), halved further while the
+    smallest wins; the largest LR within noise of the lowest validation loss is chosen."""
 
-    factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr
+    factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr, run together
+    lowest_factor: float = Field(default=1 / 32, gt=0.0, le=1.0)  # halve below the factors down to this, while the smallest wins
     valley: bool = False  # also try the range test's "valley" LR (fastai's rule on the same curve)
-    tolerance: float = Field(default=0.02, ge=0.0)  # losses within this fraction of the best count as a tie
+    tolerance: float = Field(default=0.0, ge=0.0)  # losses within this fraction of the best count as a tie (and the runs' noise)
 
     @model_validator(mode="after")
     def _check(self) -> LearningRateSearch:
         if not self.factors or any(f <= 0 for f in self.factors):
             raise ValueError(f"factors must be positive multiples of max_lr, e.g. [1.0, 0.5, 0.25]; got {list(self.factors)}")
+        if self.lowest_factor > min(self.factors):
+            raise ValueError(
+                f"lowest_factor ({self.lowest_factor:g}) is above the smallest factor ({min(self.factors):g}); "
+                f"set it ≤ {min(self.factors):g} (equal: never go below the factors)"
+            )
         return self
+
+    def extensions(self) -> int:
+        """How many halvings below the smallest factor the runs may add (down to ``lowest_factor``)."""
+        return max(0, math.floor(math.log2(min(self.factors) / self.lowest_factor) + 1e-9))
 
 
 class WeightDecaySearch(ShortRuns):

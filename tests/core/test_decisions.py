@@ -183,3 +183,48 @@ def test_best_index_is_the_best_finite_score_in_its_direction() -> None:
     assert best_index([0.3, 0.1, math.inf, 0.1], lower_is_better=True) == 1  # the first of equals
     assert best_index([math.nan, math.inf], lower_is_better=True) is None
     assert best_index([], lower_is_better=False) is None
+
+
+def test_the_lr_is_bracketed_from_above_by_halving_while_the_smallest_wins() -> None:
+    from tunekit.core.decisions import next_lower_lr
+
+    # the smallest LR tried is the one chosen: the best may lie lower, try half of it
+    assert next_lower_lr([0.8, 0.4, 0.2], chosen=0.2, floor=0.01) == pytest.approx(0.1)
+    # a smaller LR lost to a larger one: bracketed
+    assert next_lower_lr([0.8, 0.4, 0.2, 0.1], chosen=0.2, floor=0.01) is None
+    # the floor is a limit: 0.025 is exactly at it, 0.0125 under
+    assert next_lower_lr([0.8, 0.05], chosen=0.05, floor=0.025) == pytest.approx(0.025)
+    assert next_lower_lr([0.8, 0.025], chosen=0.025, floor=0.025) is None
+    # nothing chosen (every run diverged or failed), or nothing tried: no more runs
+    assert next_lower_lr([0.8, 0.4], chosen=None, floor=0.01) is None
+    assert next_lower_lr([], chosen=0.4, floor=0.01) is None
+
+
+def test_choose_lr_is_the_largest_lr_within_the_band_of_the_lowest_loss() -> None:
+    from tunekit.core.decisions import choose_lr
+
+    cands = [Candidate("0.8", 0.30, Shape.UNDERFITTING), Candidate("0.4", 0.294, Shape.UNDERFITTING)]
+    lrs = {"0.8": 0.8, "0.4": 0.4}
+    short = [[0.9, 0.5, 0.3], [0.9, 0.5, 0.294]]  # too few points to show noise: only the tolerance counts
+    # tolerance 0 (the default): the lowest loss wins
+    choice, band = choose_lr(cands, lrs, short, tolerance=0.0)
+    assert (choice.best, band) == ("0.4", 0.0)
+    # 2 % of 0.294 is 0.0059: 0.8's loss, 0.006 above, is outside the band; 3 % (0.0088) takes it in
+    assert choose_lr(cands, lrs, short, tolerance=0.02)[0].best == "0.4"
+    choice, band = choose_lr(cands, lrs, short, tolerance=0.03)
+    assert choice.best == "0.8"
+    assert band == pytest.approx(0.03 * 0.294)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "follows", "resolved"),
+    [("auto", True, "preset"), ("auto", False, "grid"), ("grid", True, "grid"), ("preset", False, "preset")],
+)
+def test_the_range_tests_sweep_resolves_by_whether_weight_decay_is_searched_later(
+    sweep: str, follows: bool, resolved: str
+) -> None:
+    from tunekit.core.decisions import range_test_sweep, range_test_weight_decays
+
+    assert range_test_sweep(sweep, follows) == resolved
+    weight_decays = range_test_weight_decays(resolved, [1e-3, 1e-4, 0.0], 3e-4)
+    assert weight_decays == ([3e-4] if resolved == "preset" else [1e-3, 1e-4, 0.0])

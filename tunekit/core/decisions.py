@@ -5,11 +5,14 @@ the same function serves a search that ran straight through, one resumed after a
 ``tunekit report``:
 
 * :func:`choose_lr_range` — the range tests at several weight decays (Fig. 10) → ``max_lr``,
-  ``min_lr`` and a first ranking of the weight decays;
+  ``min_lr`` and a first ranking of the weight decays; :func:`range_test_sweep` and
+  :func:`range_test_weight_decays` — at which weight decays they run (the grid, or the preset's alone);
 * :func:`choose_candidate` — short runs of a few candidates (momentum, weight decay, batch size)
   → the best one, trials stopped early by the scheduler ranked after those that finished;
 * :func:`choose_largest_within` — short runs at several LRs → the largest whose loss ties the best
-  (within :func:`tie_band`: the runs' noise, or a fraction of the loss);
+  (within :func:`tie_band`: the runs' noise, or a fraction of the loss); :func:`choose_lr` is the
+  learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
+  the smallest LR tried is the one chosen;
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
 * :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
 * :func:`failure_advice` — what to change when trials failed (an error, not a diverging loss);
@@ -178,6 +181,33 @@ def choose_largest_within(
     return Choice(chosen.label, order, reason)
 
 
+def choose_lr(
+    candidates: Sequence[Candidate], lrs: Mapping[str, float], curves: Sequence[Floats], tolerance: float
+) -> tuple[Choice, float]:
+    """The learning_rate phase's rule: the largest LR whose validation loss is within :func:`tie_band` of
+    the lowest (``tolerance`` of it, or the runs' own noise). Returns the choice and the band it used."""
+    best = min((c.loss for c in candidates), default=math.inf)
+    band = tie_band(best, curves, tolerance)
+    return choose_largest_within(candidates, lrs, "max_lr", band), band
+
+
+def next_lower_lr(tried: Sequence[float], chosen: float | None, floor: float, step: float = 0.5) -> float | None:
+    """The next LR to try when bracketing the learning rate from above, or None when it is bracketed.
+
+    The range test's turn-up is a ceiling (beyond it the loss rises), so the short runs start at the
+    top (1, ½, ¼ of it) and go down: while the smallest LR tried is the one chosen, the best may lie
+    lower, and the next candidate is ``step`` × that LR. None once a smaller LR lost to a larger one,
+    when nothing was chosen (every run diverged or failed), or when the next LR would be under ``floor``.
+    """
+    if not tried or chosen is None or not 0 < step < 1:
+        return None
+    lowest = min(tried)
+    if chosen > lowest:
+        return None
+    proposal = lowest * step
+    return proposal if proposal >= floor * (1 - 1e-9) else None
+
+
 @dataclass(frozen=True)
 class RangeChoice:
     """What the range tests decide: the LR bounds and the weight decays ranked (Fig. 10)."""
@@ -230,6 +260,19 @@ def choose_lr_range(
     if failures:
         reason += "; unreadable: " + "; ".join(f"wd {wd:g} ({why})" for wd, why in failures.items())
     return RangeChoice(chosen.max_lr, chosen.min_lr, best, ranking, ranges, failures, reason)
+
+
+def range_test_sweep(sweep: str, weight_decay_follows: bool) -> str:
+    """``search.range_test.sweep`` resolved for one search: "auto" is "preset" when the weight_decay phase
+    runs later (a weight decay per range test would only seed its bisection), else "grid"."""
+    if sweep != "auto":
+        return sweep
+    return "preset" if weight_decay_follows else "grid"
+
+
+def range_test_weight_decays(sweep: str, grid: Sequence[float], preset_weight_decay: float) -> list[float]:
+    """The weight decays the range tests run at: the preset's alone (``sweep`` "preset"), else the grid."""
+    return [preset_weight_decay] if sweep == "preset" else list(grid)
 
 
 def replicate_overrides(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tunekit.core.decisions import range_test_sweep
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, load_preset, preset_to_dict
 from tunekit.recipe.phase import PhaseSize
@@ -72,8 +73,12 @@ def plan_search(preset: Preset, phases: Iterable[str], train_samples: int | None
 
     samples = train_samples if train_samples is not None else count(preset.dataset, preset.train.seed)
     names = list(phases)
-    sizes = {name: phase_named(name).size(preset, samples) for name in names}
     overrides: dict[str, Any] = {}
+    if "range_test" in names and preset.search is not None:  # how many range tests run: does weight_decay follow?
+        later = names[names.index("range_test") + 1 :]
+        overrides["search.range_test.sweep"] = range_test_sweep(preset.search.range_test.sweep, "weight_decay" in later)
+        preset = load_preset(preset_to_dict(preset), overrides)
+    sizes = {name: phase_named(name).size(preset, samples) for name in names}
     for size in sizes.values():
         overrides.update(size.overrides)
     sized = load_preset(preset_to_dict(preset), overrides) if overrides else preset

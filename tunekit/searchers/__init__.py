@@ -6,13 +6,14 @@ run in parallel, and use ``num_samples=-1``: the searcher ends the experiment it
 
 from tunekit.searchers.base import TunekitSearcher, limited
 from tunekit.searchers.bisection import ExponentBisectionSearcher
-from tunekit.searchers.grid import BatchSizeSearcher, CandidateSearcher, MomentumSearcher
+from tunekit.searchers.grid import BatchSizeSearcher, CandidateSearcher, LearningRateSearcher, MomentumSearcher
 from tunekit.searchers.snapshot import SnapshotContinuationSearcher
 
 __all__ = [
     "BatchSizeSearcher",
     "CandidateSearcher",
     "ExponentBisectionSearcher",
+    "LearningRateSearcher",
     "MomentumSearcher",
     "SnapshotContinuationSearcher",
     "TunekitSearcher",

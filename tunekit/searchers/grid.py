@@ -1,7 +1,8 @@
-"""Searchers over a fixed list of candidates, judged together: momentum and batch size.
+"""Searchers over a list of candidates, judged together: momentum, batch size and the learning rate.
 
-Both are one parameterisation of :class:`CandidateSearcher` (a labelled list of config
-overrides, ranked by the core rule at the end), not copies of each other.
+Each is one parameterisation of :class:`CandidateSearcher` (a labelled list of config
+overrides, ranked by the core rule at the end), not copies of each other;
+:class:`LearningRateSearcher` adds a smaller LR while the smallest one tried wins.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.decisions import Candidate, Choice
+from tunekit.core.decisions import Candidate, Choice, choose_lr, next_lower_lr
 from tunekit.core.judge import Judge
 from tunekit.searchers.base import TunekitSearcher
 
@@ -145,3 +146,61 @@ class BatchSizeSearcher(CandidateSearcher):
     def best_batch_size(self) -> int | None:
         label = self.best_label
         return None if label is None else int(label)
+
+
+def lr_label(lr: float) -> str:
+    """How a learning-rate candidate is named (in trial configs, the phase's evidence and its plot)."""
+    return f"{lr:.4g}"
+
+
+class LearningRateSearcher(CandidateSearcher):
+    """Short runs at ``lrs`` (in parallel); then, while the smallest LR tried is the one
+    :func:`~tunekit.core.decisions.choose_lr` chooses, one more at half of it, down to ``floor``
+    (:func:`~tunekit.core.decisions.next_lower_lr`): the LR is bracketed from above, and extra runs
+    are spent only where the best LR lies below the first candidates.
+
+    Args:
+        lrs: the first candidates (``policy.max_lr``), run together.
+        floor: no candidate below this LR.
+        tolerance: ``search.learning_rate.tolerance`` (the tie rule's relative band).
+        base_config, judge: see :class:`~tunekit.searchers.base.TunekitSearcher`.
+    """
+
+    def __init__(
+        self,
+        lrs: list[float],
+        floor: float,
+        base_config: dict[str, Any] | None = None,
+        judge: Judge | None = None,
+        tolerance: float = 0.0,
+    ) -> None:
+        super().__init__({lr_label(lr): {"policy.max_lr": lr} for lr in lrs}, base_config, judge, what="max_lr")
+        self.floor = floor
+        self.tolerance = tolerance
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        if not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
+            lower = next_lower_lr(list(self.lrs().values()), self._chosen(), self.floor)
+            if lower is not None and lr_label(lower) not in self.candidates:
+                self.candidates[lr_label(lower)] = {"policy.max_lr": lower}
+                self.todo.append(lr_label(lower))
+        return super().suggest(trial_id)
+
+    def lrs(self) -> dict[str, float]:
+        """Label → LR of every candidate so far."""
+        return {label: float(overrides["policy.max_lr"]) for label, overrides in self.candidates.items()}
+
+    def choice(self) -> Choice:
+        """What the phase decides from these runs (the largest LR within the tie band of the lowest loss)."""
+        lrs = self.lrs()
+        done = [self.scores[label] for label in self.scores if label in lrs]
+        curves = [  # as the phase reads them: the finished runs' validation losses, failed ones left out
+            [float(row[self.judge.metric]) for row in self.rows.get(trial_id, []) if self.judge.metric in row]
+            for trial_id in self.finished
+            if not self.scores[self.trial_values[trial_id]].failed
+        ]
+        return choose_lr(done, lrs, curves, self.tolerance)[0]
+
+    def _chosen(self) -> float | None:
+        best = self.choice().best
+        return None if best is None else self.lrs()[best]

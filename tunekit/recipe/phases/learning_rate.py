@@ -5,10 +5,13 @@ range test ramps the LR over a few epochs; a full 1cycle run spends many more st
 and on MNIST-1D the turn-up LR measured about twice what a 30-epoch 1cycle wants (BENCHMARKS.md).
 So this phase runs short 1cycle runs — the final schedule's shape, the phase's own length — at
 ``search.learning_rate.factors`` × the turn-up LR (default 1, ½, ¼; optionally the range test's
-"valley" LR too), and keeps the **largest LR whose validation loss at the end of its cycle ties the
-lowest** (within :func:`~tunekit.core.decisions.tie_band`: the runs' noise, or
-``search.learning_rate.tolerance`` of the loss). A larger LR that trains as well regularises more
-(Sec. 4.1-4.2), so a tie goes to it. ``min_lr`` stays ``max_lr / div``.
+"valley" LR too). While the smallest LR tried is the one chosen, it tries half of it, down to
+``lowest_factor`` × the turn-up (default 1/32): the turn-up is a ceiling, and the LR is bracketed
+from above (:class:`~tunekit.searchers.LearningRateSearcher`). It keeps the **largest LR whose
+validation loss at the end of its cycle ties the lowest** (within :func:`~tunekit.core.decisions.tie_band`:
+the runs' noise, or ``search.learning_rate.tolerance`` of the loss; default 0, as the benchmark
+suite chose). A larger LR that trains as well regularises more (Sec. 4.1-4.2), so a tie goes to it.
+``min_lr`` stays ``max_lr / div``.
 
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.decisions import choose_largest_within, tie_band
+from tunekit.core.decisions import choose_lr
 from tunekit.core.judge import Judge
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
@@ -61,7 +64,9 @@ def candidate_lrs(max_lr: float, factors: tuple[float, ...], valley: float | Non
 
 
 def _label(record: TrialRecord) -> str:
-    return f"{float(record.config['policy.max_lr']):.4g}"
+    from tunekit.searchers.grid import lr_label
+
+    return lr_label(float(record.config["policy.max_lr"]))
 
 
 class LearningRate(Phase):
@@ -80,26 +85,27 @@ class LearningRate(Phase):
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         lr = search_section(preset).learning_rate
-        count = len(lr.factors) + (1 if lr.valley else 0)
+        count = len(lr.factors) + (1 if lr.valley else 0) + lr.extensions()
         return short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", f"≤ {count}", count)
 
     def judge(self, preset: Preset) -> Judge:
         return Judge("val_loss", "min", window=1)  # the validation loss at the end of the short cycle, as momentum
 
     def plan(self, preset: Preset, context: PhaseContext) -> PhasePlan:
-        from tunekit.searchers import CandidateSearcher
+        from tunekit.searchers import LearningRateSearcher
 
-        candidates = {f"{lr:.4g}": {"policy.max_lr": lr} for lr in self._lrs(preset, context)}
-        base = trial_base(preset, epochs=search_section(preset).learning_rate.epochs)
-        return PhasePlan(preset, CandidateSearcher(candidates, base, context.judge, what="max_lr"), loss_shape_scheduler())
+        section = search_section(preset).learning_rate
+        base = trial_base(preset, epochs=section.epochs)
+        floor = section.lowest_factor * _policy(preset).max_lr
+        searcher = LearningRateSearcher(self._lrs(preset, context), floor, base, context.judge, section.tolerance)
+        return PhasePlan(preset, searcher, loss_shape_scheduler())
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         section = search_section(preset).learning_rate
         candidates = judged(records, _label, context.judge)
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
-        best = min((c.loss for c in candidates), default=float("inf"))
         curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
-        choice = choose_largest_within(candidates, lrs, "max_lr", tie_band(best, curves, section.tolerance))
+        choice, band = choose_lr(candidates, lrs, curves, section.tolerance)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
@@ -115,7 +121,7 @@ class LearningRate(Phase):
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the largest max_lr within {tie_band(best, curves, section.tolerance):.3g} of the lowest validation loss wins"
+            f"the largest max_lr within {band:.3g} of the lowest validation loss wins; halved while the smallest wins"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
         return Decided(result, figure)

@@ -1,8 +1,15 @@
-"""Phase 1 — LR range tests, one per candidate weight decay (Sec. 4.1, 4.4, Fig. 10).
+"""Phase 1 — LR range tests, one per candidate weight decay (Sec. 4.1, 4.4, Fig. 10), or one alone.
 
 Each trial ramps the LR linearly from ``search.range_test.min_lr`` to ``max_lr`` and reports the
-validation loss every few iterations (on a fixed subset of the validation split). The bounds come from the curve of the weight decay that reached
-the lowest loss: ``max_lr`` just before its validation loss turns up, ``min_lr = max_lr / div``.
+validation loss every few iterations (on a fixed subset of the validation split). The bounds come
+from the curve of the weight decay that reached the lowest loss: ``max_lr`` just before its
+validation loss turns up, ``min_lr = max_lr / div``.
+
+``search.range_test.sweep`` says at which weight decays: ``grid`` (the default) one test per
+``weight_decays``; ``preset`` one, at the preset's weight decay; ``auto`` one when the
+weight_decay phase runs later in the same search (which ranks weight decays on short 1cycle runs),
+else the grid. One test costs a third to a half less search on small data, but on the benchmark
+suite it chose less well on three of five tasks (BENCHMARKS.md), so the grid stays the default.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class RangeTest(Phase):
         rt = search_section(preset).range_test
         lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points"})
         sized = size_range_test(train_samples, preset.train.batch_size, **lengths)
-        trials = len(rt.weight_decays)
+        trials = len(_weight_decays(preset))
         overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
         return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
 
@@ -54,7 +61,7 @@ class RangeTest(Phase):
         from tunekit.searchers import CandidateSearcher
 
         test = range_test_preset(preset)
-        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in search_section(preset).range_test.weight_decays}
+        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset)}
         # no scheduler: a range test is meant to run past its minimum into divergence
         return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
 
@@ -93,9 +100,21 @@ class RangeTest(Phase):
             ranking={named[wd]: choice.ranges[wd].min_loss for wd in choice.ranking if wd in choice.ranges},
             turn_up=choice.ranges[choice.weight_decay].turn_up_lr,
             title="LR range test: max_lr is the last LR before the validation loss turns up\n"
-            "one test per weight decay; the bounds come from the one that reached the lowest loss",
+            + (
+                "one test per weight decay; the bounds come from the one that reached the lowest loss"
+                if len(curves) > 1
+                else "one test, at the preset's weight decay (the weight_decay phase searches it)"
+            ),
         )
         return Decided(result, figure)
+
+
+def _weight_decays(preset: Preset) -> list[float]:
+    """The weight decays the range tests run at (``search.range_test.sweep``; "auto" unresolved is the grid)."""
+    from tunekit.core.decisions import range_test_weight_decays
+
+    rt = search_section(preset).range_test
+    return range_test_weight_decays(rt.sweep, rt.weight_decays, preset.weight_decay)
 
 
 def _failures(failed: dict[str, str]) -> str:
