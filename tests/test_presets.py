@@ -85,6 +85,11 @@ def test_imagenet_preset_anneals_to_the_papers_final_lr() -> None:
         ({"colour": "blue"}, "colour: unknown key"),
         ({"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0, "weight_decays": []}}}, "weight_decays is empty"),
         ({"search": {"range_test": {"min_lr": 1.0, "max_lr": 0.1}}}, "min_lr must be < max_lr"),
+        ({"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0, "sweep": "some"}}}, "search.range_test.sweep"),
+        (
+            {"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0}, "learning_rate": {"lowest_factor": 0.5}}},
+            "search.learning_rate: lowest_factor",
+        ),
     ],
 )
 def test_bad_preset_raises_one_error_naming_the_field(change: dict[str, Any], field: str) -> None:
