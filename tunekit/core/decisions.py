@@ -181,6 +181,11 @@ def choose_largest_within(
     return Choice(chosen.label, order, reason)
 
 
+def lr_label(lr: float) -> str:
+    """How a learning-rate candidate is named (in trial configs, the phase's evidence and its plot)."""
+    return f"{lr:.4g}"
+
+
 def choose_lr(
     candidates: Sequence[Candidate], lrs: Mapping[str, float], curves: Sequence[Floats], tolerance: float
 ) -> tuple[Choice, float]:

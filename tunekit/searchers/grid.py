@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.decisions import Candidate, Choice, choose_lr, next_lower_lr
+from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr
 from tunekit.core.judge import Judge
 from tunekit.searchers.base import TunekitSearcher
 
@@ -148,11 +148,6 @@ class BatchSizeSearcher(CandidateSearcher):
         return None if label is None else int(label)
 
 
-def lr_label(lr: float) -> str:
-    """How a learning-rate candidate is named (in trial configs, the phase's evidence and its plot)."""
-    return f"{lr:.4g}"
-
-
 class LearningRateSearcher(CandidateSearcher):
     """Short runs at ``lrs`` (in parallel); then, while the smallest LR tried is the one
     :func:`~tunekit.core.decisions.choose_lr` chooses, one more at half of it, down to ``floor``
@@ -181,9 +176,10 @@ class LearningRateSearcher(CandidateSearcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
         if not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
             lower = next_lower_lr(list(self.lrs().values()), self._chosen(), self.floor)
-            if lower is not None and lr_label(lower) not in self.candidates:
-                self.candidates[lr_label(lower)] = {"policy.max_lr": lower}
-                self.todo.append(lr_label(lower))
+            label = lr_label(lower) if lower is not None else None
+            if label is not None and label not in self.candidates:
+                self.candidates[label] = {"policy.max_lr": lower}
+                self.todo.append(label)
         return super().suggest(trial_id)
 
     def lrs(self) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.decisions import choose_lr
+from tunekit.core.decisions import choose_lr, lr_label
 from tunekit.core.judge import Judge
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
@@ -64,8 +64,6 @@ def candidate_lrs(max_lr: float, factors: tuple[float, ...], valley: float | Non
 
 
 def _label(record: TrialRecord) -> str:
-    from tunekit.searchers.grid import lr_label
-
     return lr_label(float(record.config["policy.max_lr"]))
 
 
