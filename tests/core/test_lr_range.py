@@ -123,3 +123,33 @@ def test_recorded_mnist1d_range_tests_turn_up_near_lr_one(name: str) -> None:
     assert 0.6 <= r.lr_at_min_loss <= 0.9
     assert 0.7 <= r.max_lr <= 1.1
     assert r.turned_up
+
+
+def test_a_curve_that_never_falls_gives_its_first_lr_not_a_turn_up_read_from_noise() -> None:
+    # scikit-learn diabetes (300 samples, MLP, MSE), recorded by the suite's range test, 0.001 → 2 linear:
+    # the lowest loss is the first evaluation (lr 0.041, after 5 steps); from there it jumps about 0.5–1.2
+    # at random. The noise-wide tolerance first saw a rise at lr 1.15 and read max_lr 1.1, where every
+    # retraining collapsed to R² ≈ 0 (the suite's peers chose 0.003–0.004).
+    lrs, losses = _recorded("diabetes_range_wd0")
+    r = analyse_range_test(lrs, losses)
+    assert not r.descended
+    assert r.max_lr == pytest.approx(lrs[0])
+    assert r.min_lr == pytest.approx(lrs[0] / 10)
+    assert not r.super_convergence
+    assert any("never fell clearly" in n and "smaller min_lr" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("flat_level", [0.5, 2.0])
+def test_flat_noise_from_the_first_point_is_read_at_the_first_lr(flat_level: float) -> None:
+    noise = np.random.default_rng(0).normal(0.0, 0.05, len(LRS))
+    r = analyse_range_test(LRS, flat_level + noise)
+    # no fall, no claim: neither super-convergence nor a max_lr at the end of the test
+    assert not r.descended
+    assert r.max_lr == pytest.approx(LRS[0])
+    assert not r.super_convergence
+
+
+def test_a_curve_that_falls_is_read_as_before() -> None:
+    r = analyse_range_test(LRS, u_shape(LRS))
+    assert r.descended
+    assert not any("never fell clearly" in n for n in r.notes)

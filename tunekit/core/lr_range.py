@@ -37,6 +37,7 @@ class LRRange:
     turn_up_lr: float | None  # first LR whose smoothed loss is significantly above the minimum
     diverged_at_lr: float | None  # first LR with a NaN/inf loss
     still_falling: bool  # the minimum is at the very end: test larger LRs
+    descended: bool  # the smoothed loss fell by more than the tolerance from its first point
     super_convergence: bool  # flat near its minimum over ≥ 3× in LR, up to the end of the test
     early_overfitting: tuple[float, float] | None  # (from, to) LR window of a bump at small LRs (Fig. 1a)
     steepest_lr: float  # fastai "steep": steepest fall against log LR
@@ -74,6 +75,9 @@ def analyse_range_test(
       drop the fall from the first point to the minimum;
     * ``max_lr`` is the LR of the last point before the smoothed loss, after its minimum, first
       exceeds the minimum by more than the tolerance; if it never does, the last finite LR;
+    * a curve that never falls by more than the tolerance (``descended`` False) started at or past
+      its turn-up: no LR it tested is shown to be better than its first, so ``max_lr`` is the first
+      evaluated LR (a ceiling the learning_rate phase brackets from below), not an LR read from noise;
     * ``min_lr = max_lr / min_lr_factor`` (10 for 1cycle; 3-4 for CLR);
     * with ``chance_loss`` (ln of the number of classes), a curve that never gets below it
       learned nothing and is refused, and one that climbs back to it after its minimum counts
@@ -150,15 +154,25 @@ def analyse_range_test(
         notes.append("the validation loss is still falling at the largest LR tested: extend max_lr of the range test")
     near = np.nonzero(smooth - smooth[m] <= tolerance)[0]
     first_flat_lr = float(x[near[0]]) if len(near) else float(x[m])
+    descended = drop > tolerance
     super_convergence = (
-        not turned_up and diverged_at is None and not still_falling and float(x[-1]) >= super_convergence_span * first_flat_lr
+        descended
+        and not turned_up
+        and diverged_at is None
+        and not still_falling
+        and float(x[-1]) >= super_convergence_span * first_flat_lr
     )
     if super_convergence:
         notes.append(
             f"flat from lr={first_flat_lr:.4g} to the end of the test ({x[-1]:.4g}): super-convergence is likely (Sec. 4.1)"
         )
-    if drop <= tolerance:
-        notes.append("the validation loss never fell clearly: start the range test at a smaller min_lr")
+    if not descended:
+        read = max_lr
+        max_lr = float(x[0])
+        notes.append(
+            f"the validation loss never fell clearly below its first point (lr={x[0]:.4g}): the test started at or past "
+            f"its turn-up, so max_lr is that first LR, not {read:.4g} read from noise; start the range test at a smaller min_lr"
+        )
 
     return LRRange(
         max_lr=max_lr,
@@ -169,6 +183,7 @@ def analyse_range_test(
         turn_up_lr=turn_up_lr,
         diverged_at_lr=diverged_at,
         still_falling=bool(still_falling),
+        descended=bool(descended),
         super_convergence=bool(super_convergence),
         early_overfitting=early_overfitting_window(x, smooth, m, tolerance),
         steepest_lr=steepest_lr(x[: m + 1], smooth[: m + 1]),
