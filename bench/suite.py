@@ -144,7 +144,14 @@ def run_tunekit(task: Task, preset: dict[str, Any], storage: str) -> Choice:
     chosen = preset_to_dict(result.preset)
     trials = sum(p.trials for p in result.phases.values())
     phase_details = {
-        p.phase: {"values": p.values, "trials": p.trials, "trial_epochs": p.trial_epochs} for p in result.phases.values()
+        p.phase: {
+            "values": p.values,
+            "trials": p.trials,
+            "trial_epochs": p.trial_epochs,
+            "evidence": p.evidence,
+            "reason": p.reason,
+        }
+        for p in result.phases.values()
     }
     return Choice("tunekit", chosen, describe(chosen), result.trial_epochs, wall, trials, details={"phases": phase_details})
 

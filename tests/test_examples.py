@@ -71,8 +71,11 @@ def test_regression_example_reports_test_r2(tmp_path: Path) -> None:
         tmp_path,
         {
             # the range test keeps its 200 steps (22 epochs, seconds here): a shorter ramp over so few
-            # samples never shows the loss turning up and picks the top of the range, where MSE training collapses
+            # samples never shows the loss turning up. A fifth of this 15-epoch final training (the default
+            # max_fraction) would be a 30-step ramp whose curve never falls below its first point, so max_lr
+            # would be that first LR; the full search's learning_rate phase copes, this range_test,final run not
             "search.range_test.weight_decays": [1.0e-4],
+            "search.range_test.max_fraction": 1.0,
             "search.final": {"epochs": 15, "replicates": 2},
         },
         "range_test,final",

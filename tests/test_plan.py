@@ -69,13 +69,21 @@ def test_the_same_section_on_digits_gets_enough_steps_and_evaluations() -> None:
     # 1 437 training images (80 % of 1 797), less the 10 % validation carve (144): 1 293 train
     assert plan.train_samples == 1293
     rt = plan.sizes["range_test"]
-    # 3 epochs would be 60 steps and 6 evaluations: raised to 200 steps, ≥ 30 evaluations
-    assert rt.steps == 200
+    # 3 epochs would be 60 steps and 6 evaluations: raised towards 200 steps, but no search run is more
+    # than a fifth of the 30-epoch final training (600 steps): 120 steps, ≥ 30 evaluations
+    assert rt.steps == 120
     assert rt.points >= 30
     assert plan.preset.search.range_test.eval_every * rt.points <= rt.steps
-    # the short runs: ⌈200 / 20⌉ epochs
-    assert plan.preset.search.momentum.epochs == plan.preset.search.weight_decay.epochs == 10
-    assert "raised" in plan.table()
+    # the short runs: ⌈200 / 20⌉ = 10 epochs by min_steps, cut to ⌊120 / 20⌋ = 6
+    assert plan.preset.search.momentum.epochs == plan.preset.search.weight_decay.epochs == 6
+    assert "raised to 6 for min_steps 200, within max_fraction 0.2" in plan.table()
+    # the ceiling off: the step floors alone
+    alone = plan_search(
+        load_preset(on_digits(), {"search.range_test.max_fraction": 1.0, "search.momentum.max_fraction": 1.0}),
+        ["range_test", "momentum"],
+    )
+    assert alone.sizes["range_test"].steps == 200
+    assert alone.preset.search.momentum.epochs == 10
 
 
 def test_sizing_twice_changes_nothing() -> None:
@@ -98,14 +106,14 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path: Path) -> None:
     # nothing ran, nothing was written
     assert not (tmp_path / "runs").exists()
     as_json = json.loads(CliRunner().invoke(app, ["search", str(path), "--dry-run", "--json"]).stdout)
-    assert as_json["phases"]["range_test"]["steps"] == 200
+    assert as_json["phases"]["range_test"]["steps"] == 120
 
 
 def test_a_sized_phase_that_no_longer_fits_is_one_line_before_anything_runs(tmp_path: Path) -> None:
     path = tmp_path / "digits.yaml"
-    path.write_text(yaml.safe_dump(on_digits(epochs=8)))
+    path.write_text(yaml.safe_dump(on_digits(epochs=5)))
     result = CliRunner().invoke(app, ["search", str(path), "--dry-run"])
-    # 10-epoch continuations do not fit an 8-epoch schedule: say which fields to change
+    # 6-epoch continuations do not fit a 5-epoch schedule: say which fields to change
     assert result.exit_code == 2
     assert "search.weight_decay" in result.output
     assert "train.epochs" in result.output

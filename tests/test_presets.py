@@ -90,6 +90,11 @@ def test_imagenet_preset_anneals_to_the_papers_final_lr() -> None:
             {"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0}, "learning_rate": {"lowest_factor": 0.5}}},
             "search.learning_rate: lowest_factor",
         ),
+        ({"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0, "max_fraction": 0}}}, "search.range_test.max_fraction"),
+        (
+            {"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0}, "momentum": {"max_fraction": 1.5}}},
+            "search.momentum.max_fraction",
+        ),
     ],
 )
 def test_bad_preset_raises_one_error_naming_the_field(change: dict[str, Any], field: str) -> None:

@@ -392,6 +392,7 @@ class RangeTestSearch(_Strict):
     steps: int | None = Field(default=None, gt=0)  # length in optimizer steps (wins over epochs; not capped)
     min_steps: int = Field(default=200, gt=0)  # a shorter ramp cannot show where the loss turns up
     max_steps: int | None = Field(default=3000, gt=0)  # epochs of a large dataset stop here (null: no cap)
+    max_fraction: float = Field(default=0.2, gt=0.0, le=1.0)  # and never past this share of the final training (steps excepted)
     momentum: tuple[float, float] = (0.95, 0.85)
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
     # "grid": one range test per weight decay above (Fig. 10); "preset": one, at the preset's weight_decay;
@@ -421,10 +422,11 @@ class RangeTestSearch(_Strict):
 class ShortRuns(_Strict):
     """How long a phase's short 1cycle runs last: epochs (or a fraction of the final training), with floors."""
 
-    epochs: int = Field(default=3, gt=0)  # raised to meet min_steps and min_points
+    epochs: int = Field(default=3, gt=0)  # raised to meet min_steps and min_points, cut to max_fraction
     fraction: float | None = Field(default=None, gt=0.0, le=1.0)  # instead of epochs: this share of the final training
     min_steps: int = Field(default=200, gt=0)  # optimizer steps, at least
     min_points: int = Field(default=3, gt=0)  # evaluations (one per epoch), at least: the scheduler's grace period
+    max_fraction: float = Field(default=0.2, gt=0.0, le=1.0)  # at most this share of the final training (min_points wins)
 
 
 class MomentumSearch(ShortRuns):

@@ -35,7 +35,7 @@ def test_on_small_data_the_range_test_is_raised_to_its_floors() -> None:
     size = size_range_test(1437, 64, epochs=3, eval_every=10)
     assert size.steps == RANGE_TEST_MIN_STEPS
     assert size.points >= 20
-    assert "raised to min_steps" in size.note
+    assert "raised to 200 for min_steps 200" in size.note
     # the loop takes ceil(epochs × steps_per_epoch): exactly the sized steps
     assert math.ceil(size.epochs * steps_per_epoch(1437, 64)) == size.steps
 
@@ -81,6 +81,53 @@ def test_explicit_steps_are_not_capped_but_epochs_are() -> None:
     assert size_range_test(1_000_000, 128, epochs=3).steps == 3000
     assert size_range_test(1_000_000, 128, steps=10_000).steps == 10_000
     assert size_range_test(1_000_000, 128, epochs=3, max_steps=None).steps == 23_436
+
+
+def test_the_embedded_section_is_well_inside_the_final_training_ceiling() -> None:
+    # MNIST-1D, a 30-epoch final training of 3 000 steps: a fifth is 600, the section asks 300
+    assert size_range_test(12800, 128, epochs=3, eval_every=10, final_epochs=30).note == ""
+    assert size_short_run(12800, 128, epochs=3, final_epochs=30) == size_short_run(12800, 128, epochs=3)
+
+
+def test_on_small_data_no_search_run_is_more_than_a_fifth_of_the_final_training() -> None:
+    # digits, 22 steps an epoch, a 20-epoch final training of 440 steps: min_steps 200 alone would make
+    # every short run 10 epochs, half a final training; the ceiling is ⌊0.2 × 440⌋ = 88 steps
+    size = size_range_test(1437, 64, epochs=3, eval_every=10, final_epochs=20)
+    assert size.steps == 88
+    assert size.points >= 30
+    assert math.ceil(size.epochs * steps_per_epoch(1437, 64)) == 88
+    assert "raised to 88 for min_steps 200, within max_fraction 0.2 of the final training's 440 steps" in size.note
+    short = size_short_run(1437, 64, epochs=3, final_epochs=20)
+    assert (short.epochs, short.steps) == (4, 88)  # ⌊88 / 22⌋
+    assert (
+        short.note
+        == "3 epochs (66 steps) raised to 4 for min_steps 200, within max_fraction 0.2 of the final training's 440 steps"
+    )
+    # an explicit ask is cut too: diabetes, 9 steps an epoch, 10 asked of a 30-epoch final (270 steps)
+    cut = size_short_run(318, 32, epochs=10, final_epochs=30)
+    assert (cut.epochs, cut.note) == (6, "10 epochs (90 steps) cut to 6 for max_fraction 0.2 of the final training's 270 steps")
+    # max_fraction 1: the floors alone, as before the ceiling
+    assert size_short_run(1437, 64, epochs=3, final_epochs=20, max_fraction=1.0).epochs == 10
+    assert size_range_test(1437, 64, epochs=3, final_epochs=20, max_fraction=1.0).steps == 200
+
+
+def test_the_evaluation_floors_win_over_the_ceiling() -> None:
+    # a 10-epoch final training: a fifth is 2 epochs, but a short run is read on at least 3 evaluations
+    assert size_short_run(1437, 64, epochs=3, final_epochs=10).epochs == 3
+    short = size_short_run(1437, 64, epochs=5, final_epochs=10)
+    assert (short.epochs, short.note) == (3, "5 epochs (110 steps) cut to 3 for min_points 3")
+    # and a range test runs at least one step per evaluation point
+    size = size_range_test(1437, 64, epochs=3, final_epochs=5)  # a fifth of 110 steps is 22 < 30 points
+    assert (size.steps, size.eval_every, size.points) == (30, 1, 30)
+    # explicit steps are what was asked, ceiling or not
+    assert size_range_test(1437, 64, steps=500, final_epochs=5).steps == 500
+
+
+def test_a_fraction_needs_the_final_training_and_max_fraction_a_share() -> None:
+    with pytest.raises(ValueError, match="final_epochs"):
+        size_short_run(12_800, 128, fraction=0.2)
+    with pytest.raises(ValueError, match="max_fraction"):
+        size_short_run(12_800, 128, final_epochs=30, max_fraction=0.0)
 
 
 @pytest.mark.parametrize(

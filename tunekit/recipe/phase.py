@@ -123,11 +123,11 @@ def search_section(preset: Preset) -> SearchConfig:
 
 
 def short_run_size(preset: Preset, train_samples: int, section: ShortRuns, field: str, trials: str, count: float) -> PhaseSize:
-    """A short-run phase (momentum, weight decay) sized by :func:`~tunekit.core.sizing.size_short_run`."""
+    """A short-run phase (learning rate, momentum, weight decay, dropout) sized by :func:`~tunekit.core.sizing.size_short_run`."""
     from tunekit.core.sizing import size_short_run
 
     final = search_section(preset).final.epochs or preset.train.epochs
-    lengths = section.model_dump(include={"epochs", "fraction", "min_steps", "min_points"})
+    lengths = section.model_dump(include={"epochs", "fraction", "min_steps", "min_points", "max_fraction"})
     sized = size_short_run(train_samples, preset.train.batch_size, final_epochs=final, **lengths)
     return PhaseSize({field: sized.epochs}, trials, sized.epochs, sized.steps, sized.epochs, count * sized.epochs, sized.note)
 

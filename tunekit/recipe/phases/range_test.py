@@ -47,8 +47,9 @@ class RangeTest(Phase):
         from tunekit.core.sizing import size_range_test
 
         rt = search_section(preset).range_test
-        lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points"})
-        sized = size_range_test(train_samples, preset.train.batch_size, **lengths)
+        lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points", "max_fraction"})
+        final = search_section(preset).final.epochs or preset.train.epochs
+        sized = size_range_test(train_samples, preset.train.batch_size, final_epochs=final, **lengths)
         trials = len(_weight_decays(preset))
         overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
         return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
