@@ -173,4 +173,4 @@ def test_the_embedded_search_section_unchanged_runs_to_a_decision_on_digits(tmp_
 
     for record in phase_records(str(tmp_path / "runs" / "d"), "range_test"):
         assert len(record.rows) >= 30
-        assert record.last["step"] == 200
+        assert record.last["step"] == 120  # 200 by min_steps, within a fifth of the 600-step final training

@@ -139,6 +139,23 @@ def test_a_curve_that_never_falls_gives_its_first_lr_not_a_turn_up_read_from_noi
     assert any("never fell clearly" in n and "smaller min_lr" in n for n in r.notes)
 
 
+def test_a_coarse_ramp_that_falls_then_explodes_turns_up_where_it_explodes() -> None:
+    # scikit-learn digits, the bundled MLP, weight decay 1e-3: a 120-step ramp 0.01 → 3 (a fifth of a
+    # 30-epoch final training) evaluated every 4 steps falls 1.88 → 0.67 → 0.68, then explodes at 0.39
+    # and is back at chance. Three points before the explosion cannot tell noise from the fall; their
+    # successive differences, read as noise, once hid the fall and gave the first LR (0.085).
+    lrs, losses = _recorded("digits_mlp_range_wd1e-3_120steps")
+    r = analyse_range_test(lrs, losses, chance_loss=math.log(10))
+    assert r.descended
+    assert r.turned_up
+    assert r.max_lr == pytest.approx(lrs[2])  # 0.286, the last point before the explosion
+    assert r.turn_up_lr == pytest.approx(lrs[3])
+    assert not any("never fell clearly" in n for n in r.notes)
+    # the same first points followed by a long noisy plateau (no chance cut) are still judged on their noise
+    plateau = analyse_range_test(LRS, np.concatenate([[1.88, 0.67, 0.68], np.full(len(LRS) - 3, 0.68)]))
+    assert plateau.descended
+
+
 @pytest.mark.parametrize("flat_level", [0.5, 2.0])
 def test_flat_noise_from_the_first_point_is_read_at_the_first_lr(flat_level: float) -> None:
     noise = np.random.default_rng(0).normal(0.0, 0.05, len(LRS))

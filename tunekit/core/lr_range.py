@@ -78,6 +78,8 @@ def analyse_range_test(
     * a curve that never falls by more than the tolerance (``descended`` False) started at or past
       its turn-up: no LR it tested is shown to be better than its first, so ``max_lr`` is the first
       evaluated LR (a ceiling the learning_rate phase brackets from below), not an LR read from noise;
+    * a curve back at chance level after fewer than five points has no noise to read from them (their
+      differences are the fall itself): its tolerance is the relative one alone;
     * ``min_lr = max_lr / min_lr_factor`` (10 for 1cycle; 3-4 for CLR);
     * with ``chance_loss`` (ln of the number of classes), a curve that never gets below it
       learned nothing and is refused, and one that climbs back to it after its minimum counts
@@ -119,6 +121,7 @@ def analyse_range_test(
 
     smooth = running_median(y, smoothing_window(len(y), smooth_fraction))
     m = int(np.argmin(smooth))
+    back_at_chance = False
     if chance_loss is not None:
         if smooth[m] >= chance_loss:
             raise RangeTestError(
@@ -128,13 +131,16 @@ def analyse_range_test(
         back = np.nonzero(smooth[m:] >= chance_loss)[0]
         if len(back):
             cut = m + int(back[0])
+            back_at_chance = True
             if diverged_at is None:
                 diverged_at = float(x[cut])
                 notes.append(
                     f"the validation loss is back at chance level from lr={diverged_at:.4g}: the range test diverged there"
                 )
             x, y, smooth = x[: cut + 1], y[: cut + 1], smooth[: cut + 1]
-    noise = robust_noise(y)
+    # before the point back at chance, fewer than five points cannot tell noise from the fall itself (a
+    # coarse ramp that explodes early: 1.88, 0.67, 0.69, then 6.9 at chance), so the drop alone decides there
+    noise = 0.0 if back_at_chance and len(y) - 1 < 5 else robust_noise(y)
     drop = float(smooth[0] - smooth[m])
     tolerance = max(noise_multiple * noise, relative_tolerance * drop, 1e-12 * max(1.0, abs(float(smooth[m]))))
 
