@@ -33,7 +33,8 @@ times that on a busy one. Trial-epochs, not wall time, are what the cost floor c
 one subplot per task). Progress goes to stderr. ``--quick`` (smaller data, 12 peer trials, shorter
 trainings) checks the harness: 14 minutes on an idle two-core machine, 27 while a test run shared
 it (two thirds of it tunekit's searches). The floors are judged on the full run (48 peer trials,
-full data, longer trainings): 22 minutes on an idle two-core machine (2026-11-25).
+full data, longer trainings): 13 minutes on an idle two-core machine (2026-12-05; 22 before
+tunekit's search runs were capped at a fifth of the final training), 25 while the test suite shared it.
 """
 
 from __future__ import annotations
