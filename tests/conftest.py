@@ -20,7 +20,7 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
 
 #: Sizing floors low enough for the tiny presets' deliberately short phases (the defaults would lengthen them),
-#: and no ceiling: their final trainings are a few epochs, a fifth of which would cut the phases the tests size by hand.
+#: and the ceiling at the final training itself: their final trainings are a few epochs, and a fifth would cut the phases the tests size by hand.
 TINY_RANGE_TEST: dict[str, Any] = {"min_steps": 10, "points": 5, "max_fraction": 1.0}
 TINY_SHORT_RUNS: dict[str, Any] = {"min_steps": 10, "min_points": 1, "max_fraction": 1.0}
 

@@ -75,7 +75,7 @@ def test_regression_example_reports_test_r2(tmp_path: Path) -> None:
             # max_fraction) would be a 30-step ramp whose curve never falls below its first point, so max_lr
             # would be that first LR; the full search's learning_rate phase copes, this range_test,final run not
             "search.range_test.weight_decays": [1.0e-4],
-            "search.range_test.max_fraction": 1.0,
+            "search.range_test.max_fraction": None,
             "search.final": {"epochs": 15, "replicates": 2},
         },
         "range_test,final",

@@ -79,7 +79,7 @@ def test_the_same_section_on_digits_gets_enough_steps_and_evaluations() -> None:
     assert "raised to 6 for min_steps 200, within max_fraction 0.2" in plan.table()
     # the ceiling off: the step floors alone
     alone = plan_search(
-        load_preset(on_digits(), {"search.range_test.max_fraction": 1.0, "search.momentum.max_fraction": 1.0}),
+        load_preset(on_digits(), {"search.range_test.max_fraction": None, "search.momentum.max_fraction": None}),
         ["range_test", "momentum"],
     )
     assert alone.sizes["range_test"].steps == 200

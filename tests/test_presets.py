@@ -18,6 +18,7 @@ from tunekit.presets import (
     bundled_presets,
     load_preset,
     parse_overrides,
+    preset_to_dict,
     preset_to_yaml,
     range_test_preset,
 )
@@ -101,6 +102,18 @@ def test_bad_preset_raises_one_error_naming_the_field(change: dict[str, Any], fi
     raw = tiny_preset_dict(**change)
     with pytest.raises(PresetError, match=field.replace(".", r"\.").replace("[", r"\[")):
         load_preset(raw)
+
+
+def test_a_null_that_turns_a_default_off_survives_the_round_trip() -> None:
+    # max_fraction: null (no ceiling) and max_steps: null (no cap) have non-null defaults: a trial config,
+    # search.json or a resumed search must not bring those defaults back
+    preset = load_preset(tiny_preset_dict(), {"search.range_test.max_fraction": None, "search.range_test.max_steps": None})
+    again = load_preset(preset_to_dict(preset))
+    assert again.search is not None
+    assert (again.search.range_test.max_fraction, again.search.range_test.max_steps) == (None, None)
+    assert preset_to_dict(again) == preset_to_dict(preset)
+    # and a preset without such a null is written exactly as before: no None anywhere
+    assert "None" not in repr(preset_to_dict(load_preset("mnist1d")))
 
 
 def test_unknown_key_error_lists_the_allowed_keys() -> None:

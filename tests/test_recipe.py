@@ -37,6 +37,7 @@ SEARCH = {
         "eval_samples": 400,
         "weight_decays": [1e-3, 1e-4],
         **TINY_RANGE_TEST,
+        "max_fraction": None,  # no ceiling: these 4-epoch range tests are longer than the 3-epoch final training
     },
     "learning_rate": {"factors": [1.0, 0.5], "epochs": 2, **TINY_SHORT_RUNS},
     "momentum": {"candidates": [0.95, 0.9], "epochs": 2, **TINY_SHORT_RUNS},

@@ -392,7 +392,9 @@ class RangeTestSearch(_Strict):
     steps: int | None = Field(default=None, gt=0)  # length in optimizer steps (wins over epochs; not capped)
     min_steps: int = Field(default=200, gt=0)  # a shorter ramp cannot show where the loss turns up
     max_steps: int | None = Field(default=3000, gt=0)  # epochs of a large dataset stop here (null: no cap)
-    max_fraction: float = Field(default=0.2, gt=0.0, le=1.0)  # and never past this share of the final training (steps excepted)
+    max_fraction: float | None = Field(
+        default=0.2, gt=0.0, le=1.0
+    )  # at most this share of the final training (steps excepted; null: no cap)
     momentum: tuple[float, float] = (0.95, 0.85)
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
     # "grid": one range test per weight decay above (Fig. 10); "preset": one, at the preset's weight_decay;
@@ -426,7 +428,9 @@ class ShortRuns(_Strict):
     fraction: float | None = Field(default=None, gt=0.0, le=1.0)  # instead of epochs: this share of the final training
     min_steps: int = Field(default=200, gt=0)  # optimizer steps, at least
     min_points: int = Field(default=3, gt=0)  # evaluations (one per epoch), at least: the scheduler's grace period
-    max_fraction: float = Field(default=0.2, gt=0.0, le=1.0)  # at most this share of the final training (min_points wins)
+    max_fraction: float | None = Field(
+        default=0.2, gt=0.0, le=1.0
+    )  # at most this share of the final training (min_points wins; null: no cap)
 
 
 class MomentumSearch(ShortRuns):
@@ -742,7 +746,32 @@ def preset_to_dict(preset: Preset) -> dict[str, Any]:
     """
     from tunekit.components import portable_preset
 
-    return _listify(portable_preset(preset.model_dump(mode="python", exclude_none=True)))
+    plain = portable_preset(preset.model_dump(mode="python", exclude_none=True))
+    return _listify(_merge(plain, _explicit_nones(preset)))
+
+
+def _explicit_nones(model: BaseModel) -> dict[str, Any]:
+    """The fields set to None whose default is not None (``max_steps: null``: no cap), nested as in the model.
+
+    ``exclude_none`` drops every None, and loading the mapping again would bring such a field's default back.
+    """
+    out: dict[str, Any] = {}
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None and not info.is_required() and info.default_factory is None and info.default is not None:
+            out[name] = None
+        elif isinstance(value, BaseModel) and (inner := _explicit_nones(value)):
+            out[name] = inner
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
 
 
 def _listify(obj: Any) -> Any:

@@ -106,9 +106,13 @@ def test_on_small_data_no_search_run_is_more_than_a_fifth_of_the_final_training(
     # an explicit ask is cut too: diabetes, 9 steps an epoch, 10 asked of a 30-epoch final (270 steps)
     cut = size_short_run(318, 32, epochs=10, final_epochs=30)
     assert (cut.epochs, cut.note) == (6, "10 epochs (90 steps) cut to 6 for max_fraction 0.2 of the final training's 270 steps")
-    # max_fraction 1: the floors alone, as before the ceiling
+    # max_fraction 1: no run longer than the final training, which these floors are not
     assert size_short_run(1437, 64, epochs=3, final_epochs=20, max_fraction=1.0).epochs == 10
     assert size_range_test(1437, 64, epochs=3, final_epochs=20, max_fraction=1.0).steps == 200
+    # None: no ceiling at all, even past the final training (a 3-epoch final training here)
+    assert size_short_run(1437, 64, epochs=3, final_epochs=3, max_fraction=None).epochs == 10
+    assert size_range_test(1437, 64, epochs=3, final_epochs=3, max_fraction=None).steps == 200
+    assert size_range_test(1437, 64, epochs=3, final_epochs=3, max_fraction=1.0).steps == 66
 
 
 def test_the_evaluation_floors_win_over_the_ceiling() -> None:

@@ -10,8 +10,8 @@ from the number of training samples and the batch size, before anything runs:
   (``eval_every`` shrinks to fit);
 * the **short runs** (learning rate, momentum, weight decay) run ``epochs`` (or ``fraction`` of the
   final training), at least ``min_steps`` optimizer steps and ``min_points`` evaluations (one per epoch);
-* and neither runs longer than ``max_fraction`` (default :data:`MAX_FRACTION`, a fifth) of the final
-  training's optimizer steps. On a small dataset the step floors alone made each "short" run most of
+* and neither runs longer than ``max_fraction`` (default :data:`MAX_FRACTION`, a fifth; None: no
+  ceiling) of the final training's optimizer steps. On a small dataset the step floors alone made each "short" run most of
   a final training (diabetes, 8 steps an epoch: 23 epochs of a 30-epoch training), so a search of a
   dozen runs cost a dozen trainings. The ceiling wins over ``min_steps`` (a short final training is
   what the search's runs are short against); only ``min_points`` (and a range test's ``points``) win over it.
@@ -75,7 +75,7 @@ def size_range_test(
     max_steps: int | None = RANGE_TEST_MAX_STEPS,
     points: int = RANGE_TEST_POINTS,
     final_epochs: float | None = None,
-    max_fraction: float = MAX_FRACTION,
+    max_fraction: float | None = MAX_FRACTION,
 ) -> RangeTestSize:
     """A range test of ``steps`` optimizer steps (else ``epochs`` of them) within [min_steps, max_steps] and at
     most ``max_fraction`` of a ``final_epochs`` training (never under ``points`` steps), evaluated every
@@ -118,7 +118,7 @@ def size_short_run(
     final_epochs: int | None = None,
     min_steps: int = SHORT_RUN_MIN_STEPS,
     min_points: int = SHORT_RUN_MIN_POINTS,
-    max_fraction: float = MAX_FRACTION,
+    max_fraction: float | None = MAX_FRACTION,
 ) -> ShortRunSize:
     """``epochs`` (else ``fraction`` of the final training's epochs), raised to at least ``min_steps``
     optimizer steps, then cut to at most ``max_fraction`` of a ``final_epochs`` training, and at least
@@ -147,13 +147,14 @@ def _final_steps(final_epochs: float | None, per_epoch: int) -> int:
     return math.ceil((final_epochs or 0) * per_epoch)
 
 
-def _fraction_reason(final_epochs: float | None, per_epoch: int, max_fraction: float) -> str:
+def _fraction_reason(final_epochs: float | None, per_epoch: int, max_fraction: float | None) -> str:
     return f"max_fraction {max_fraction:g} of the final training's {_final_steps(final_epochs, per_epoch)} steps"
 
 
-def _ceiling(final_epochs: float | None, per_epoch: int, max_fraction: float) -> int | None:
-    """The most optimizer steps a search run may take: ``max_fraction`` of the final training (None: no final given)."""
-    if final_epochs is None:
+def _ceiling(final_epochs: float | None, per_epoch: int, max_fraction: float | None) -> int | None:
+    """The most optimizer steps a search run may take: ``max_fraction`` of the final training (None: no
+    ceiling, or no final training given)."""
+    if final_epochs is None or max_fraction is None:
         return None
     if not 0 < max_fraction <= 1:
         raise ValueError(f"max_fraction must be in (0, 1], got {max_fraction}")
