@@ -11,9 +11,9 @@ from the number of training samples and the batch size, before anything runs:
 * the **short runs** (learning rate, momentum, weight decay) run ``epochs`` (or ``fraction`` of the
   final training), at least ``min_steps`` optimizer steps and ``min_points`` evaluations (one per epoch);
 * and neither runs longer than ``max_fraction`` (default :data:`MAX_FRACTION`, a fifth; None: no
-  ceiling) of the final training's optimizer steps. On a small dataset the step floors alone made each "short" run most of
-  a final training (diabetes, 8 steps an epoch: 23 epochs of a 30-epoch training), so a search of a
-  dozen runs cost a dozen trainings. The ceiling wins over ``min_steps`` (a short final training is
+  ceiling) of the final training's optimizer steps. On a small dataset the step floors alone made
+  each "short" run most of a final training (diabetes, 9 steps an epoch: 23 epochs of a 30-epoch
+  training), so a search of a dozen runs cost a dozen trainings. The ceiling wins over ``min_steps`` (a short final training is
   what the search's runs are short against); only ``min_points`` (and a range test's ``points``) win over it.
 
 Epochs a section gives are kept where they already meet the floors and the ceiling, so a section

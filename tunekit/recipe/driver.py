@@ -26,7 +26,7 @@ from tunekit.core.judge import number
 from tunekit.core.storage import join
 from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
-from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, search_section
+from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, final_epochs, search_section
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import kept_replicate, replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
@@ -316,7 +316,7 @@ class Driver:
         preset = self.state.preset_now()
         records: list[TrialRecord] = []
         if "final" in self.state.done:
-            preset = load_preset(preset_to_dict(preset), {"epochs": search_section(preset).final.epochs or preset.train.epochs})
+            preset = load_preset(preset_to_dict(preset), {"epochs": final_epochs(preset)})
             records = replicates_in_order(phase_records(self.state.directory, "final"))
         metric, mode = decision_metric(preset, "test")
         sign = -1.0 if mode == "max" else 1.0

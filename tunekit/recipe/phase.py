@@ -122,13 +122,17 @@ def search_section(preset: Preset) -> SearchConfig:
     return preset.search
 
 
+def final_epochs(preset: Preset) -> int:
+    """One final training's epochs: ``search.final.epochs``, else ``train.epochs`` (what the search's runs are sized against)."""
+    return search_section(preset).final.epochs or preset.train.epochs
+
+
 def short_run_size(preset: Preset, train_samples: int, section: ShortRuns, field: str, trials: str, count: float) -> PhaseSize:
     """A short-run phase (learning rate, momentum, weight decay, dropout) sized by :func:`~tunekit.core.sizing.size_short_run`."""
     from tunekit.core.sizing import size_short_run
 
-    final = search_section(preset).final.epochs or preset.train.epochs
     lengths = section.model_dump(include={"epochs", "fraction", "min_steps", "min_points", "max_fraction"})
-    sized = size_short_run(train_samples, preset.train.batch_size, final_epochs=final, **lengths)
+    sized = size_short_run(train_samples, preset.train.batch_size, final_epochs=final_epochs(preset), **lengths)
     return PhaseSize({field: sized.epochs}, trials, sized.epochs, sized.steps, sized.epochs, count * sized.epochs, sized.note)
 
 

@@ -25,6 +25,7 @@ from tunekit.recipe.phase import (
     PhasePlan,
     PhaseSize,
     decision_metric,
+    final_epochs,
     result_of,
     search_section,
     trial_base,
@@ -54,7 +55,7 @@ class Final(Phase):
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         final = search_section(preset).final
-        epochs = final.epochs or preset.train.epochs
+        epochs = final_epochs(preset)
         steps = epochs * steps_per_epoch(train_samples, preset.train.batch_size)
         return PhaseSize({}, str(final.replicates), epochs, steps, epochs, final.replicates * epochs)
 
@@ -68,7 +69,7 @@ class Final(Phase):
         plan = replicate_overrides(
             final.replicates, preset.train.seed, preset.train.batch_size, final.batch_jitter, preset.model.effective_init
         )
-        epochs = final.epochs or preset.train.epochs
+        epochs = final_epochs(preset)
         candidates = {f"replicate-{i}": {**o, "epochs": epochs} for i, o in enumerate(plan)}
         # no scheduler: replicates of one configuration are not rivals
         return PhasePlan(preset, CandidateSearcher(candidates, trial_base(preset, test=True), context.judge))

@@ -22,7 +22,7 @@ from tunekit.core.judge import Judge, number
 from tunekit.core.lr_range import RangeTestError
 from tunekit.presets import OneCyclePolicy, Preset, preset_to_dict, range_test_preset
 from tunekit.recipe.errors import SearchError
-from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize, result_of, search_section
+from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize, final_epochs, result_of, search_section
 from tunekit.recipe.records import TrialRecord
 
 
@@ -48,8 +48,7 @@ class RangeTest(Phase):
 
         rt = search_section(preset).range_test
         lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points", "max_fraction"})
-        final = search_section(preset).final.epochs or preset.train.epochs
-        sized = size_range_test(train_samples, preset.train.batch_size, final_epochs=final, **lengths)
+        sized = size_range_test(train_samples, preset.train.batch_size, final_epochs=final_epochs(preset), **lengths)
         trials = len(_weight_decays(preset))
         overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
         return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
