@@ -38,7 +38,7 @@ def preset_dict(**search: Any) -> dict[str, Any]:
 def test_the_phase_runs_only_when_the_preset_asks_for_it() -> None:
     assert "dropout" not in plan_phases(load_preset(preset_dict()), None)
     with_section = load_preset(preset_dict(dropout={"candidates": [0.0, 0.5]}))
-    assert plan_phases(with_section, None) == ["range_test", "learning_rate", "momentum", "weight_decay", "dropout", "final"]
+    assert plan_phases(with_section, None) == ["range_test", "weight_decay", "learning_rate", "momentum", "dropout", "final"]
 
 
 def test_a_bundled_model_has_no_dropout_keyword_to_search() -> None:

@@ -43,9 +43,9 @@ def test_the_embedded_section_is_left_as_it_is_on_the_data_it_was_written_for() 
     ("phases", "sweep", "weight_decays"),
     [
         # the default: the grid, whatever follows
-        (["range_test", "learning_rate", "momentum", "weight_decay", "final"], "grid", [1e-3, 1e-4, 1e-5, 0.0]),
+        (["range_test", "weight_decay", "learning_rate", "momentum", "final"], "grid", [1e-3, 1e-4, 1e-5, 0.0]),
         # auto: the weight_decay phase searches weight decay, so one range test, at the preset's
-        (["range_test", "learning_rate", "momentum", "weight_decay", "final"], "auto", [1e-4]),
+        (["range_test", "weight_decay", "learning_rate", "momentum", "final"], "auto", [1e-4]),
         # nothing searches it later: the range tests rank the grid (Fig. 10) and the best one trains
         (["range_test", "learning_rate", "momentum", "final"], "auto", [1e-3, 1e-4, 1e-5, 0.0]),
         (["range_test", "final"], "preset", [1e-4]),
@@ -165,7 +165,7 @@ def test_the_embedded_search_section_unchanged_runs_to_a_decision_on_digits(tmp_
     assert result.exit_code == 0, result.output[-3000:]
     summary = json.loads(result.stdout)
     # every phase decided, where 3-epoch phases could not read a range test at all
-    assert list(summary["phases"]) == ["range_test", "learning_rate", "momentum", "weight_decay", "final"]
+    assert list(summary["phases"]) == ["range_test", "weight_decay", "learning_rate", "momentum", "final"]
     assert 0.01 < summary["phases"]["range_test"]["values"]["max_lr"] < 3.0
     assert summary["accuracy_mean"] > 0.9
     # the range tests ran the sized length and were evaluated ≥ 30 times

@@ -87,7 +87,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> di
 def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) -> None:
     summary, directory = reference["summary"], reference["directory"]
     phases = summary["phases"]
-    assert list(phases) == ["range_test", "learning_rate", "momentum", "weight_decay", "final"]
+    assert list(phases) == ["range_test", "weight_decay", "learning_rate", "momentum", "final"]
     rt, mom, wd = phases["range_test"]["values"], phases["momentum"]["values"], phases["weight_decay"]["values"]
     lr = phases["learning_rate"]["values"]
     assert rt["min_lr"] == pytest.approx(rt["max_lr"] / 10)
@@ -104,18 +104,20 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert lr["refined_max_lr"] in tried_lrs
     assert lr["refined_max_lr"] > min(tried_lrs) or len(tried_lrs) == 6
     assert lr["lr_factor"] == pytest.approx(lr["refined_max_lr"] / rt["max_lr"])
-    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the range test's weight decay
-    for trial in trial_configs(directory, "momentum"):
-        policy = trial["config"]["preset"]["policy"]
-        assert policy["max_lr"] == pytest.approx(lr["refined_max_lr"])
-        assert policy["max_lr"] / policy["div"] == pytest.approx(lr["refined_min_lr"])
-        assert trial["config"]["preset"]["weight_decay"] == rt["range_test_weight_decay"]
-    # the bisection started around the range tests' best weight decay, with phase 2's momentum
+    # the bisection ran first, around the range tests' best weight decay, at the range test's max_lr
     wd_trials = trial_configs(directory, "weight_decay")
     tried = [t["config"]["weight_decay"] for t in wd_trials]
     assert rt["range_test_weight_decay"] in tried
     assert len(tried) == len(set(tried)) <= 4
-    assert {tuple(t["config"]["preset"]["policy"]["momentum"]) for t in wd_trials} == {(mom["momentum_max"], 0.85)}
+    assert {t["config"]["preset"]["policy"]["max_lr"] for t in wd_trials} == {pytest.approx(rt["max_lr"])}
+    # the LR was refined at the weight decay the bisection chose
+    assert {t["config"]["preset"]["weight_decay"] for t in trial_configs(directory, "learning_rate")} == {wd["weight_decay"]}
+    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the chosen weight decay
+    for trial in trial_configs(directory, "momentum"):
+        policy = trial["config"]["preset"]["policy"]
+        assert policy["max_lr"] == pytest.approx(lr["refined_max_lr"])
+        assert policy["max_lr"] / policy["div"] == pytest.approx(lr["refined_min_lr"])
+        assert trial["config"]["preset"]["weight_decay"] == wd["weight_decay"]
     # the final trainings used every decision; replicates differ in seed, init and batch
     final = trial_configs(directory, "final")
     assert len(final) == 2

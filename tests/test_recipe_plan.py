@@ -20,7 +20,7 @@ def test_every_bundled_preset_can_be_searched(name: str) -> None:
 
 def test_phases_keep_the_recipe_order_whatever_order_they_are_asked_in() -> None:
     assert plan_phases(load_preset("mnist1d"), ["final", "range_test", "momentum"]) == ["range_test", "momentum", "final"]
-    assert PHASES == ("range_test", "learning_rate", "momentum", "weight_decay", "dropout", "batch_size", "final")
+    assert PHASES == ("range_test", "weight_decay", "learning_rate", "momentum", "dropout", "batch_size", "final")
     # dropout runs only when the preset has a search.dropout section (no bundled one has)
     assert "dropout" not in plan_phases(load_preset("mnist1d"), None)
 

@@ -13,7 +13,16 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tunekit.core.curves import Shape, diagnose, rank, rank_key, robust_noise, running_median, theil_sen_slope
+from tunekit.core.curves import (
+    Shape,
+    diagnose,
+    rank,
+    rank_key,
+    robust_noise,
+    running_median,
+    standard_error,
+    theil_sen_slope,
+)
 
 CURVES = Path(__file__).parents[1] / "data" / "curves"
 
@@ -223,3 +232,15 @@ def _running_median_reference(x: list[float], window: int) -> list[float]:
 @given(st.lists(st.floats(min_value=-1e6, max_value=1e6), max_size=40), st.sampled_from([1, 3, 5, 7, 9]))
 def test_vectorised_running_median_matches_its_definition(values: list[float], window: int) -> None:
     assert running_median(values, window).tolist() == pytest.approx(_running_median_reference(values, window))
+
+
+@pytest.mark.parametrize("group", [1, 8, 32])
+def test_the_standard_error_from_group_means_is_sigma_over_root_n(group: int) -> None:
+    """4 000 samples of σ = 2, summed in groups: the standard error of their mean is 2 / √4000 ≈ 0.0316
+    whatever the group size (within the estimate's own spread); below two groups it is unknown."""
+    x = np.random.default_rng(0).normal(1.0, 2.0, 4000)
+    means = x.reshape(-1, group).mean(axis=1)
+    se = standard_error(float(means.sum() * group), float((means**2).sum() * group), 4000, len(means))
+    assert se == pytest.approx(2.0 / math.sqrt(4000), rel=0.15 if group == 32 else 0.05)
+    assert math.isnan(standard_error(5.0, 25.0, 5, 1))
+    assert standard_error(8.0, 8.0, 8, 8) == 0.0  # every group the same: no spread

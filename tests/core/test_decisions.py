@@ -216,6 +216,44 @@ def test_choose_lr_is_the_largest_lr_within_the_band_of_the_lowest_loss() -> Non
     assert band == pytest.approx(0.03 * 0.294)
 
 
+def test_a_difference_the_validation_sample_cannot_resolve_is_a_tie_and_goes_to_the_larger_lr() -> None:
+    """The suite's MNIST-1D MLP at weight decay 0.0032: 0.1834 → 0.9546 and 0.3669 → 0.9786, each loss with
+    a standard error of about 0.05 over its 400-sample validation split: √(0.05² + 0.05²) = 0.071 > 0.024,
+    the split cannot tell them apart, so the larger LR wins. With errors of 0.01 (band 0.014) it can."""
+    from tunekit.core.decisions import choose_lr, sampling_band
+
+    cands = [Candidate("0.3669", 0.9786, Shape.UNDERFITTING), Candidate("0.1834", 0.9546, Shape.UNDERFITTING)]
+    lrs = {"0.3669": 0.3669, "0.1834": 0.1834}
+    short = [[1.5, 1.2, 0.9786], [1.4, 1.1, 0.9546]]
+    assert sampling_band(0.03, 0.04) == pytest.approx(0.05)
+    assert sampling_band(0.03, math.nan) == 0.0  # unknown (an older run, or too few samples): no band
+    choice, band = choose_lr(cands, lrs, short, tolerance=0.0, errors={"0.3669": 0.05, "0.1834": 0.05})
+    assert choice.best == "0.3669"
+    assert band == pytest.approx(0.0707, abs=1e-4)
+    assert "within 0.0707 of the lowest" in choice.reason
+    assert choose_lr(cands, lrs, short, tolerance=0.0, errors={"0.3669": 0.01, "0.1834": 0.01})[0].best == "0.1834"
+    assert choose_lr(cands, lrs, short, tolerance=0.0, errors={"0.3669": math.nan, "0.1834": 0.05})[0].best == "0.1834"
+
+
+def test_the_band_is_each_candidates_own_so_a_noisy_bad_run_does_not_widen_it_for_the_others() -> None:
+    """AdamW on digits (144 validation images): 0.01734 → 0.0917 (SE 0.032), 0.03468 → 0.2132 (SE 0.068),
+    0.1387 → 0.5046 (SE 0.138). The median error would be 0.068 and make a band of 0.096·√2 = 0.14 that
+    takes 0.2132 in; 0.03468's own band, √(0.032² + 0.068²) = 0.075, does not (0.2132 − 0.0917 = 0.12)."""
+    from tunekit.core.decisions import choose_lr
+
+    cands = [
+        Candidate("0.1387", 0.5046, Shape.HORIZONTAL),
+        Candidate("0.03468", 0.2132, Shape.HORIZONTAL),
+        Candidate("0.01734", 0.0917, Shape.HORIZONTAL),
+    ]
+    lrs = {c.label: float(c.label) for c in cands}
+    errors = {"0.1387": 0.138, "0.03468": 0.068, "0.01734": 0.032}
+    choice, band = choose_lr(cands, lrs, [[0.3, 0.2, 0.1]] * 3, tolerance=0.0, errors=errors)
+    assert choice.best == "0.01734"
+    assert "no larger one within its band (0.03468 ±0.0752, 0.1387 ±0.142;" in choice.reason
+    assert band == 0.0  # the lowest's own band: zero
+
+
 @pytest.mark.parametrize(
     ("sweep", "follows", "resolved"),
     [("auto", True, "preset"), ("auto", False, "grid"), ("grid", True, "grid"), ("preset", False, "preset")],

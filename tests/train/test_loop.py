@@ -166,6 +166,27 @@ def test_evaluate_reads_the_validation_split_unless_told() -> None:
     assert trainer.val_losses == []  # the run's per-epoch losses, not these ad-hoc evaluations
 
 
+def test_the_validation_loss_comes_with_its_standard_error_over_the_split() -> None:
+    """val_loss_se is what the split's sample alone moves the mean loss: the per-sample losses' standard
+    deviation over √n, computed here from every sample's own loss, agrees with the group estimate."""
+    torch.set_num_threads(1)
+    trainer = Trainer(load_preset(tiny_preset_dict(), {"epochs": 2}), "cpu")
+    results, _ = _run(trainer)
+    assert all(math.isfinite(r["val_loss_se"]) and r["val_loss_se"] > 0 for r in results)
+    trainer.model.eval()
+    with torch.no_grad():
+        losses = torch.cat(
+            [
+                torch.nn.functional.cross_entropy(trainer.model(x), y, reduction="none")
+                for x, y in trainer.data.batches("val", 256)
+            ]
+        )
+    per_sample = float(losses.std()) / math.sqrt(len(losses))
+    evaluation = trainer.evaluate()
+    assert evaluation.loss == pytest.approx(float(losses.mean()), rel=1e-4)
+    assert evaluation.loss_se == pytest.approx(per_sample, rel=0.35)  # 20 groups of 8: a rough estimate of it
+
+
 def test_batchnorm_recalibration_makes_eval_statistics_current() -> None:
     trainer = Trainer(load_preset(tiny_preset_dict()), "cpu")
     bn = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm1d))

@@ -111,6 +111,22 @@ def robust_noise(values: Floats) -> float:
     return float(1.4826 * np.median(np.abs(r - np.median(r))) / _MEDIAN5_RESIDUAL_SCALE)
 
 
+def standard_error(weighted_sum: float, weighted_sum_sq: float, count: float, groups: int) -> float:
+    """The standard error of a mean over ``count`` samples, from the means mᵢ of the ``groups`` groups of
+    nᵢ samples it was summed in: ``weighted_sum`` = Σ nᵢmᵢ, ``weighted_sum_sq`` = Σ nᵢmᵢ².
+
+    The group means' weighted variance v = Σ nᵢ(mᵢ − m)² / count over ``groups`` − 1: for groups of g
+    independent samples of variance σ², v ≈ σ²/g, and v / (groups − 1) ≈ σ²/count, the squared standard
+    error of the mean. It is how far a validation loss moves with the sample of the split it was
+    measured on. NaN below two groups.
+    """
+    if groups < 2 or count <= 0:
+        return math.nan
+    mean = weighted_sum / count
+    spread = max(0.0, weighted_sum_sq / count - mean * mean)
+    return math.sqrt(spread / (groups - 1))
+
+
 def theil_sen_slope(steps: Floats, values: Floats) -> float:
     """Median of the slopes between every pair of points (0 for fewer than two distinct steps)."""
     s = np.asarray(steps, dtype=float)

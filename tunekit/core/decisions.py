@@ -10,7 +10,8 @@ the same function serves a search that ran straight through, one resumed after a
 * :func:`choose_candidate` — short runs of a few candidates (momentum, weight decay, batch size)
   → the best one, trials stopped early by the scheduler ranked after those that finished;
 * :func:`choose_largest_within` — short runs at several LRs → the largest whose loss ties the best
-  (within :func:`tie_band`: the runs' noise, or a fraction of the loss); :func:`choose_lr` is the
+  (within :func:`tie_band`: the runs' noise, or a fraction of the loss; :func:`sampling_band`: the
+  validation split's sampling error); :func:`choose_lr` is the
   learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
   the smallest LR tried is the one chosen;
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
@@ -150,11 +151,16 @@ def tie_band(
 
 
 def choose_largest_within(
-    candidates: Sequence[Candidate], values: Mapping[str, float], what: str, band: float, unit: str = "validation loss"
+    candidates: Sequence[Candidate],
+    values: Mapping[str, float],
+    what: str,
+    band: float | Mapping[str, float],
+    unit: str = "validation loss",
 ) -> Choice:
     """Among candidates ranked as :func:`choose_candidate` ranks them, the one with the largest value
-    (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's and which ranks
-    in the same class (ran to the end or was stopped; neither overfitting nor diverging, or the same).
+    (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's (one band for
+    all, or label → its own) and which ranks in the same class (ran to the end or was stopped; neither
+    overfitting nor diverging, or the same).
 
     A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it."""
     first = choose_candidate(candidates, what, unit=unit)
@@ -163,19 +169,30 @@ def choose_largest_within(
     by_label = {c.label: c for c in candidates}
     best = by_label[first.best]
 
+    def band_of(c: Candidate) -> float:
+        return band.get(c.label, 0.0) if isinstance(band, Mapping) else band
+
     def klass(c: Candidate) -> tuple[bool, int]:
         return bool(c.stopped_by), rank_key(c.loss, c.shape)[0]
 
-    tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band]
+    tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
     chosen = max(tied, key=lambda c: values[c.label])
     order = [chosen.label] + [label for label in first.order if label != chosen.label]
     ranked = listing([by_label[label] for label in first.order])
     if chosen is best:
+        if isinstance(band, Mapping):
+            larger = sorted((c for c in candidates if values[c.label] > values[best.label]), key=lambda c: values[c.label])
+            bands = ", ".join(f"{c.label} ±{band_of(c):.3g}" for c in larger) or "none tried"
+            return Choice(
+                chosen.label,
+                order,
+                f"{what} {best.label} has the lowest {unit}, no larger one within its band ({bands}; {ranked})",
+            )
         return Choice(
             chosen.label, order, f"{what} {best.label} has the lowest {unit}, no larger one within {band:.3g} ({ranked})"
         )
     reason = (
-        f"{what} {chosen.label}: its {unit} {chosen.loss:.4g} is within {band:.3g} of the lowest ({best.loss:.4g} at "
+        f"{what} {chosen.label}: its {unit} {chosen.loss:.4g} is within {band_of(chosen):.3g} of the lowest ({best.loss:.4g} at "
         f"{best.label}) and the larger {what} wins a tie ({ranked})"
     )
     return Choice(chosen.label, order, reason)
@@ -186,14 +203,38 @@ def lr_label(lr: float) -> str:
     return f"{lr:.4g}"
 
 
+def sampling_band(error: float, other: float, multiple: float = 1.0) -> float:
+    """How far apart two validation losses can be by the luck of the split's sample alone: ``multiple``
+    standard errors of their difference, √(``error``² + ``other``²), each run's standard error of its
+    judged loss (``val_loss_se``). Zero when either is unknown (NaN).
+
+    Two runs are judged on the same split, so their errors partly cancel and this overstates the
+    noise of their difference: a tie is called a little early, and the tie goes to the larger LR."""
+    if not (math.isfinite(error) and math.isfinite(other)):
+        return 0.0
+    return multiple * math.hypot(error, other)
+
+
 def choose_lr(
-    candidates: Sequence[Candidate], lrs: Mapping[str, float], curves: Sequence[Floats], tolerance: float
+    candidates: Sequence[Candidate],
+    lrs: Mapping[str, float],
+    curves: Sequence[Floats],
+    tolerance: float,
+    errors: Mapping[str, float] | None = None,
 ) -> tuple[Choice, float]:
-    """The learning_rate phase's rule: the largest LR whose validation loss is within :func:`tie_band` of
-    the lowest (``tolerance`` of it, or the runs' own noise). Returns the choice and the band it used."""
-    best = min((c.loss for c in candidates), default=math.inf)
-    band = tie_band(best, curves, tolerance)
-    return choose_largest_within(candidates, lrs, "max_lr", band), band
+    """The learning_rate phase's rule: the largest LR whose validation loss is within a band of the
+    lowest: ``tolerance`` of it, the runs' own noise (:func:`tie_band`), or the standard error of its
+    difference to the lowest (:func:`sampling_band` of ``errors``: label → the run's ``val_loss_se``),
+    whichever is widest. Returns the choice and the chosen LR's band."""
+    best = choose_candidate(candidates, "max_lr").best  # the lowest loss, as the tie rule ranks it
+    if best is None:
+        return choose_largest_within(candidates, lrs, "max_lr", 0.0), 0.0
+    base = tie_band(min(c.loss for c in candidates), curves, tolerance)
+    known = errors or {}
+    bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
+    bands[best] = base  # the lowest against itself: no sampling difference
+    choice = choose_largest_within(candidates, lrs, "max_lr", bands)
+    return choice, bands.get(choice.best or "", base)
 
 
 def next_lower_lr(tried: Sequence[float], chosen: float | None, floor: float, step: float = 0.5) -> float | None:

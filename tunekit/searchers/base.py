@@ -23,7 +23,7 @@ from tunekit.core.decisions import Candidate
 from tunekit.core.judge import Judge
 
 #: The result fields a judge reads besides its metric and step.
-JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by")
+JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by", "val_loss_se")
 
 
 def _every_result(metric: str) -> str | None:

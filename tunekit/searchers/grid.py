@@ -13,7 +13,7 @@ from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
 from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr
-from tunekit.core.judge import Judge
+from tunekit.core.judge import Judge, number
 from tunekit.searchers.base import TunekitSearcher
 
 #: Batch sizes are compared by their *final* validation accuracy at constant wall time (Sec. 4.2);
@@ -190,12 +190,10 @@ class LearningRateSearcher(CandidateSearcher):
         """What the phase decides from these runs (the largest LR within the tie band of the lowest loss)."""
         lrs = self.lrs()
         done = [self.scores[label] for label in self.scores if label in lrs]
-        curves = [  # as the phase reads them: the finished runs' validation losses, failed ones left out
-            [float(row[self.judge.metric]) for row in self.rows.get(trial_id, []) if self.judge.metric in row]
-            for trial_id in self.finished
-            if not self.scores[self.trial_values[trial_id]].failed
-        ]
-        return choose_lr(done, lrs, curves, self.tolerance)[0]
+        kept = [t for t in self.finished if not self.scores[self.trial_values[t]].failed]  # as the phase reads them
+        curves = [[float(row[self.judge.metric]) for row in self.rows.get(t, []) if self.judge.metric in row] for t in kept]
+        errors = {self.trial_values[t]: number((self.rows.get(t) or [{}])[-1].get("val_loss_se")) for t in kept}
+        return choose_lr(done, lrs, curves, self.tolerance, errors)[0]
 
     def _chosen(self) -> float | None:
         best = self.choice().best

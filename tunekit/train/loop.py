@@ -35,7 +35,7 @@ from torch import nn
 
 from tunekit.components import accuracy, build_loss, build_metric, correct, metric_value
 from tunekit.core.budget import epochs_for_budget
-from tunekit.core.curves import runs_horizontal
+from tunekit.core.curves import runs_horizontal, standard_error
 from tunekit.core.devices import autocast_precision, use_channels_last
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
@@ -52,6 +52,7 @@ CHECKPOINT_FORMAT = 1
 #: The optimiser's hyper-parameters a continuation takes from its own preset, never from the snapshot.
 _OWN_HYPER_PARAMETERS = ("momentum", "dampening", "nesterov", "betas", "eps", "weight_decay")
 _DIVERGENCE_CHECK_EVERY = 50  # iterations between finiteness checks (each one is a device sync)
+_SE_GROUP = 8  # samples per group whose mean losses give the validation loss's standard error
 _REPORT_LATENCY_S = 0.01  # a tune.report round trip, as measured by bench/overhead.py (report_overhead_s)
 
 
@@ -106,10 +107,12 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], forw
 
 @dataclass
 class Evaluation:
-    """The mean loss over a split and the metric over it (NaN when the preset has none)."""
+    """The mean loss over a split, the metric over it (NaN when the preset has none), and the loss's
+    standard error over the split's samples (NaN when too few samples were evaluated)."""
 
     loss: float
     metric: float = math.nan
+    loss_se: float = math.nan
 
 
 class Trainer:
@@ -348,6 +351,8 @@ class Trainer:
 
         The loss is averaged over samples (the loss function gives batch means); the metric is the
         user's function over the whole split's outputs, or a running top-1 accuracy for the bundled one.
+        The loss's standard error comes from the loss of every group of ``_SE_GROUP`` samples (the
+        same loss function on slices of the outputs: no extra forward pass, any loss that averages).
 
         Data-parallel, every worker evaluates rank 0's model (its BatchNorm statistics) on its share
         of the split and the sums are all-reduced; a user metric, which needs every output at once,
@@ -359,6 +364,8 @@ class Trainer:
             self.group.broadcast_buffers(self.model)
         self.model.eval()
         total_loss = torch.zeros((), device=self.device)
+        total_sq = torch.zeros((), device=self.device)  # Σ nᵢmᵢ² over groups of _SE_GROUP samples
+        groups = 0
         hits = torch.zeros((), device=self.device)
         outputs: list[torch.Tensor] = []
         targets: list[torch.Tensor] = []
@@ -369,6 +376,9 @@ class Trainer:
             out = out.float()
             n = len(y)
             total_loss += self.loss_fn(out, y).float() * n
+            for out_g, y_g in zip(out.split(_SE_GROUP), y.split(_SE_GROUP), strict=True):
+                total_sq += self.loss_fn(out_g, y_g).float().square() * len(y_g)
+                groups += 1
             if running:
                 hits += correct(out, y)
             elif self.metric_fn is not None:
@@ -379,8 +389,9 @@ class Trainer:
             count += n
         self.model.train()
         if shard is not None and self.group is not None:
-            sums = self.group.all_sum(torch.stack([total_loss, hits, torch.tensor(float(count), device=self.device)]))
-            total_loss, hits, count = sums[0], sums[1], int(sums[2].item())
+            shares = torch.tensor([float(count), float(groups)], device=self.device)
+            sums = self.group.all_sum(torch.cat([torch.stack([total_loss, hits, total_sq]), shares]))
+            total_loss, hits, total_sq, count, groups = sums[0], sums[1], sums[2], int(sums[3].item()), int(sums[4].item())
         if count == 0:
             return Evaluation(math.nan, math.nan)
         if running:
@@ -389,7 +400,7 @@ class Trainer:
             metric = metric_value(self.metric_fn, torch.cat(outputs), torch.cat(targets))
         else:
             metric = math.nan
-        return Evaluation(float(total_loss) / count, metric)
+        return Evaluation(float(total_loss) / count, metric, standard_error(float(total_loss), float(total_sq), count, groups))
 
     def recalibrate_batchnorm(self, batches: int) -> None:
         """Re-estimate BatchNorm running statistics at the current weights from ``batches`` training batches.
@@ -433,6 +444,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "val_loss": evaluation.loss,
+            "val_loss_se": evaluation.loss_se,  # how far val_loss moves with the split's sample (a tie band)
             "train_loss": train_loss,
             "lr": lr,
             "momentum": momentum,

@@ -1,4 +1,4 @@
-"""Phase 4 (optional) — batch size at constant wall time (Sec. 4.2, Remark 4).
+"""Phase 6 (optional) — batch size at constant wall time (Sec. 4.2, Remark 4).
 
 Runs only when the preset has a ``search.batch_size`` section. Each candidate batch trains a
 full 1cycle sized to ``time_budget_s`` on the hardware it runs on, with ``max_lr`` scaled with

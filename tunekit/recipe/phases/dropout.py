@@ -1,4 +1,4 @@
-"""Phase 4 — dropout (or any regulariser on a linear scale) by bisection (Sec. 4.4).
+"""Phase 5 — dropout (or any regulariser on a linear scale) by bisection (Sec. 4.4).
 
 The paper finds dropout "with the same strategies as weight decay": a few short runs at a grid of
 values, then bisection between the two best, judged by the validation loss. The value lives in

@@ -1,4 +1,4 @@
-"""Phase 5 — the final training: 1cycle with every decision, replicated (App. A.1).
+"""Phase 7 — the final training: 1cycle with every decision, replicated (App. A.1).
 
 Replicates differ in seed; with more than one, the init alternates msra/xavier (when the model
 has one) and the batch size is jittered within ``[b, b + batch_jitter]``. The result is the

@@ -1,4 +1,4 @@
-"""Phase 2 — the learning rate, refined by short 1cycle runs (after the range test, before momentum).
+"""Phase 3 — the learning rate, refined by short 1cycle runs (after the range test and weight decay, before momentum).
 
 The paper takes 1cycle's ``max_lr`` where the range test's validation loss turns up (Sec. 4.1). A
 range test ramps the LR over a few epochs; a full 1cycle run spends many more steps near its peak,
@@ -8,9 +8,12 @@ So this phase runs short 1cycle runs — the final schedule's shape, the phase's
 "valley" LR too). While the smallest LR tried is the one chosen, it tries half of it, down to
 ``lowest_factor`` × the turn-up (default 1/32): the turn-up is a ceiling, and the LR is bracketed
 from above (:class:`~tunekit.searchers.LearningRateSearcher`). It keeps the **largest LR whose
-validation loss at the end of its cycle ties the lowest** (within :func:`~tunekit.core.decisions.tie_band`:
-the runs' noise, or ``search.learning_rate.tolerance`` of the loss; default 0, as the benchmark
-suite chose). A larger LR that trains as well regularises more (Sec. 4.1-4.2), so a tie goes to it.
+validation loss at the end of its cycle ties the lowest**: within one standard error of the
+difference of two validation losses (:func:`~tunekit.core.decisions.sampling_band`: what the
+split's sample alone moves them), the runs' own noise (:func:`~tunekit.core.decisions.tie_band`),
+or ``search.learning_rate.tolerance`` of the loss (default 0), whichever is widest. A larger LR that
+trains as well regularises more (Sec. 4.1-4.2), so a tie goes to it — and a short run favours the
+smaller LR, which is ahead early and behind at the end of a long one (BENCHMARKS.md).
 ``min_lr`` stays ``max_lr / div``.
 
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tunekit.core.decisions import choose_lr, lr_label
-from tunekit.core.judge import Judge
+from tunekit.core.judge import Judge, number
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import (
@@ -103,7 +106,8 @@ class LearningRate(Phase):
         candidates = judged(records, _label, context.judge)
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
         curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
-        choice, band = choose_lr(candidates, lrs, curves, section.tolerance)
+        errors = {_label(r): number(r.last.get("val_loss_se")) for r in records if not r.error}
+        choice, band = choose_lr(candidates, lrs, curves, section.tolerance, errors)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
@@ -119,7 +123,7 @@ class LearningRate(Phase):
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the largest max_lr within {band:.3g} of the lowest validation loss wins; halved while the smallest wins"
+            f"the largest max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}); halved while the smallest wins"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
         return Decided(result, figure)

@@ -1,7 +1,7 @@
-"""Phase 2 — cyclical momentum (Sec. 4.3, Sec. 5 item 3).
+"""Phase 4 — cyclical momentum (Sec. 4.3, Sec. 5 item 3), at the refined learning rate and the chosen weight decay.
 
 Short 1cycle runs whose momentum cycles from each candidate maximum (0.99, 0.97, 0.95, 0.9)
-down to ``search.momentum.min``, at the range test's bounds; the best by its validation loss at the
+down to ``search.momentum.min``, at the learning rate the learning_rate phase refined; the best by its validation loss at the
 end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran.
 """
 

@@ -1,4 +1,4 @@
-"""Phase 3 — weight decay by exponent bisection (Sec. 4.4, Sec. 5 item 4, Fig. 12).
+"""Phase 2 — weight decay by exponent bisection (Sec. 4.4, Sec. 5 item 4, Fig. 12), at the range test's max_lr.
 
 Starts from ``search.weight_decay.candidates``, else {g/√10, g, g·√10} around the range tests'
 best weight decay g, else the range tests' grid. ``strategy: full`` trains each value from
