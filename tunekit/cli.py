@@ -548,7 +548,7 @@ def search(
         bool, typer.Option("--dry-run", help="Print each phase's trials, steps and evaluations on this data; run nothing.")
     ] = False,
 ) -> None:
-    """Run the disciplined search (range test → momentum → weight decay → batch size → final) on a preset."""
+    """Run the disciplined search (range test → weight decay → learning rate → momentum → dropout, batch size → final) on a preset."""
     from tunekit.recipe import SearchError, SearchInterrupted, plan_phases, plan_search
     from tunekit.recipe import search as run_search
     from tunekit.runner import prepare

@@ -46,7 +46,10 @@ class Progress(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         r = trial.last_result or {}
         loss = number(r.get("val_loss"))
-        metrics = ", ".join(f"{k} {number(v):.4f}" for k, v in r.items() if k.startswith(("val_", "test_")) and k != "val_loss")
+        se = number(r.get("val_loss_se"))
+        spread = f" ± {se:.4f}" if math.isfinite(se) else ""  # the loss's standard error over the split's samples
+        shown = {"val_loss", "val_loss_se"}
+        metrics = ", ".join(f"{k} {number(v):.4f}" for k, v in r.items() if k.startswith(("val_", "test_")) and k not in shown)
         shape = r.get("diagnosis") or ""
         stopped = f", stopped: {r['stopped_by']}" if r.get("stopped_by") else ""
         label = self._label(trial)
@@ -54,7 +57,7 @@ class Progress(Callback):
             self.best = (loss, label)
         best = f"; best so far {self.best[1]} ({self.best[0]:.4f})" if self.best else ""
         self._echo(
-            f"done {label}: val_loss {loss:.4f}{', ' + metrics if metrics else ''} at epoch {r.get('epoch')}"
+            f"done {label}: val_loss {loss:.4f}{spread}{', ' + metrics if metrics else ''} at epoch {r.get('epoch')}"
             f"{' (' + shape + stopped + ')' if shape or stopped else ''} — {self._counts(trials, trial, 'TERMINATED')}{best}"
         )
 
