@@ -59,11 +59,6 @@ def tunekit(*args: str, env: dict[str, str], timeout: float = 600) -> dict[str, 
     return dict(json.loads(done.stdout))
 
 
-@pytest.mark.skip(
-    reason="on 2026-12-05's machine `tunekit resume` of the killed S3 search hangs in Tune's "
-    "TuneController._update_trial_queue with no trial running, three runs out of three, at 1a39259 as at HEAD "
-    "(the hang issue 16 fixed, back in a fresh install); skipped so the suite finishes, to be fixed"
-)
 def test_a_search_on_s3_resumes_after_a_sigkill_and_continues(
     s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
