@@ -119,7 +119,8 @@ def test_range_test_writes_the_curve_as_csv(tiny_file: Path, tmp_path: Path) -> 
     summary = json.loads(result.stdout)
     rows = list(csv.DictReader(out.open()))
     # lr,val_loss,val_acc,step columns, one row per evaluation, LR rising to max_lr
-    assert list(rows[0])[:4] == ["lr", "val_loss", "val_acc", "step"]
+    assert list(rows[0])[:5] == ["lr", "val_loss", "val_acc", "step", "val_loss_se"]
+    assert all(0 < float(r["val_loss_se"]) < float(r["val_loss"]) for r in rows)  # 400 samples: a fraction of the loss
     assert summary["points"] == len(rows) == 6
     assert summary["lowest_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in rows))
     lrs = [float(r["lr"]) for r in rows]

@@ -26,7 +26,7 @@ from tunekit.train.paths import preflight
 
 DEFAULT_STORAGE = "~/tunekit_runs"
 #: The range test's curve, one row per evaluation, in this column order.
-RANGE_CURVE_COLUMNS = ("lr", "val_loss", "step", "momentum", "train_loss", "weight_decay", "diverged")
+RANGE_CURVE_COLUMNS = ("lr", "val_loss", "step", "val_loss_se", "momentum", "train_loss", "weight_decay", "diverged")
 #: Its file name in the trial folder, unless asked to write it elsewhere.
 RANGE_CURVE_FILE = "range_test.csv"
 
@@ -351,7 +351,7 @@ def write_range_curve(history: list[dict[str, Any]], path: str | Path) -> dict[s
     Returns its summary: ``curve`` (the file), ``points``, ``diverged`` (the last row did), and the
     ``lowest_val_loss`` with ``lr_at_lowest_val_loss`` — both None when no validation loss is finite.
     """
-    metrics = sorted({k for row in history for k in row if k.startswith("val_") and k != "val_loss"})
+    metrics = sorted({k for row in history for k in row if k.startswith("val_") and k not in RANGE_CURVE_COLUMNS})
     columns = [*RANGE_CURVE_COLUMNS[:2], *metrics, *RANGE_CURVE_COLUMNS[2:]]
     rows: list[dict[str, Any]] = [{c: row.get(c) for c in columns} for row in history]
     text = io.StringIO(newline="")
