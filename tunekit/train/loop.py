@@ -7,7 +7,8 @@ callback, with a checkpoint state when one is due. Nothing here knows about Ray.
 
 Results always carry ``epoch`` (completed epochs, counted across continuations), ``step``
 (iterations), ``val_loss`` and ``val_<metric>`` (the validation split: what every decision
-reads), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``samples_per_s`` and
+reads), ``val_loss_se`` (the validation loss's standard error over the split's samples: what a tie
+is measured against), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``samples_per_s`` and
 ``diverged``. The last result of a run that reached its end also carries ``test_loss`` and
 ``test_<metric>`` (the test split: what is reported, never what is decided on), unless
 ``train.test_at_end`` is off (a search's trials other than the final replicates). A NaN or
