@@ -73,10 +73,24 @@ range_test_figure(curves, bounds["max_lr"], bounds["min_lr"])  # shown inline at
 display(Markdown(result.phases["range_test"].reason))"""
     ),
     new_markdown_cell(
-        """## 2. Early validation loss ranks the momentum candidates
+        """## 2. Weight decay by exponent bisection from one snapshot
+
+One run trains until its validation loss is horizontal; continuations from that snapshot try each weight
+decay (numbered in the order the bisection proposed them). It runs at the range test's max_lr, before the
+learning rate is refined, so that the LR is refined at the weight decay the final training uses."""
+    ),
+    new_code_cell(
+        """wd = result.phases["weight_decay"]
+values = [float(k) for k in wd.evidence]
+bisection_figure(values, list(wd.evidence.values()), wd.values["weight_decay"])
+display(Markdown(wd.reason))"""
+    ),
+    new_markdown_cell(
+        """## 3. Early validation loss ranks the momentum candidates
 
 Short runs, read by the shape of their validation loss (horizontal, still falling = underfitting,
-rising = overfitting, diverging)."""
+rising = overfitting, diverging). They run at the learning rate the learning_rate phase refined
+(short 1cycle runs at fractions of the range test's max_lr)."""
     ),
     new_code_cell(
         """runs = phase_records(result.directory, "momentum")
@@ -89,18 +103,6 @@ for t in runs:
     print(f"{label}: {verdict.shape.value} — {verdict.reason}")
 curves_figure(shown, "momentum: short runs")
 display(Markdown(result.phases["momentum"].reason))"""
-    ),
-    new_markdown_cell(
-        """## 3. Weight decay by exponent bisection from one snapshot
-
-One run trains until its validation loss is horizontal; continuations from that snapshot try each weight
-decay (numbered in the order the bisection proposed them)."""
-    ),
-    new_code_cell(
-        """wd = result.phases["weight_decay"]
-values = [float(k) for k in wd.evidence]
-bisection_figure(values, list(wd.evidence.values()), wd.values["weight_decay"])
-display(Markdown(wd.reason))"""
     ),
     new_markdown_cell("## 4. The result\n\nThe final 1cycle trainings with every chosen value, mean ± std over the replicates."),
     new_code_cell(
