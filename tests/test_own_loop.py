@@ -283,6 +283,8 @@ def test_metric_names_are_normalised_and_the_presets_metric_is_required() -> Non
     control.attach(model, torch.optim.SGD(model.parameters(), lr=1.0))
     row = control.report(0.5, val_acc=0.8, r2=0.1, test_extra=2.0)
     assert (row["val_acc"], row["val_r2"], row["test_extra"]) == (0.8, 0.1, 2.0)
+    assert math.isnan(row["val_loss_se"])  # not given: unknown, and the tie rule reads no band from it
+    assert control.report(0.5, val_acc=0.8, loss_se=0.02)["val_loss_se"] == 0.02
     with pytest.raises(ComponentError, match="val_acc"):
         control.report(0.5)
     diverged = control.report(math.nan)  # a diverged run need not compute its metric

@@ -552,6 +552,8 @@ class Control:
                 range test): the test split's loss, or ``{"loss": …, "acc": …}``; reported as
                 ``test_loss``, ``test_acc``. Lazy, so the test split is read only by the run's last result.
             metrics: ``acc=0.9`` or ``val_acc=0.9`` (reported as ``val_acc``); ``test_*`` keys pass as they are.
+                ``loss_se=…`` (``val_loss_se``): the validation loss's standard error over the split's
+                samples, which the learning_rate phase's tie rule reads (NaN when not given).
 
         Returns:
             The result as reported (``epoch``, ``step``, ``val_loss``, ``lr``, …, ``diverged``).
@@ -594,6 +596,7 @@ class Control:
             "epoch": self.epoch,
             "step": self.step,
             "val_loss": val_loss,
+            "val_loss_se": math.nan,  # unknown unless report(..., loss_se=…) gives it (then in metrics, below)
             "train_loss": math.nan if train_loss is None else float(train_loss),
             "lr": self._lr,
             "momentum": self._momentum,
