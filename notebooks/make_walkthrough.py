@@ -90,7 +90,9 @@ display(Markdown(wd.reason))"""
 
 Short runs, read by the shape of their validation loss (horizontal, still falling = underfitting,
 rising = overfitting, diverging). They run at the learning rate the learning_rate phase refined
-(short 1cycle runs at fractions of the range test's max_lr)."""
+(short 1cycle runs at fractions of the range test's max_lr). Where both phases' runs are as long (the
+defaults on MNIST-1D), the candidate at the preset's momentum (0.95) is the learning_rate phase's run
+at that LR: it is read from there, not trained again, and the reason below names it."""
     ),
     new_code_cell(
         """runs = phase_records(result.directory, "momentum")

@@ -38,6 +38,12 @@ SEARCH = {
     "weight_decay": {"strategy": "snapshot", "epochs": 2, "max_trials": 3, "candidates": [1e-3, 1e-4], **TINY_SHORT_RUNS},
     "final": {"epochs": 2, "replicates": 1},
 }
+#: with the LR's short runs and momentum's, whose candidate at the preset's momentum is the LR phase's chosen run
+SHORT_RUNS = {
+    **SEARCH,
+    "learning_rate": {"factors": [1.0, 0.5], "lowest_factor": 0.5, "epochs": 2, **TINY_SHORT_RUNS},
+    "momentum": {"candidates": [0.95, 0.9], "epochs": 2, **TINY_SHORT_RUNS},
+}
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +156,9 @@ def test_the_endpoint_in_the_uri_is_enough_for_every_process(
     monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path / "cache"))
     storage = s3.uri("query")
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    preset = write_preset(tmp_path, search=SEARCH, train=TRAIN)
-    summary = json.loads(cli("search", str(preset), "--phases", "weight_decay,final", "--storage", storage, "--name", "q",
-                             "--json", "--tracking-uri", store).stdout)  # fmt: skip
+    preset = write_preset(tmp_path, search=SHORT_RUNS, train=TRAIN)
+    summary = json.loads(cli("search", str(preset), "--phases", "weight_decay,learning_rate,momentum,final", "--storage",
+                             storage, "--name", "q", "--json", "--tracking-uri", store).stdout)  # fmt: skip
     query = storage.split("?", 1)[1]
     assert summary["directory"] == f"s3://{BUCKET}/query/q?{query}"
     assert summary["best_checkpoint"].startswith(f"s3://{BUCKET}/query/q/final/trial_")
@@ -161,6 +167,11 @@ def test_the_endpoint_in_the_uri_is_enough_for_every_process(
     continuations = summary["phases"]["weight_decay"]["trials"] - 1
     assert continuations >= 2
     assert len({k.split("/")[4] for k in s3.keys("query/q/weight_decay/snapshots/")} - {""}) == 1
+    # the momentum phase read the LR phase's run at 0.95 from the bucket instead of training it again
+    momentum = summary["phases"]["momentum"]
+    assert (momentum["trials"], set(momentum["evidence"])) == (1, {"0.95", "0.9"})
+    assert "momentum=[0.95,0.85] (learning_rate trial " in momentum["reason"]
+    assert len({k.split("/")[3] for k in s3.keys("query/q/momentum/") if k.split("/")[3].startswith("trial_")}) == 1
     # the final model went to MLflow, read from the bucket through the cache
     assert {a.path for a in MlflowClient(store).list_artifacts(summary["mlflow_run_id"], "model")}
     assert list((tmp_path / "cache" / "storage").glob("*/state.pt"))

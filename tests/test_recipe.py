@@ -66,6 +66,17 @@ def trial_configs(directory: Path, phase: str) -> list[dict[str, Any]]:
     return trials
 
 
+def last_result(directory: Path, phase: str, **config: Any) -> dict[str, Any]:
+    """The last result of the one trial of ``phase`` whose config has ``config``'s values, from its result.json."""
+    found = [
+        json.loads(p.read_text().splitlines()[-1])
+        for p in (directory / phase).glob("*/result.json")
+        if all(json.loads((p.parent / "params.json").read_text()).get(k) == v for k, v in config.items())
+    ]
+    assert len(found) == 1, f"{phase}: {len(found)} trials with {config}"
+    return found[0]
+
+
 def result_hashes(directory: Path, phase: str) -> dict[str, str]:
     return {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (directory / phase).glob("*/result.json")}
 
@@ -97,8 +108,17 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert wd["weight_decay"] > 0
 
     # the learning-rate runs tried the range test's max_lr and half of it, then halved on while the smallest
-    # won (down to 1/32 of it): the LR chosen is bracketed from below by a smaller one that lost
-    tried_lrs = sorted((t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate")), reverse=True)
+    # won (down to 1/32 of it): the LR chosen is bracketed from below by a smaller one that lost. The run at
+    # max_lr × 1 is the weight-decay phase's run at the chosen weight decay (both 2-epoch 1cycles at the range
+    # test's max_lr): it ran to its end there, so it is read, not trained again
+    wd_run = last_result(directory, "weight_decay", weight_decay=wd["weight_decay"])
+    assert not wd_run.get("stopped_by")
+    assert wd_run["epoch"] == wd_run["epochs_total"] == 2
+    trained_lrs = [t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate")]
+    assert rt["max_lr"] not in trained_lrs
+    assert f"policy.max_lr={rt['max_lr']:.3g} (weight_decay trial " in phases["learning_rate"]["reason"]
+    assert "not trained again" in phases["learning_rate"]["reason"]
+    tried_lrs = sorted([rt["max_lr"], *trained_lrs], reverse=True)
     assert tried_lrs == pytest.approx([rt["max_lr"] / 2**k for k in range(len(tried_lrs))])
     assert 2 <= len(tried_lrs) <= 6
     assert lr["refined_max_lr"] in tried_lrs
@@ -112,7 +132,12 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert [t["config"]["preset"]["policy"]["max_lr"] for t in wd_trials] == pytest.approx([rt["max_lr"]] * len(wd_trials))
     # the LR was refined at the weight decay the bisection chose
     assert {t["config"]["preset"]["weight_decay"] for t in trial_configs(directory, "learning_rate")} == {wd["weight_decay"]}
-    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the chosen weight decay
+    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the chosen weight decay; 0.95 → 0.85, the
+    # preset's cycle, is the run the LR was chosen by (trained by the learning_rate phase, or by weight_decay's)
+    assert [t["config"]["momentum"] for t in trial_configs(directory, "momentum")] == [[0.9, 0.85]]
+    assert "not trained again" in phases["momentum"]["reason"]
+    assert "momentum=[0.95,0.85] (" in phases["momentum"]["reason"]
+    assert set(phases["momentum"]["evidence"]) == {"0.95", "0.9"}
     for trial in trial_configs(directory, "momentum"):
         policy = trial["config"]["preset"]["policy"]
         assert policy["max_lr"] == pytest.approx(lr["refined_max_lr"])
@@ -141,10 +166,13 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     chosen = summary["preset"]
     assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
     assert chosen["weight_decay"] == wd["weight_decay"]
-    # compute is accounted per phase: 2 range tests × 4 epochs, the LR runs and 2 momentum runs × 2 epochs
+    # compute is accounted per phase, where each run trained: 2 range tests × 4 epochs, the LR runs trained
+    # there and 1 momentum run × 2 epochs
     assert phases["range_test"]["trial_epochs"] == pytest.approx(8.0)
-    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * len(tried_lrs))
-    assert phases["momentum"]["trial_epochs"] == pytest.approx(4.0)
+    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * len(trained_lrs))
+    assert phases["learning_rate"]["trials"] == len(trained_lrs)
+    assert phases["momentum"]["trial_epochs"] == pytest.approx(2.0)
+    assert phases["momentum"]["trials"] == 1
     assert phases["final"]["trial_epochs"] == pytest.approx(6.0)
 
 
@@ -251,7 +279,7 @@ def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path)
     assert frame[frame["phase"] == "final"][["test_loss", "test_acc"]].notna().all().all()
     assert (frame["status"] == "DONE").all()
     momentum = frame[frame["phase"] == "momentum"]
-    assert sorted(json.loads(m)[0] for m in momentum["momentum"]) == [0.9, 0.95]
+    assert [json.loads(m)[0] for m in momentum["momentum"]] == [0.9]  # 0.95 is an earlier phase's row
     assert frame.groupby("phase")["trial_epochs"].sum()["range_test"] == pytest.approx(8.0)
     cli("report", str(directory), "--parquet", str(tmp_path / "trials.parquet"))
     assert len(pd.read_parquet(tmp_path / "trials.parquet")) == len(frame)

@@ -26,11 +26,11 @@ from tunekit.core.judge import number
 from tunekit.core.storage import join
 from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
-from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, final_epochs, search_section
+from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, final_epochs, reused_note, search_section
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import kept_replicate, replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
-from tunekit.recipe.records import TrialRecord, phase_records, records_of
+from tunekit.recipe.records import TrialRecord, phase_records, records_of, trained_in
 from tunekit.recipe.report import with_replicate_walls
 from tunekit.recipe.results import PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, read_state
@@ -196,9 +196,18 @@ class Driver:
             judge=phase.judge(preset),
             earlier={name: phase_named(name).typed(result) for name, result in self.state.done.items()},
             shared_storage=self.state.shared_storage,
+            trained=trained_in(self.state.directory, [name for name in phase.reuses if name in self.state.done]),
         )
-        records = self._fit(phase.name, index, lambda: phase.plan(preset, context))
-        result, figure = phase.decide(preset, records, context)
+        plans: list[Any] = []
+
+        def plan() -> Any:
+            plans.append(phase.plan(preset, context))
+            return plans[-1]
+
+        records = self._fit(phase.name, index, plan)
+        reused = plans[-1].reused  # trained by an earlier phase: judged here, counted there
+        result, figure = phase.decide(preset, records + reused, context)
+        result.reason += reused_note(reused)
         self._record_decision(result, figure)
         result.trials = len(records)
         result.trial_epochs = sum(r.trial_epochs for r in records)

@@ -21,14 +21,14 @@ Earlier decisions reach later phases typed, as ``context.earlier["range_test"]``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from tunekit.core.decisions import Candidate
 from tunekit.core.judge import Judge
 from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
-from tunekit.recipe.records import TrialRecord
+from tunekit.recipe.records import TrialRecord, training_of
 from tunekit.recipe.results import PhaseResult
 
 
@@ -40,6 +40,8 @@ class PhaseContext:
     judge: Judge = field(default_factory=Judge)
     earlier: Mapping[str, Any] = field(default_factory=dict)  # phase name → its typed decision
     shared_storage: bool = False  # a local-looking storage is a mount every node sees
+    # what → the complete trial of an earlier phase (those the phase's ``reuses`` names) that trained it
+    trained: Mapping[str, TrialRecord] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +51,9 @@ class PhasePlan:
     preset: Preset
     searcher: Any  # a tunekit searcher; the driver wraps it in a ConcurrencyLimiter
     scheduler: Any = None  # a LossShapeScheduler, or None when its trials are not rivals
+    # candidates an earlier phase already trained exactly so (see :func:`reusable`): judged with the
+    # phase's own trials, neither trained again nor counted in its compute
+    reused: list[TrialRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class Phase(Protocol):
     #: What the result's ``evidence`` scores: ``"loss"``, the judge's signed score (lower is better), or
     #: ``"metric"``, the judged metric as reported (better by the judge's mode). The report ranks by it.
     evidence_scale: ClassVar[Literal["loss", "metric"]] = "loss"
+    #: Earlier phases whose complete trials this one reads as its own candidates when they trained exactly
+    #: what a candidate would (``context.trained``, :func:`reusable`), instead of training them again.
+    reuses: ClassVar[tuple[str, ...]] = ()
 
     def applies(self, preset: Preset) -> bool:
         """Whether a search that names no phases runs this one."""
@@ -144,6 +152,40 @@ def trial_base(preset: Preset, *, test: bool = False, **overrides: Any) -> dict[
     """
     overrides = {**overrides, "train.test_at_end": test}
     return {"preset": preset_to_dict(load_preset(preset_to_dict(preset), overrides))}
+
+
+def reusable(
+    base_config: Mapping[str, Any], candidates: Mapping[str, Mapping[str, Any]], trained: Mapping[str, TrialRecord]
+) -> dict[str, TrialRecord]:
+    """Label → an earlier phase's complete trial of exactly the training ``{**base_config, **overrides}`` of
+    that candidate, with the candidate's overrides as its config (so the phase labels it as its own).
+
+    At least one candidate is left to train, so a phase is always one Tune experiment of its own."""
+    found: dict[str, TrialRecord] = {}
+    for label, overrides in candidates.items():
+        record = trained.get(training_of({**base_config, **overrides}))
+        if record is not None and record.complete:
+            found[label] = replace(record, config=dict(overrides), reused_from=record.phase)
+    if len(found) == len(candidates):
+        found.pop(next(reversed(found)))
+    return found
+
+
+def reuse_trained(searcher: Any, trained: Mapping[str, TrialRecord]) -> list[TrialRecord]:
+    """Hand a :class:`~tunekit.searchers.grid.CandidateSearcher` the candidates an earlier phase already trained
+    exactly so (:func:`reusable`); the records, for :attr:`PhasePlan.reused`."""
+    found = reusable(searcher.base_config, searcher.candidates, trained)
+    for label, record in found.items():
+        searcher.reuse(label, record.trial_id, record.rows)
+    return list(found.values())
+
+
+def reused_note(reused: Sequence[TrialRecord]) -> str:
+    """What a phase's reason adds about the candidates it did not train again ("" when none)."""
+    if not reused:
+        return ""
+    listed = ", ".join(f"{r.label} ({r.reused_from} trial {r.trial_id})" for r in reused)
+    return f"; not trained again, the same training as an earlier phase's: {listed}"
 
 
 def decision_metric(preset: Preset, split: str = "val") -> tuple[str, Literal["min", "max"]]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunekit.core.judge import number
 from tunekit.core.storage import join, located, name_of
+from tunekit.presets import preset_to_dict
 
 
 @dataclass
@@ -23,6 +26,14 @@ class TrialRecord:
     error: str | None
     path: str
     checkpoint: str | None
+    training: str = ""  # what it trained, as :func:`training_of` its whole config ("" when unknown)
+    reused_from: str = ""  # the earlier phase that trained it, when a later phase reads it as its own
+
+    @property
+    def complete(self) -> bool:
+        """Trained every epoch of its schedule: no error, not stopped (by a scheduler or a rule), no epoch missing."""
+        last = self.last
+        return not self.error and not last.get("stopped_by") and number(last.get("epoch")) >= number(last.get("epochs_total"))
 
     @property
     def last(self) -> dict[str, Any]:
@@ -40,6 +51,24 @@ class TrialRecord:
     @property
     def label(self) -> str:
         return config_label(self.config) or self.trial_id
+
+
+def training_of(config: Mapping[str, Any]) -> str:
+    """What a trial config trains, as a short digest: equal for two configs that train the same model the same
+    way (the same preset once every override is applied, the same snapshot to continue from); the preset's
+    ``search`` section, name and description, which no training reads, are left out. "" for a config
+    without a (readable) preset."""
+    from tunekit.searchers.snapshot import RESTORE_KEY
+    from tunekit.trainable import preset_from_config
+
+    try:
+        trained = preset_to_dict(preset_from_config(config))
+    except ValueError:  # no preset, or one this release cannot read: never the same as another
+        return ""
+    for key in ("search", "name", "description"):
+        trained.pop(key, None)
+    trained[RESTORE_KEY] = config.get(RESTORE_KEY)
+    return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def config_label(config: Mapping[str, Any]) -> str:
@@ -102,10 +131,11 @@ def records_of(phase: str, grid: Any, anchor: str = "") -> list[TrialRecord]:
         frame = result.metrics_dataframe
         rows = last_attempt(frame.to_dict("records")) if frame is not None else []
         config = {k: v for k, v in (result.config or {}).items() if k != "preset"}
+        training = training_of(result.config or {})
         trial_id = str((result.metrics or {}).get("trial_id") or name_of(result.path))
         error = error_line(str(result.error)) if result.error else None
         checkpoint = located(anchor, result.checkpoint.path) if result.checkpoint else None
-        out.append(TrialRecord(phase, trial_id, config, rows, error, located(anchor, result.path), checkpoint))
+        out.append(TrialRecord(phase, trial_id, config, rows, error, located(anchor, result.path), checkpoint, training))
     return sorted(out, key=lambda r: r.path)
 
 
@@ -120,3 +150,14 @@ def phase_records(directory: str, phase: str) -> list[TrialRecord]:
     if not tune.Tuner.can_restore(path):
         return []
     return records_of(phase, ResultGrid(ExperimentAnalysis(path)), path)
+
+
+def trained_in(directory: str, phases: Iterable[str]) -> dict[str, TrialRecord]:
+    """What each complete trial of ``phases`` (those already run) trained → the trial: a phase's
+    ``context.trained`` (:func:`tunekit.recipe.phase.reusable`)."""
+    return {
+        record.training: record
+        for name in phases
+        for record in phase_records(directory, name)
+        if record.training and record.complete
+    }

@@ -48,6 +48,19 @@ class CandidateSearcher(TunekitSearcher):
         self.what = what
         self.scores: dict[str, Candidate] = {}
 
+    def reuse(self, label: str, key: str, results: list[dict[str, Any]]) -> None:
+        """Take candidate ``label`` as done, with the ``results`` an earlier trial (``key``) reported for exactly its
+        training: it is not suggested, and it is judged with the others."""
+        if label not in self.candidates:
+            raise ValueError(f"reuse: {label!r} is not a candidate ({', '.join(self.candidates)})")
+        if label in self.todo:
+            self.todo.remove(label)
+        trial_id = f"reused:{key}"
+        self.trial_values[trial_id] = label
+        for result in results:
+            self.on_trial_result(trial_id, result)
+        self.on_trial_complete(trial_id, results[-1] if results else None, error=not results)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
         if self.todo:
             label = self.todo.pop(0)

@@ -39,6 +39,7 @@ from tunekit.recipe.phase import (
     judged,
     loss_shape_scheduler,
     result_of,
+    reuse_trained,
     search_section,
     short_run_size,
     trial_base,
@@ -73,6 +74,7 @@ def _label(record: TrialRecord) -> str:
 class LearningRate(Phase):
     name: ClassVar[str] = "learning_rate"
     decision_type: ClassVar[type] = LearningRateDecision
+    reuses: ClassVar[tuple[str, ...]] = ("weight_decay",)  # a short run there at the chosen weight decay may be max_lr × 1's
 
     def applies(self, preset: Preset) -> bool:
         return search_section(preset).range_test.rule != "paper"
@@ -99,7 +101,7 @@ class LearningRate(Phase):
         base = trial_base(preset, epochs=section.epochs)
         floor = section.lowest_factor * _policy(preset).max_lr
         searcher = LearningRateSearcher(self._lrs(preset, context), floor, base, context.judge, section.tolerance)
-        return PhasePlan(preset, searcher, loss_shape_scheduler())
+        return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         section = search_section(preset).learning_rate

@@ -24,6 +24,7 @@ from tunekit.recipe.phase import (
     judged,
     loss_shape_scheduler,
     result_of,
+    reuse_trained,
     search_section,
     short_run_size,
     trial_base,
@@ -46,6 +47,8 @@ def _label(record: TrialRecord) -> str:
 class Momentum(Phase):
     name: ClassVar[str] = "momentum"
     decision_type: ClassVar[type] = MomentumDecision
+    # the run at the chosen LR is the current momentum's (trained by learning_rate, or by weight_decay before it)
+    reuses: ClassVar[tuple[str, ...]] = ("weight_decay", "learning_rate")
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         ms = search_section(preset).momentum
@@ -60,7 +63,7 @@ class Momentum(Phase):
 
         ms = search_section(preset).momentum
         searcher = MomentumSearcher(ms.candidates, ms.min, base_config=trial_base(preset, epochs=ms.epochs), judge=context.judge)
-        return PhasePlan(preset, searcher, loss_shape_scheduler())
+        return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         low = search_section(preset).momentum.min
