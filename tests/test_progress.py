@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from tunekit.recipe.progress import Progress
+from tunekit.recipe.records import TrialRecord
 
 
 @dataclass
@@ -32,3 +33,18 @@ def test_a_finished_trial_shows_its_validation_loss_with_its_standard_error(caps
     assert "best so far policy.max_lr=0.55 (0.0946)" in first
     assert second.startswith("[3/5 learning_rate] done policy.max_lr=1.1: val_loss 0.1509, val_acc 0.9375 at epoch 3")
     assert "best so far policy.max_lr=0.55 (0.0946)" in second
+
+
+def test_a_candidate_read_from_an_earlier_phase_is_said_and_counts_as_a_rival(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = Progress("momentum", 4, 5)
+    earlier = TrialRecord("learning_rate", "d093518b", {"momentum": [0.95, 0.85]}, [], None, "/runs/lr/t", None)
+    earlier.rows = [{"val_loss": 0.0946, "val_loss_se": 0.0113, "epoch": 3, "epochs_total": 3}]
+    progress.reused([replace(earlier, reused_from="learning_rate")])
+    worse = Ended("c", {"momentum": [0.99, 0.85]}, {"val_loss": 0.1797, "epoch": 3})
+    progress.on_trial_complete(1, [worse], worse)
+    read, done = capsys.readouterr().out.splitlines()
+    assert read == (
+        "[4/5 momentum] read momentum=[0.95,0.85] from learning_rate trial d093518b, the same training: "
+        "val_loss 0.0946 ± 0.0113 at epoch 3 (not trained again)"
+    )
+    assert done.endswith("best so far momentum=[0.95,0.85] (0.0946)")

@@ -301,7 +301,9 @@ class Driver:
             callbacks.append(plan.scheduler.recorder())  # before the loggers: they read its stamps
         if self.log is not None:
             callbacks.append(self.log.callback(phase))
-        callbacks.append(Progress(phase, index, len(self.state.phases), self.progress, storage=self.state.directory))
+        progress = Progress(phase, index, len(self.state.phases), self.progress, storage=self.state.directory)
+        progress.reused(plan.reused)
+        callbacks.append(progress)
         return tune.Tuner(
             trainable(plan.preset),
             tune_config=tune.TuneConfig(

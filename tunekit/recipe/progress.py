@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from ray.tune.callback import Callback
 
 from tunekit.core.judge import number
 from tunekit.core.storage import located
-from tunekit.recipe.records import config_label, trial_error
+from tunekit.recipe.records import TrialRecord, config_label, trial_error
 from tunekit.searchers.snapshot import is_continuation
 
 
@@ -39,6 +40,19 @@ class Progress(Callback):
         running = sum(1 for s in status.values() if s == "RUNNING")
         done = sum(1 for s in status.values() if s in ("TERMINATED", "ERROR"))
         return f"{running} running, {done} done"
+
+    def reused(self, records: Sequence[TrialRecord]) -> None:
+        """One line per candidate an earlier phase already trained (read, not trained again); each counts as a rival."""
+        for record in records:
+            r = record.last
+            loss, se = number(r.get("val_loss")), number(r.get("val_loss_se"))
+            spread = f" ± {se:.4f}" if math.isfinite(se) else ""
+            if math.isfinite(loss) and (self.best is None or loss < self.best[0]):
+                self.best = (loss, record.label)
+            self._echo(
+                f"read {record.label} from {record.reused_from} trial {record.trial_id}, the same training: "
+                f"val_loss {loss:.4f}{spread} at epoch {r.get('epoch')} (not trained again)"
+            )
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._echo(f"started {self._label(trial)} — {self._counts(trials, trial, 'RUNNING')}")
