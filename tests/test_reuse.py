@@ -111,3 +111,13 @@ def test_the_learning_rate_searcher_brackets_with_a_reused_run() -> None:
     assert searcher.suggest("t3")["policy.max_lr"] == pytest.approx(0.2)  # type: ignore[index]
     with pytest.raises(ValueError, match="not a candidate"):
         searcher.reuse("3.2", "x", rows(1.0))
+
+
+def test_the_rule_keeps_one_candidate_to_train() -> None:
+    from tunekit.core.decisions import reusable_labels
+
+    done = {"aaa": object(), "bbb": object()}
+    assert reusable_labels({"0.99": "ccc", "0.95": "aaa", "0.9": ""}, done) == ["0.95"]  # "": unknown, never the same
+    assert reusable_labels({"0.95": "aaa", "0.9": "bbb"}, done) == ["0.95"]  # all done: the last trains again
+    assert reusable_labels({"0.95": "aaa"}, done) == []
+    assert reusable_labels({}, done) == []

@@ -316,6 +316,14 @@ def range_test_sweep(sweep: str, weight_decay_follows: bool) -> str:
     return "preset" if weight_decay_follows else "grid"
 
 
+def reusable_labels(trainings: Mapping[str, str], trained: Mapping[str, object]) -> list[str]:
+    """The candidates (label → what it would train, a digest) whose training an earlier complete trial
+    already did (``trained``: digest → that trial), in order — all but the last when that would be every
+    candidate, so a phase always trains one run of its own."""
+    labels = [label for label, training in trainings.items() if training and training in trained]
+    return labels[:-1] if labels and len(labels) == len(trainings) else labels
+
+
 def range_test_weight_decays(sweep: str, grid: Sequence[float], preset_weight_decay: float) -> list[float]:
     """The weight decays the range tests run at: the preset's alone (``sweep`` "preset"), else the grid."""
     return [preset_weight_decay] if sweep == "preset" else list(grid)

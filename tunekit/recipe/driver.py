@@ -26,11 +26,20 @@ from tunekit.core.judge import number
 from tunekit.core.storage import join
 from tunekit.presets import OneCyclePolicy, Preset, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError, SearchInterrupted
-from tunekit.recipe.phase import Phase, PhaseContext, decision_metric, final_epochs, reused_note, search_section
+from tunekit.recipe.phase import (
+    Phase,
+    PhaseContext,
+    PhasePlan,
+    decision_metric,
+    final_epochs,
+    reused_note,
+    search_section,
+    trained_before,
+)
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import kept_replicate, replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
-from tunekit.recipe.records import TrialRecord, phase_records, records_of, trained_in
+from tunekit.recipe.records import TrialRecord, phase_records, records_of
 from tunekit.recipe.report import with_replicate_walls
 from tunekit.recipe.results import PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, read_state
@@ -196,16 +205,11 @@ class Driver:
             judge=phase.judge(preset),
             earlier={name: phase_named(name).typed(result) for name, result in self.state.done.items()},
             shared_storage=self.state.shared_storage,
-            trained=trained_in(self.state.directory, [name for name in phase.reuses if name in self.state.done]),
+            trained=trained_before(phase, self.state.directory, self.state.done),
         )
-        plans: list[Any] = []
-
-        def plan() -> Any:
-            plans.append(phase.plan(preset, context))
-            return plans[-1]
-
+        plan = phase.plan(preset, context)
         records = self._fit(phase.name, index, plan)
-        reused = plans[-1].reused  # trained by an earlier phase: judged here, counted there
+        reused = plan.reused  # trained by an earlier phase: judged here, counted there
         result, figure = phase.decide(preset, records + reused, context)
         result.reason += reused_note(reused)
         self._record_decision(result, figure)
@@ -258,8 +262,8 @@ class Driver:
 
     # -- one phase as one Tune experiment
 
-    def _fit(self, phase: str, index: int, plan: Any) -> list[TrialRecord]:
-        """Run (or resume) ``phase``'s experiment and return its trials; ``plan()`` builds a new one."""
+    def _fit(self, phase: str, index: int, built: PhasePlan) -> list[TrialRecord]:
+        """Run (or resume) ``phase``'s experiment of ``built`` and return its trials."""
         from ray import tune
 
         from tunekit.recipe.progress import quiet_benign_sync_races
@@ -269,7 +273,6 @@ class Driver:
         quiet_benign_sync_races()
         path = join(self.state.directory, phase)
         before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-        built = plan()
         if tune.Tuner.can_restore(path):
             self._echo(f"{self._tag(index, phase)} resuming the unfinished phase from {path}")
             tuner = tune.Tuner.restore(path, trainable=trainable(built.preset), resume_unfinished=True, resume_errored=False)

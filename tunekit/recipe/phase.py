@@ -20,15 +20,15 @@ Earlier decisions reach later phases typed, as ``context.earlier["range_test"]``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
-from tunekit.core.decisions import Candidate
+from tunekit.core.decisions import Candidate, reusable_labels
 from tunekit.core.judge import Judge
 from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
-from tunekit.recipe.records import TrialRecord, training_of
+from tunekit.recipe.records import TrialRecord, trained_in, training_of
 from tunekit.recipe.results import PhaseResult
 
 
@@ -158,17 +158,20 @@ def reusable(
     base_config: Mapping[str, Any], candidates: Mapping[str, Mapping[str, Any]], trained: Mapping[str, TrialRecord]
 ) -> dict[str, TrialRecord]:
     """Label → an earlier phase's complete trial of exactly the training ``{**base_config, **overrides}`` of
-    that candidate, with the candidate's overrides as its config (so the phase labels it as its own).
+    that candidate (:func:`~tunekit.core.decisions.reusable_labels`), with the candidate's overrides as its
+    config (so the phase labels it as its own)."""
+    trainings = {label: training_of({**base_config, **overrides}) for label, overrides in candidates.items()}
+    complete = {training: record for training, record in trained.items() if record.complete}
+    return {
+        label: replace(complete[trainings[label]], config=dict(candidates[label]), reused_from=complete[trainings[label]].phase)
+        for label in reusable_labels(trainings, complete)
+    }
 
-    At least one candidate is left to train, so a phase is always one Tune experiment of its own."""
-    found: dict[str, TrialRecord] = {}
-    for label, overrides in candidates.items():
-        record = trained.get(training_of({**base_config, **overrides}))
-        if record is not None and record.complete:
-            found[label] = replace(record, config=dict(overrides), reused_from=record.phase)
-    if len(found) == len(candidates):
-        found.pop(next(reversed(found)))
-    return found
+
+def trained_before(phase: Phase, directory: str, done: Iterable[str]) -> dict[str, TrialRecord]:
+    """``context.trained`` for ``phase``: the complete trials of the finished phases it ``reuses``, by what they trained."""
+    finished = set(done)
+    return trained_in(directory, [name for name in phase.reuses if name in finished])
 
 
 def reuse_trained(searcher: Any, trained: Mapping[str, TrialRecord]) -> list[TrialRecord]:

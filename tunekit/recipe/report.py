@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from tunekit.recipe.records import TrialRecord, phase_records, trained_in
+from tunekit.recipe.records import TrialRecord, phase_records
 from tunekit.recipe.results import FINAL, Compute, PhaseResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import SearchState, read_state
 from tunekit.report_page import DecisionView, ReportPage, Setting, chosen_label
@@ -187,7 +187,7 @@ def _figure_of(name: str, preset: Any, state: SearchState, earlier: Mapping[str,
     import io
 
     from tunekit.plots import close
-    from tunekit.recipe.phase import PhaseContext
+    from tunekit.recipe.phase import PhaseContext, trained_before
     from tunekit.recipe.phases import phase_named
 
     try:
@@ -197,7 +197,7 @@ def _figure_of(name: str, preset: Any, state: SearchState, earlier: Mapping[str,
     judge = phase.judge(preset)
     lower = phase.evidence_scale == "loss" or judge.mode == "min"
     try:
-        trained = trained_in(state.directory, [p for p in phase.reuses if p in state.done])
+        trained = trained_before(phase, state.directory, state.done)
         context = PhaseContext(state.directory, judge, dict(earlier), state.shared_storage, trained)
         reused = phase.plan(preset, context).reused if trained else []  # as the driver judged them
         figure = phase.decide(preset, phase_records(state.directory, name) + reused, context).figure
