@@ -65,12 +65,6 @@ def tunekit(*args: str, env: dict[str, str], timeout: float = 600) -> dict[str, 
     return dict(json.loads(done.stdout))
 
 
-@pytest.mark.skip(
-    reason="in the whole suite `tunekit resume` of the killed S3 search hangs in Tune's "
-    "TuneController._update_trial_queue with no trial running (2026-12-05: both clean-clone runs, and twice alone "
-    "earlier that day, at 1a39259 as at later commits); later alone, with its module, or after the shared Ray session "
-    "it passed 5 runs of 5. Cause not found; skipped so the suite finishes"
-)
 def test_a_search_on_s3_resumes_after_a_sigkill_and_continues(
     s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

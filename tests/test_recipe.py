@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -289,7 +290,11 @@ def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path)
 
 
 def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference: dict[str, Any], tmp_path: Path) -> None:
-    """Kill the driver (SIGKILL) once the bisection has finished a trial and has more to go, then resume."""
+    """Kill the driver (SIGKILL) once the bisection has finished a trial and has more to go, then resume.
+
+    After the kill, the searcher's saved state is put back to a version from before that trial's end, as a kill
+    between Tune's copies of the experiment state and of the searcher's leaves it: the resumed searcher must read
+    the end it missed from the trial's folder (a restored searcher used to wait for it for ever)."""
     storage = tmp_path / "runs"
     directory = storage / "killed"
     env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONUNBUFFERED": "1"}
@@ -306,7 +311,7 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     ]
     driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        finished_before = _wait_for_a_finished_bisection_trial(directory, driver)
+        finished_before, (saved, stale) = _wait_for_a_finished_bisection_trial(directory, driver)
         before = {"range_test": result_hashes(directory, "range_test")}  # the phase before weight_decay
         finished_results = {tid: h for tid, h in result_hashes(directory, "weight_decay").items() if tid in finished_before}
         driver.send_signal(signal.SIGKILL)
@@ -316,8 +321,12 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     state = read_state(str(directory))
     assert "weight_decay" not in state.done, "the kill came too late to test a mid-phase resume"
     assert set(state.done) == {"range_test"}
+    saved.write_bytes(stale)
 
     result = cli("resume", str(directory), "--json")
+    assert re.search(
+        r"\[2/5 weight_decay\] trial \w+ had ended \(\d+ results\) after the searcher's state was last saved", result.output
+    )
     resumed = json.loads(result.stdout)
 
     # the same decisions as the uninterrupted run, and the same final accuracies
@@ -347,22 +356,34 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     assert {phase: len(images) for phase, (_, images) in page_sections(page).items()} == dict.fromkeys(resumed["phases"], 1)
 
 
-def _wait_for_a_finished_bisection_trial(directory: Path, driver: subprocess.Popen[bytes], timeout_s: float = 300) -> set[str]:
-    """Poll the weight-decay phase's saved experiment state until one trial is TERMINATED and another is not."""
+def _wait_for_a_finished_bisection_trial(
+    directory: Path, driver: subprocess.Popen[bytes], timeout_s: float = 300
+) -> tuple[set[str], tuple[Path, bytes]]:
+    """Poll the weight-decay phase's saved experiment state until one trial is TERMINATED and another is not.
+
+    Returns the finished trials' folders, and the searcher's saved state: its file, and the latest version of it
+    seen in which one of those trials had not ended yet."""
+    folder = directory / "weight_decay"
+    versions: list[tuple[Path, bytes]] = []  # every version of the searcher's file seen, oldest first
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if driver.poll() is not None:
             output = driver.stdout.read().decode() if driver.stdout else ""
             pytest.fail(f"the search ended before it could be killed:\n{output[-3000:]}")
-        for state in (directory / "weight_decay").glob("experiment_state-*.json"):
-            try:
-                trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
-            except (json.JSONDecodeError, OSError):
-                continue  # caught mid-write
-            finished = {f"trial_{t['trial_id']}" for t in trials if t["status"] == "TERMINATED"}
-            if finished and len(finished) < len(trials):
-                return finished
-        time.sleep(0.2)
+        for saved in folder.glob("searcher-state-*.pkl"):  # whole or absent: the files appear whole
+            data = saved.read_bytes()
+            if not versions or versions[-1][1] != data:
+                versions.append((saved, data))
+        for state in folder.glob("experiment_state-*.json"):
+            trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+            ended = {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+            if not ended or len(ended) == len(trials):
+                continue
+            for saved, data in reversed(versions):
+                searcher = pickle.loads(data)
+                if ended & (set(searcher["trial_values"]) - searcher["finished"]):
+                    return {f"trial_{t}" for t in ended}, (saved, data)
+        time.sleep(0.05)
     pytest.fail("the weight-decay phase never had a finished trial next to an unfinished one")
 
 

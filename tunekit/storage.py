@@ -31,7 +31,11 @@ __all__ = [
     "local_copy",
     "make_dirs",
     "name_of",
+    "names_in",
+    "read_bytes",
     "read_text",
+    "tune_filesystem",
+    "write_bytes",
     "write_text",
 ]
 
@@ -73,30 +77,50 @@ def make_dirs(location: str) -> None:
     fs.create_dir(inner, recursive=True)
 
 
-def read_text(location: str) -> str | None:
-    """A small text file's contents; None when it does not exist."""
+def read_bytes(location: str) -> bytes | None:
+    """A small file's contents; None when it does not exist."""
     if not is_uri(location):
         p = Path(location)
-        return p.read_text() if p.is_file() else None
+        return p.read_bytes() if p.is_file() else None
     if not exists(location):
         return None
     fs, inner = filesystem(location)
     with fs.open_input_stream(inner) as fh:
-        return bytes(fh.read()).decode()
+        return bytes(fh.read())
 
 
-def write_text(location: str, text: str) -> None:
-    """Write a small text file: atomically on a local disk (a killed process leaves the old file or the new
+def read_text(location: str) -> str | None:
+    """A small text file's contents; None when it does not exist."""
+    data = read_bytes(location)
+    return None if data is None else data.decode()
+
+
+def write_bytes(location: str, data: bytes) -> None:
+    """Write a small file: atomically on a local disk (a killed process leaves the old file or the new
     one); on object storage one PUT, which is atomic per object."""
     if not is_uri(location):
         tmp = Path(f"{location}.tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, location)
         return
     fs, inner = filesystem(location)
     with fs.open_output_stream(inner) as fh:
-        fh.write(text.encode())
+        fh.write(data)
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a small text file, as :func:`write_bytes` does."""
+    write_bytes(location, text.encode())
+
+
+def names_in(location: str) -> list[str]:
+    """The names of the files and folders directly in a folder, sorted; [] when there is none."""
+    import pyarrow.fs
+
+    fs, inner = filesystem(location)
+    selector = pyarrow.fs.FileSelector(inner, allow_not_found=True, recursive=False)
+    return sorted(info.base_name for info in fs.get_file_info(selector))
 
 
 def delete_file(location: str) -> None:
@@ -127,6 +151,16 @@ def copy_tree(source: str, destination: str) -> str:
     make_dirs(destination)
     pyarrow.fs.copy_files(src_path, dst_path, source_filesystem=src_fs, destination_filesystem=dst_fs)
     return destination
+
+
+def tune_filesystem(location: str) -> Any | None:
+    """The filesystem Tune keeps a search's experiments in under ``location``: :class:`WholeFiles` for a local
+    folder (:mod:`tunekit.whole_files`); None for a URI, which Ray resolves itself (an object on object storage appears whole anyway)."""
+    import pyarrow.fs
+
+    from tunekit.whole_files import WholeFiles
+
+    return None if is_uri(location) else pyarrow.fs.PyFileSystem(WholeFiles())
 
 
 def cache_root() -> Path:

@@ -10,6 +10,7 @@ straight through.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -39,7 +40,7 @@ from tunekit.recipe.phase import (
 from tunekit.recipe.phases import PHASES, REGISTRY, phase_named
 from tunekit.recipe.phases.final import kept_replicate, replicates_in_order
 from tunekit.recipe.plan import SearchPlan, plan_search
-from tunekit.recipe.records import TrialRecord, phase_records, records_of
+from tunekit.recipe.records import TrialRecord, catch_up_saved_searcher, phase_records, records_of, trial_folder
 from tunekit.recipe.report import with_replicate_walls
 from tunekit.recipe.results import PhaseResult, SearchResult, compute_of, final_epochs_of, wall_of_trial
 from tunekit.recipe.state import STATE_FILE, SearchEnd, SearchState, TrackingState, read_state
@@ -267,6 +268,7 @@ class Driver:
         from ray import tune
 
         from tunekit.recipe.progress import quiet_benign_sync_races
+        from tunekit.storage import tune_filesystem
         from tunekit.trainable import trainable
 
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")  # experiment state after every event: no finished trial lost
@@ -275,7 +277,16 @@ class Driver:
         before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         if tune.Tuner.can_restore(path):
             self._echo(f"{self._tag(index, phase)} resuming the unfinished phase from {path}")
-            tuner = tune.Tuner.restore(path, trainable=trainable(built.preset), resume_unfinished=True, resume_errored=False)
+            if hasattr(built.searcher, "awaited"):  # a tunekit searcher: a kill between two saved files is caught up
+                for note in catch_up_saved_searcher(path, copy.deepcopy(built.searcher)):
+                    self._echo(f"{self._tag(index, phase)} {note}")
+            tuner = tune.Tuner.restore(
+                path,
+                trainable=trainable(built.preset),
+                resume_unfinished=True,
+                resume_errored=False,
+                storage_filesystem=tune_filesystem(path),
+            )
         else:
             tuner = self._tuner(phase, index, built)
         grid = tuner.fit()
@@ -295,6 +306,7 @@ class Driver:
         from tunekit.data_parallel import concurrent_trials
         from tunekit.recipe.progress import Progress
         from tunekit.searchers import limited
+        from tunekit.storage import tune_filesystem
         from tunekit.trainable import trainable
 
         resources = plan.preset.resources
@@ -318,6 +330,7 @@ class Driver:
             run_config=tune.RunConfig(
                 name=phase,
                 storage_path=self.state.directory,
+                storage_filesystem=tune_filesystem(self.state.directory),  # a killed driver leaves no file cut short
                 callbacks=callbacks,
                 failure_config=tune.FailureConfig(max_failures=self.state.max_failures),
                 verbose=0,
@@ -400,4 +413,4 @@ class Driver:
 
 def trial_dirname(trial: Any) -> str:
     """``trial_<id>``: short folder names (Ray's default spells out the whole nested preset)."""
-    return f"trial_{trial.trial_id}"
+    return trial_folder(trial.trial_id)

@@ -161,3 +161,52 @@ def trained_in(directory: str, phases: Iterable[str]) -> dict[str, TrialRecord]:
         for record in phase_records(directory, name)
         if record.training and record.complete
     }
+
+
+def trial_folder(trial_id: str) -> str:
+    """A trial's folder in its phase's: ``trial_<id>`` (Ray's default name spells out the whole nested preset)."""
+    return f"trial_{trial_id}"
+
+
+def newest_saved(names: Iterable[str], prefix: str, suffix: str) -> str | None:
+    """The newest of Tune's saved files ``<prefix><session time><suffix>`` among ``names`` (Tune reads the same one)."""
+    return max((n for n in names if n.startswith(prefix) and n.endswith(suffix)), default=None)
+
+
+def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
+    """Bring the searcher state saved in the phase folder ``path`` in step with the trials Tune saved there, before
+    ``Tuner.restore`` reads them (:mod:`tunekit.core.resume`); returns one line per trial it changed, [] when
+    the two agreed.
+
+    ``searcher`` is a fresh one of the phase's searcher class (the phase's plan builds it); it is given the saved
+    state, takes the end of every trial Tune ended from that trial's ``result.json``, forgets every trial Tune never
+    recorded, and its state is written back in place of the saved one.
+    """
+    import pickle
+
+    from tunekit import storage
+    from tunekit.core.resume import out_of_step
+
+    names = storage.names_in(path)
+    experiment, saved = newest_saved(names, "experiment_state-", ".json"), newest_saved(names, "searcher-state-", ".pkl")
+    if experiment is None or saved is None:
+        return []
+    state = storage.read_bytes(join(path, saved))
+    if not state:
+        return []
+    trials = [json.loads(t[0]) for t in json.loads(storage.read_text(join(path, experiment)) or "{}").get("trial_data", [])]
+    statuses = {str(t["trial_id"]): str(t["status"]) for t in trials}
+    searcher.set_state(pickle.loads(state))
+    catch_up, forget = out_of_step(searcher.awaited(), searcher.suggested(), statuses)
+    notes: list[str] = []
+    for trial_id in catch_up:
+        text = storage.read_text(join(path, trial_folder(trial_id), "result.json")) or ""
+        rows = last_attempt([json.loads(line) for line in text.splitlines() if line.strip()])
+        searcher.catch_up(trial_id, rows, error=statuses[trial_id] == "ERROR")
+        notes.append(f"trial {trial_id} had ended ({len(rows)} results) after the searcher's state was last saved: read its end")
+    for trial_id in forget:
+        searcher.forget(trial_id)
+        notes.append(f"trial {trial_id} was suggested but never recorded by Tune: its value is suggested again")
+    if notes:
+        storage.write_bytes(join(path, saved), pickle.dumps(searcher.get_state()))  # as PickledState.save writes it
+    return notes

@@ -22,6 +22,9 @@ from tunekit._state import PickledState
 from tunekit.core.decisions import Candidate
 from tunekit.core.judge import Judge
 
+#: How a candidate read from an earlier phase's trial is named among the trials (never one Tune runs).
+REUSED = "reused:"
+
 #: The result fields a judge reads besides its metric and step.
 JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by", "val_loss_se")
 
@@ -102,6 +105,41 @@ class TunekitSearcher(PickledState, Searcher):
         state["judge"] = judge
         return state
 
+    # ------------------------------------------------------------------ after a killed driver (tunekit.core.resume)
+
+    def suggested(self) -> set[str]:
+        """The trials this searcher suggested to Tune."""
+        return {t for t in self.trial_values if not t.startswith(REUSED)}
+
+    def awaited(self) -> set[str]:
+        """The suggested trials whose end this searcher still waits for."""
+        return {t for t in self.suggested() if t not in self.finished}
+
+    def catch_up(self, trial_id: str, results: list[dict[str, Any]], error: bool) -> None:
+        """Take the end of a trial Tune ended but whose end this (saved) searcher missed, from its ``results``."""
+        self.rows.pop(trial_id, None)  # what it saw before is among them
+        for result in results:
+            self.on_trial_result(trial_id, result)
+        self.on_trial_complete(trial_id, results[-1] if results else None, error=error or not results)
+
+    def forget(self, trial_id: str) -> None:
+        """Drop a suggested trial Tune never recorded, as if it had never been suggested (the phase decides from
+        Tune's trials, so what it reported is dropped too); its value is suggested again."""
+        value = self.trial_values.pop(trial_id)
+        self.rows.pop(trial_id, None)
+        if trial_id in self.finished:
+            self.finished.discard(trial_id)
+            self.unobserve(trial_id, value)
+        self.requeue(value)
+
+    def unobserve(self, trial_id: str, value: Any) -> None:
+        """Drop what the end of ``trial_id`` (which evaluated ``value``) taught this searcher."""
+        raise NotImplementedError
+
+    def requeue(self, value: Any) -> None:
+        """Suggest ``value`` (as this searcher's ``trial_values`` hold it) again, before anything new."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ helpers
 
     def candidate(self, trial_id: str, result: dict[str, Any] | None, error: bool, label: str | None = None) -> Candidate:
@@ -129,6 +167,13 @@ class _RestorableLimiter(ConcurrencyLimiter):
     only for trials of this experiment — all of them the searcher's — and tunekit's searchers
     ignore an end they already have.
     """
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        awaited = getattr(self.searcher, "awaited", None)
+        if awaited is not None:  # restored: a trial saved as live that its searcher no longer awaits holds no slot
+            self.live_trials &= awaited()
+            self.num_unfinished_live_trials = len(self.live_trials)
+        return super().suggest(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.live_trials:  # restored by Tuner.restore: the limiter forgot it, its searcher did not

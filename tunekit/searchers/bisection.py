@@ -91,6 +91,13 @@ class ExponentBisectionSearcher(TunekitSearcher):
         state["judged"] = {t: judge.candidate(t, state["rows"].get(t, [])) for t in state.get("finished", ())}
         return state
 
+    def unobserve(self, trial_id: str, value: Any) -> None:
+        self.judged.pop(trial_id, None)
+        self.bisection.observations = [o for o in self.bisection.observations if o.value != value]
+
+    def requeue(self, value: Any) -> None:
+        self.queue.insert(0, value)  # still among the bisection's proposals: it waits for its observation
+
     def trial_config(self, value: float) -> dict[str, Any]:
         """The config of the trial that evaluates ``value``."""
         return self.config_with(**{self.param: value})

@@ -14,7 +14,7 @@ from ray.tune.search import Searcher
 from tunekit.core.budget import scaled_lr
 from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr
 from tunekit.core.judge import Judge, number
-from tunekit.searchers.base import TunekitSearcher
+from tunekit.searchers.base import REUSED, TunekitSearcher
 
 #: Batch sizes are compared by their *final* validation accuracy at constant wall time (Sec. 4.2);
 #: the recipe passes the preset's own metric instead.
@@ -55,7 +55,7 @@ class CandidateSearcher(TunekitSearcher):
             raise ValueError(f"reuse: {label!r} is not a candidate ({', '.join(self.candidates)})")
         if label in self.todo:
             self.todo.remove(label)
-        trial_id = f"reused:{key}"
+        trial_id = f"{REUSED}{key}"
         self.trial_values[trial_id] = label
         for result in results:
             self.on_trial_result(trial_id, result)
@@ -69,6 +69,12 @@ class CandidateSearcher(TunekitSearcher):
         if all(t in self.finished for t in self.trial_values):
             return Searcher.FINISHED
         return None
+
+    def unobserve(self, trial_id: str, value: Any) -> None:
+        self.scores.pop(value, None)
+
+    def requeue(self, value: Any) -> None:
+        self.todo.insert(0, value)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.trial_values or trial_id in self.finished:

@@ -123,6 +123,24 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
             return
         super().on_trial_complete(trial_id, result, error)
 
+    def _base_awaited(self) -> set[str]:
+        """The base run, while its snapshot is still to come (once taken, the continuations need nothing more of it)."""
+        waiting = self.base_trial is not None and self.snapshot is None and self.failed is None
+        return {self.base_trial} if waiting and self.base_trial else set()
+
+    def suggested(self) -> set[str]:
+        return super().suggested() | self._base_awaited()
+
+    def awaited(self) -> set[str]:
+        return super().awaited() | self._base_awaited()
+
+    def forget(self, trial_id: str) -> None:
+        if trial_id == self.base_trial:
+            self.base_trial = None  # the base run is suggested again
+            self.rows.pop(trial_id, None)
+            return
+        super().forget(trial_id)
+
     # ------------------------------------------------------------------ the snapshot
 
     def _take_snapshot(self, result: dict[str, Any] | None, error: bool) -> None:

@@ -1,0 +1,30 @@
+"""Where a searcher's saved state and Tune's disagree after a killed driver, and what to do about it.
+
+Tune saves a phase's state as several files (``experiment_state-*.json`` with every trial's status,
+``searcher-state-*.pkl`` with the searcher's) and copies them to the storage after every event, one
+file at a time. A driver killed between two of those copies leaves the files one event apart:
+
+* a trial the experiment state has **ended** (``TERMINATED``, ``ERROR``) that the saved searcher
+  still awaits — Tune never reports that end again, and a searcher waiting for it (a bisection
+  before its next value) waits for ever, with no trial running;
+* a trial the searcher **suggested** that the experiment state does not hold — Tune never runs
+  it, and the searcher waits for it just the same.
+
+The first is caught up (the searcher reads the trial's end from its folder); the second is
+forgotten (its value is suggested again, as a new trial).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+#: The statuses Tune does not run again on ``Tuner.restore`` (tunekit resumes without ``resume_errored``).
+ENDED = frozenset({"TERMINATED", "ERROR"})
+
+
+def out_of_step(awaited: Iterable[str], suggested: Iterable[str], statuses: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """``(catch_up, forget)``: the trials the searcher awaits that Tune has ended, and the trials it suggested
+    that Tune does not know (``statuses``: trial id → Tune's status, from the experiment state)."""
+    catch_up = sorted(t for t in awaited if statuses.get(t) in ENDED)
+    forget = sorted(t for t in suggested if t not in statuses)
+    return catch_up, forget
