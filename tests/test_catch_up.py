@@ -154,3 +154,22 @@ def test_the_snapshot_base_run(tmp_path: Path) -> None:
     (note,) = catch_up_saved_searcher(str(tmp_path), snapshot())
     assert "trial base was suggested but never recorded" in note
     assert restored(tmp_path, snapshot()).suggest("base2") == base
+
+
+def test_an_experiment_state_cut_short_is_set_aside_and_the_phase_starts_again(tmp_path: Path) -> None:
+    """On object storage an experiment state copied while Tune rewrote it can be half a document. Tune would then
+    restore the searcher but no trial, and decide from what runs after (tried on a real folder: one trial ran, and the
+    phase decided from it alone); instead the saved state is set aside and the phase runs again from its start."""
+    from ray import tune
+
+    killed = bisection()
+    killed.suggest("a")
+    save_folder(tmp_path, killed, {"a": "RUNNING"})
+    (tmp_path / "tuner.pkl").write_bytes(b"tuner")
+    state = tmp_path / "experiment_state-2026-12-05_14-00-00.json"
+    state.write_text(state.read_text()[:20])
+    assert tune.Tuner.can_restore(str(tmp_path))
+    (note,) = catch_up_saved_searcher(str(tmp_path), bisection())
+    assert note.startswith(f"{state.name} was saved cut short (Tune was rewriting it): the phase runs again from its start")
+    assert not tune.Tuner.can_restore(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"cut-{SAVED}", f"cut-{state.name}", "cut-tuner.pkl", "trial_a"])

@@ -143,6 +143,15 @@ def test_overrides_accept_aliases_dotted_paths_and_yaml_values() -> None:
     assert preset.model.init == "xavier"
 
 
+def test_a_later_dotted_override_leaves_an_earlier_sections_value_as_given() -> None:
+    """search.json keeps each phase's overrides; the range test's {"policy": {...}} is applied before the LR phase's
+    "policy.max_lr", which once wrote into the range test's own dict (its record then showed the LR phase's value)."""
+    policy = {"name": "one_cycle", "max_lr": 0.938, "div": 10.0, "momentum": [0.95, 0.85]}
+    raw = apply_overrides({"policy": {"name": "one_cycle", "max_lr": 0.1}}, {"policy": policy, "policy.max_lr": 0.469})
+    assert raw["policy"]["max_lr"] == 0.469
+    assert policy["max_lr"] == 0.938
+
+
 @pytest.mark.parametrize("pair", ["max_lr", "=3", ""])
 def test_malformed_override_is_rejected(pair: str) -> None:
     with pytest.raises(PresetError, match="key=value"):

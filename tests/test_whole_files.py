@@ -5,6 +5,7 @@ could not read."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -69,6 +70,26 @@ def test_a_first_write_killed_midway_leaves_no_file(tmp_path: Path) -> None:
     target = tmp_path / "experiment_state-2026-12-05_13-57-01.json"
     killed_while_writing(target, "whole")
     assert not target.exists()
+
+
+def test_an_experiment_state_copied_half_written_is_not_put_in_place(tmp_path: Path) -> None:
+    """Tune writes experiment_state-*.json in place in its staging folder while its background copy may be reading
+    it (a clean-clone CI run read one cut at character 107 098): that copy leaves the last whole one in place."""
+    fs = tune_filesystem(str(tmp_path))
+    target = tmp_path / "experiment_state-2026-12-05_14-00-00.json"
+    whole = json.dumps({"trial_data": [["{}", "{}"]] * 100})
+    target.write_text(whole)
+    with fs.open_output_stream(str(target)) as out:
+        out.write(whole[: len(whole) // 2].encode())
+    assert target.read_text() == whole
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # the half copy is gone too
+    other = tmp_path / "result.json"  # any other file is put in place as written (a JSON-lines file's last line may be cut)
+    with fs.open_output_stream(str(other)) as out:
+        out.write(b'{"epoch": 1}\n{"epo')
+    assert other.read_bytes() == b'{"epoch": 1}\n{"epo'
+    with fs.open_output_stream(str(target)) as out:
+        out.write(b'{"trial_data": []}')
+    assert json.loads(target.read_text()) == {"trial_data": []}
 
 
 def test_copies_and_reads_as_the_local_filesystem(tmp_path: Path) -> None:

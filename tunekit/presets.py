@@ -725,7 +725,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
                 where = ".".join(path[: i + 1])
                 raise PresetError(f"--set {key}: {where} is a value, not a section; set {where} itself")
             node = child
-        node[path[-1]] = _plain(value)
+        node[path[-1]] = copy.deepcopy(_plain(value))  # a later dotted override must not reach into the caller's value
     return result
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "join",
     "local_copy",
     "make_dirs",
+    "move",
     "name_of",
     "names_in",
     "read_bytes",
@@ -112,6 +113,12 @@ def write_bytes(location: str, data: bytes) -> None:
 def write_text(location: str, text: str) -> None:
     """Write a small text file, as :func:`write_bytes` does."""
     write_bytes(location, text.encode())
+
+
+def move(source: str, destination: str) -> None:
+    """Rename a file (on object storage: copy, then delete)."""
+    fs, inner = filesystem(source)
+    fs.move(inner, filesystem(destination)[1])
 
 
 def names_in(location: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from typing import Any
@@ -19,7 +20,12 @@ class WholeFiles(pyarrow.fs.FileSystemHandler):
     file in place. A driver killed during that copy left a file cut short (an empty ``callback-states-*.pkl``),
     and ``tunekit resume`` could not restore the phase. Through this handler a kill leaves each file as it
     was or as it was to be, and at most one stray ``.partial-`` file that no reader's pattern matches.
-    Everything else is the local filesystem's.
+
+    One more guard: Tune writes ``experiment_state-*.json`` into its staging folder in place (every other
+    state file there is written aside and renamed), and copies the staging folder in a background thread
+    while the next event may be rewriting it — so a copy can carry half a JSON document. An experiment
+    state that does not parse is not put in place: the last whole one stays until the next copy. Everything
+    else is the local filesystem's.
     """
 
     def __init__(self) -> None:
@@ -112,4 +118,22 @@ class _WrittenAside:
         if self.file.closed:
             return
         self.file.close()
+        if is_experiment_state(self.path) and not _parses(self.aside):
+            os.remove(self.aside)  # copied while Tune was rewriting it: the whole one in place stays
+            return
         os.replace(self.aside, self.path)
+
+
+def is_experiment_state(path: str) -> bool:
+    """Tune's ``experiment_state-<session time>.json``: the state file it writes in place."""
+    name = os.path.basename(path)
+    return name.startswith("experiment_state-") and name.endswith(".json")
+
+
+def _parses(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            json.load(fh)
+    except ValueError:  # json.JSONDecodeError, and UnicodeDecodeError from a cut multi-byte character
+        return False
+    return True

@@ -280,6 +280,7 @@ class Driver:
             if hasattr(built.searcher, "awaited"):  # a tunekit searcher: a kill between two saved files is caught up
                 for note in catch_up_saved_searcher(path, copy.deepcopy(built.searcher)):
                     self._echo(f"{self._tag(index, phase)} {note}")
+        if tune.Tuner.can_restore(path):  # still: a saved state cut short was set aside
             tuner = tune.Tuner.restore(
                 path,
                 trainable=trainable(built.preset),

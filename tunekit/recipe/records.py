@@ -173,6 +173,20 @@ def newest_saved(names: Iterable[str], prefix: str, suffix: str) -> str | None:
     return max((n for n in names if n.startswith(prefix) and n.endswith(suffix)), default=None)
 
 
+#: The files Tune saves a phase's state in, each ``<prefix><session time>.<ext>`` (and ``tuner.pkl``).
+TUNE_STATE_FILES = (
+    "experiment_state-",
+    "searcher-state-",
+    "search_gen_state-",
+    "callback-states-",
+    "basic-variant-state-",
+    "tuner.pkl",
+)
+
+#: What a phase's saved state that could not be read is renamed with (no pattern Tune reads matches it).
+CUT = "cut-"
+
+
 def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
     """Bring the searcher state saved in the phase folder ``path`` in step with the trials Tune saved there, before
     ``Tuner.restore`` reads them (:mod:`tunekit.core.resume`); returns one line per trial it changed, [] when
@@ -180,7 +194,9 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
 
     ``searcher`` is a fresh one of the phase's searcher class (the phase's plan builds it); it is given the saved
     state, takes the end of every trial Tune ended from that trial's ``result.json``, forgets every trial Tune never
-    recorded, and its state is written back in place of the saved one.
+    recorded, and its state is written back in place of the saved one. An experiment state that does not parse (on
+    object storage, copied while Tune rewrote it) is renamed aside with the rest of the saved state: there is
+    nothing to restore, and the phase starts again.
     """
     import pickle
 
@@ -194,7 +210,17 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
     state = storage.read_bytes(join(path, saved))
     if not state:
         return []
-    trials = [json.loads(t[0]) for t in json.loads(storage.read_text(join(path, experiment)) or "{}").get("trial_data", [])]
+    try:
+        trials = [json.loads(t[0]) for t in json.loads(storage.read_text(join(path, experiment)) or "{}").get("trial_data", [])]
+    except ValueError:  # on object storage: copied while Tune rewrote it (tunekit.whole_files keeps it whole on a disk)
+        # Tune would restore the searcher and callbacks but no trial, and decide from what runs after; instead the
+        # phase starts again, its trials run again, and the state that could not be read is kept beside
+        for name in names:
+            if name.startswith(TUNE_STATE_FILES):
+                storage.move(join(path, name), join(path, f"{CUT}{name}"))
+        return [
+            f"{experiment} was saved cut short (Tune was rewriting it): the phase runs again from its start; its saved state is kept as {CUT}*"
+        ]
     statuses = {str(t["trial_id"]): str(t["status"]) for t in trials}
     searcher.set_state(pickle.loads(state))
     catch_up, forget = out_of_step(searcher.awaited(), searcher.suggested(), statuses)
