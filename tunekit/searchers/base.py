@@ -159,13 +159,17 @@ class TunekitSearcher(PickledState, Searcher):
 
 
 class _RestorableLimiter(ConcurrencyLimiter):
-    """Ray's ``ConcurrencyLimiter``, but a trial it does not know still reaches the searcher when it ends.
+    """Ray's ``ConcurrencyLimiter``, made to come back whole from ``Tuner.restore`` after a killed driver.
 
-    The limiter saves only its searcher's state, not which trials are live; after ``Tuner.restore``
-    it dropped the end of every trial that was running when the driver died, and a searcher that
-    waits for one (the snapshot searcher for its continuations) waited for ever. Tune calls this
-    only for trials of this experiment — all of them the searcher's — and tunekit's searchers
-    ignore an end they already have.
+    Its set of live trials is saved in a file of its own, which can be older or newer than the
+    trials Tune resumes (:mod:`tunekit.core.resume`):
+
+    * a trial it does not count as live still reaches the searcher when it ends — Ray's limiter
+      dropped that end, and a searcher that waits for one (the snapshot searcher for its
+      continuations) waited for ever. Tune calls this only for trials of this experiment, all of
+      them the searcher's, and tunekit's searchers ignore an end they already have;
+    * a trial it counts as live that its searcher no longer awaits (ended and caught up, or
+      forgotten) frees its slot.
     """
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
