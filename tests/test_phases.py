@@ -16,7 +16,7 @@ import pytest
 from ray.tune.search import Searcher
 
 from tunekit.core.judge import Judge
-from tunekit.presets import Preset, load_preset
+from tunekit.presets import Preset, load_preset, preset_to_dict
 from tunekit.recipe import PhaseContext, TrialRecord
 from tunekit.recipe.phases import REGISTRY, BatchSize, Momentum, WeightDecay, phase_named
 from tunekit.searchers.snapshot import is_base_run, is_continuation
@@ -155,9 +155,13 @@ def test_the_momentum_searchers_best_is_the_phases_decision(tmp_path: Path) -> N
     assert float(plan.searcher.best_label) == result.values["momentum_max"]
 
 
-def test_the_snapshot_searcher_proposes_what_ran_and_its_best_is_the_phases_decision(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resolution", [0.25, 0.5])
+def test_the_snapshot_searcher_proposes_what_ran_and_its_best_is_the_phases_decision(resolution: float, tmp_path: Path) -> None:
+    """The recorded demo bisected to a quarter decade (0.25); at half a decade (0.5, today's default) the same
+    search proposes the recorded values that lie on the half-decade grid, and nothing else, and decides the same."""
     demo = load_demo()
     preset, context, _ = replay(demo, "weight_decay", tmp_path)
+    preset = load_preset(preset_to_dict(preset), {"search.weight_decay.resolution": resolution})
     plan = WeightDecay().plan(preset, context)
 
     def pick(config: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,9 +170,12 @@ def test_the_snapshot_searcher_proposes_what_ran_and_its_best_is_the_phases_deci
 
     trials = demo["trials"]["weight_decay"]
     proposed = drive(plan.searcher, trials, pick, tmp_path)
-    # the bisection proposes exactly the values the recorded search ran, base run first
     assert is_base_run(proposed[0])
-    assert sorted(c["weight_decay"] for c in proposed) == sorted(t["config"]["weight_decay"] for t in trials)
+    ran = sorted(t["config"]["weight_decay"] for t in trials)
+    half_decades = [v for v in ran if v == 0 or abs(2 * math.log10(v) - round(2 * math.log10(v))) < 0.05]
+    assert len(half_decades) < len(ran)  # the recording has quarter-decade runs
+    # the bisection proposes exactly the values the recorded search ran (base run first), or those on half decades
+    assert sorted(c["weight_decay"] for c in proposed) == (ran if resolution == 0.25 else half_decades)
     result, _ = WeightDecay().decide(preset, records(demo, "weight_decay"), context)
     assert plan.searcher.judge.window == preset.search.weight_decay.epochs  # the median over each continuation
     assert plan.searcher.best_value == result.values["weight_decay"]

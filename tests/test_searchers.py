@@ -255,6 +255,32 @@ def test_momentum_searcher_cycles_down_to_the_minimum() -> None:
     assert searcher.suggest("a") == {"momentum": [0.99, 0.85], "epochs": 3}
 
 
+def test_the_momentum_searcher_walks_from_the_current_momentum() -> None:
+    """From 0.95: 0.97, 0.95 and 0.9 together; 0.97 wins, so 0.99 runs next; then nothing more."""
+    searcher = MomentumSearcher(start=0.95, base_config={}, judge=Judge("val_loss", "min", window=1))
+    first = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [c["momentum"][0] for c in first[:3]] == [0.97, 0.95, 0.9]  # type: ignore[index]
+    assert first[3] is None  # waiting: whether to go on depends on which edge wins
+    for i, loss in enumerate((0.40, 0.45, 0.50)):
+        searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "training_iteration": 3})
+    assert searcher.suggest("t4")["momentum"][0] == 0.99  # type: ignore[index]
+    searcher.on_trial_complete("t4", {"val_loss": 0.42, "training_iteration": 3})
+    assert searcher.suggest("t5") == Searcher.FINISHED
+    assert searcher.best_momentum == 0.97
+
+
+def test_the_momentum_walk_stops_at_the_grid_edge_and_without_a_start_runs_every_candidate() -> None:
+    searcher = MomentumSearcher(start=0.95, base_config={}, judge=Judge("val_loss", "min", window=1))
+    for i in range(3):
+        searcher.suggest(f"t{i}")
+    for i, loss in enumerate((0.50, 0.45, 0.40)):  # 0.9, the grid's lowest, wins
+        searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "training_iteration": 3})
+    assert searcher.suggest("t3") == Searcher.FINISHED
+    assert searcher.best_momentum == 0.9
+    every = MomentumSearcher(start=0.93, base_config={})  # not a candidate: the paper's grid
+    assert [every.suggest(f"t{i}")["momentum"][0] for i in range(4)] == [0.99, 0.97, 0.95, 0.9]  # type: ignore[index]
+
+
 def test_momentum_searcher_picks_the_lowest_median_of_the_last_three_losses() -> None:
     """The default judge ranks short runs by the median of their last three validation losses; a run that
     reported ``diverged`` ranks last whatever its loss."""
@@ -366,6 +392,26 @@ def test_momentum_short_runs_on_mnist1d(tmp_path: Path) -> None:
     print(f"momentum medians: {medians}")
     assert searcher.ranking() == expected
     assert searcher.best_momentum == float(expected[0])
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_a_momentum_walk_on_mnist1d_runs_down_to_one_past_the_best(tmp_path: Path) -> None:
+    """From 0.99, the grid's top: 0.99 and 0.97 first, then one lower while the lowest tried wins. Whatever wins
+    on this machine, the runs are the grid from the top down to one past the best, and nothing else."""
+    from tunekit.presets import load_preset, preset_to_dict
+
+    preset = load_preset(tiny_preset_dict())
+    grid = (0.99, 0.97, 0.95, 0.9)
+    searcher = MomentumSearcher(grid, epochs=3, start=0.99, base_config={"preset": preset_to_dict(preset)})
+    runs = _tune(searcher, preset, tmp_path, "walk")
+    tried = [float(r.config["momentum"][0]) for r in runs]
+    best = searcher.best_momentum
+    assert best is not None
+    print(f"momentum walk: tried {sorted(tried, reverse=True)}, best {best}")
+    assert sorted(tried, reverse=True) == list(grid[: min(grid.index(best) + 2, len(grid))])
+    assert best == min(tried, key=lambda m: searcher.scores[f"{m:g}"].loss)
 
 
 @pytest.mark.slow

@@ -436,6 +436,8 @@ class ShortRuns(_Strict):
 class MomentumSearch(ShortRuns):
     candidates: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9)
     min: float = Field(default=0.85, ge=0.0, lt=1.0)  # the cyclical momentum's low point
+    # walk from the current momentum (it and its neighbours, then further while an edge wins); false: every candidate
+    walk: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> MomentumSearch:
@@ -475,6 +477,9 @@ class WeightDecaySearch(ShortRuns):
     strategy: Literal["full", "snapshot"] = "full"
     candidates: tuple[float, ...] | None = None  # None: the range test's weight_decays
     max_trials: int = Field(default=8, gt=0)
+    # stop bisecting once the best value's neighbours are this close, in decades: 0.5 stops at the
+    # half-decade grid (1e-4, 3.2e-4, 1e-3); 0.25 goes on to quarter decades (1.8e-4, 5.7e-4)
+    resolution: float = Field(default=0.5, gt=0.0)
 
 
 class DropoutSearch(ShortRuns):

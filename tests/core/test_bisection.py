@@ -91,6 +91,15 @@ def test_converges_to_one_significant_figure_in_seven_trials() -> None:
     assert abs(math.log10(best) + 3.3) <= 0.125
 
 
+def test_half_a_decade_stops_on_the_half_decade_grid() -> None:
+    """The weight-decay phase's default: once the best value's neighbours are half a decade away, stop."""
+    coarse = run(Bisection([3.2e-5, 1e-4, 3.2e-4], resolution=0.5), quadratic(-3.4))
+    fine = run(Bisection([3.2e-5, 1e-4, 3.2e-4], resolution=0.25), quadratic(-3.4))
+    assert coarse == [3.2e-5, 1e-4, 3.2e-4, 1e-3]  # 3.2e-4 wins at the edge; 1e-3 brackets it: done
+    assert fine == [3.2e-5, 1e-4, 3.2e-4, 1e-3, 5.7e-4, 1.8e-4]  # quarter decades either side
+    assert min(coarse, key=quadratic(-3.4)) == min(fine, key=quadratic(-3.4)) == 3.2e-4
+
+
 def test_budget_is_respected() -> None:
     b = Bisection([1e-3, 1e-4, 1e-5, 0.0], max_trials=5)
     assert len(run(b, quadratic(-7.0))) == 5

@@ -200,6 +200,27 @@ def test_the_lr_is_bracketed_from_above_by_halving_while_the_smallest_wins() -> 
     assert next_lower_lr([], chosen=0.4, floor=0.01) is None
 
 
+def test_a_walk_starts_at_the_current_value_and_its_neighbours() -> None:
+    from tunekit.core.decisions import walk_start
+
+    grid = (0.99, 0.97, 0.95, 0.9)
+    assert walk_start(grid, 0.95) == [0.9, 0.95, 0.97]
+    assert walk_start(grid, 0.99) == [0.97, 0.99]  # an edge has one neighbour
+    assert walk_start(grid, 0.93) == [0.9, 0.95, 0.97, 0.99]  # not a candidate: the whole grid
+
+
+def test_a_walk_goes_on_only_past_a_winning_edge() -> None:
+    from tunekit.core.decisions import walk_next
+
+    grid = (0.99, 0.97, 0.95, 0.9)
+    assert walk_next(grid, [0.97, 0.95, 0.9], best=0.9) is None  # 0.9 is the grid's edge: nothing beyond
+    assert walk_next(grid, [0.97, 0.95, 0.9], best=0.97) == 0.99  # the highest tried wins: one further
+    assert walk_next(grid, [0.97, 0.95, 0.9], best=0.95) is None  # bracketed by 0.9 and 0.97
+    assert walk_next(grid, [0.97, 0.99], best=0.97) == 0.95  # the lowest tried wins: one further down
+    assert walk_next(grid, [0.99, 0.97, 0.95], best=0.95) == 0.9
+    assert walk_next(grid, [0.99, 0.97, 0.95], best=None) is None  # every run diverged: stop
+
+
 def test_choose_lr_is_the_largest_lr_within_the_band_of_the_lowest_loss() -> None:
     from tunekit.core.decisions import choose_lr
 

@@ -14,6 +14,8 @@ the same function serves a search that ran straight through, one resumed after a
   validation split's sampling error); :func:`choose_lr` is the
   learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
   the smallest LR tried is the one chosen;
+* :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbours,
+  then one further while an edge of those tried wins (the loss taken as unimodal over the grid);
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
 * :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
 * :func:`failure_advice` — what to change when trials failed (an error, not a diverging loss);
@@ -25,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tunekit.core.curves import Floats, Shape, diagnose, rank_key, robust_noise
@@ -252,6 +254,38 @@ def next_lower_lr(tried: Sequence[float], chosen: float | None, floor: float, st
         return None
     proposal = lowest * step
     return proposal if proposal >= floor * (1 - 1e-9) else None
+
+
+def walk_start(values: Sequence[float], start: float | None) -> list[float]:
+    """Where a walk over ordered candidates begins: ``start`` and its neighbours in sorted order (every
+    candidate when ``start`` is not one of them). :func:`walk_next` extends it while a tried edge wins."""
+    ordered = sorted(set(values))
+    if start not in ordered:
+        return ordered
+    i = ordered.index(start)
+    return ordered[max(0, i - 1) : i + 2]
+
+
+def walk_next(values: Sequence[float], tried: Collection[float], best: float | None) -> float | None:
+    """The next candidate of a walk, or None once the best is bracketed.
+
+    The loss is taken as unimodal over the candidates (momentum 0.9 … 0.99): while the best value
+    tried is the lowest (or highest) tried and an untried candidate lies next to it on that side,
+    the best may lie beyond, and that neighbour is next. None when the best has tried neighbours on
+    both sides (or none beyond), or when nothing was chosen (every run diverged or failed).
+    """
+    ordered = sorted(set(values))
+    if best is None or best not in ordered:
+        return None
+    i = ordered.index(best)
+    done = set(tried)
+    below = [v for v in done if v < best]
+    above = [v for v in done if v > best]
+    if not below and i > 0 and ordered[i - 1] not in done:
+        return ordered[i - 1]
+    if not above and i + 1 < len(ordered) and ordered[i + 1] not in done:
+        return ordered[i + 1]
+    return None
 
 
 @dataclass(frozen=True)

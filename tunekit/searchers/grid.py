@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr
+from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr, walk_next, walk_start
 from tunekit.core.judge import Judge, number
 from tunekit.searchers.base import REUSED, TunekitSearcher
 
@@ -106,7 +106,16 @@ class CandidateSearcher(TunekitSearcher):
 
 
 class MomentumSearcher(CandidateSearcher):
-    """Short runs at maximum momentum 0.99, 0.97, 0.95, 0.9, cycling down to ``min_momentum`` (Sec. 5, item 3)."""
+    """Short runs at maximum momentum 0.99, 0.97, 0.95, 0.9, cycling down to ``min_momentum`` (Sec. 5, item 3).
+
+    With ``start`` (the momentum the runs so far used, one of the candidates) the grid is walked
+    rather than run whole: ``start`` and its neighbours first, then one candidate further while the
+    best is at an edge of those tried (:func:`~tunekit.core.decisions.walk_next`). ``start`` is
+    usually the run an earlier phase already trained, so the walk costs two runs where the best is
+    a neighbour of it. Without ``start``, every candidate runs.
+    """
+
+    walk: tuple[float, ...] | None = None  # the candidates walked (None: all run); a class default for older states
 
     def __init__(
         self,
@@ -114,12 +123,26 @@ class MomentumSearcher(CandidateSearcher):
         min_momentum: float = 0.85,
         epochs: int | None = None,
         base_config: dict[str, Any] | None = None,
+        start: float | None = None,
         **kwargs: Any,
     ) -> None:
         extra = {"epochs": epochs} if epochs is not None else {}
         options = {f"{m:g}": {"momentum": [m, min(min_momentum, m)], **extra} for m in candidates}
         kwargs.setdefault("what", "max momentum")
         super().__init__(options, base_config, **kwargs)
+        if start is not None and start in candidates:
+            self.walk = tuple(candidates)
+            first = {f"{m:g}" for m in walk_start(candidates, start)}
+            self.todo = [label for label in self.todo if label in first]
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        if self.walk is not None and not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
+            best = self.best_momentum
+            tried = [float(label) for label in self.scores]
+            beyond = walk_next(self.walk, tried, best)
+            if beyond is not None:
+                self.todo.append(f"{beyond:g}")
+        return super().suggest(trial_id)
 
     @property
     def best_momentum(self) -> float | None:

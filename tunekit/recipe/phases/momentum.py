@@ -1,8 +1,12 @@
 """Phase 4 — cyclical momentum (Sec. 4.3, Sec. 5 item 3), at the refined learning rate and the chosen weight decay.
 
-Short 1cycle runs whose momentum cycles from each candidate maximum (0.99, 0.97, 0.95, 0.9)
+Short 1cycle runs whose momentum cycles from a candidate maximum (0.99, 0.97, 0.95, 0.9)
 down to ``search.momentum.min``, at the learning rate the learning_rate phase refined; the best by its validation loss at the
-end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran.
+end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran. The candidates are walked
+from the preset's current momentum (``search.momentum.walk``, the default): it and its neighbours, then one further
+while the best is at an edge — on the suite the loss was unimodal in momentum on every task, and the run at the
+current momentum is usually the learning_rate phase's own, so a walk often costs two runs where the grid costs three.
+``walk: false`` runs every candidate.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class Momentum(Phase):
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         ms = search_section(preset).momentum
         count = len(ms.candidates)
-        return short_run_size(preset, train_samples, ms, "search.momentum.epochs", str(count), count)
+        trials = f"≤ {count}" if ms.walk else str(count)  # a walk may stop before the grid's ends
+        return short_run_size(preset, train_samples, ms, "search.momentum.epochs", trials, count)
 
     def judge(self, preset: Preset) -> Judge:
         return Judge("val_loss", "min", window=1)  # the validation loss at the end of the short cycle
@@ -62,7 +67,9 @@ class Momentum(Phase):
         from tunekit.searchers import MomentumSearcher
 
         ms = search_section(preset).momentum
-        searcher = MomentumSearcher(ms.candidates, ms.min, base_config=trial_base(preset, epochs=ms.epochs), judge=context.judge)
+        start = _current_momentum(preset) if ms.walk else None
+        base = trial_base(preset, epochs=ms.epochs)
+        searcher = MomentumSearcher(ms.candidates, ms.min, base_config=base, start=start, judge=context.judge)
         return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
@@ -86,3 +93,11 @@ class Momentum(Phase):
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=choice.order, chosen=choice.best, name="m")
         return Decided(result, figure)
+
+
+def _current_momentum(preset: Preset) -> float | None:
+    """The maximum momentum the preset's runs use so far (where the walk over the candidates starts)."""
+    momentum = getattr(preset.policy, "momentum", None)
+    if isinstance(momentum, tuple | list):
+        return float(momentum[0])
+    return float(momentum) if isinstance(momentum, int | float) else None

@@ -78,7 +78,9 @@ class WeightDecay(Phase):
         start = _start(preset, context.earlier.get("range_test"))
         if ws.strategy == "full":
             base = trial_base(preset, epochs=ws.epochs)
-            searcher = ExponentBisectionSearcher("weight_decay", base, max_trials=ws.max_trials, judge=context.judge, **start)
+            searcher = ExponentBisectionSearcher(
+                "weight_decay", base, max_trials=ws.max_trials, resolution=ws.resolution, judge=context.judge, **start
+            )
             return PhasePlan(preset, searcher, loss_shape_scheduler())
         snapshot = SnapshotContinuationSearcher(
             "weight_decay",
@@ -89,6 +91,7 @@ class WeightDecay(Phase):
             storage_path=context.directory,
             shared_storage=context.shared_storage,
             max_trials=ws.max_trials,
+            resolution=ws.resolution,
             judge=context.judge,
             **start,
         )
