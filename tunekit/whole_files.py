@@ -10,6 +10,8 @@ from typing import Any
 import pyarrow
 import pyarrow.fs
 
+from tunekit.core.resume import EXPERIMENT_STATE
+
 
 class WholeFiles(pyarrow.fs.FileSystemHandler):
     """A ``pyarrow.fs`` handler for a local disk on which every file written appears whole: it is written
@@ -126,8 +128,9 @@ class _WrittenAside:
 
 def is_experiment_state(path: str) -> bool:
     """Tune's ``experiment_state-<session time>.json``: the state file it writes in place."""
+    prefix, suffix = EXPERIMENT_STATE
     name = os.path.basename(path)
-    return name.startswith("experiment_state-") and name.endswith(".json")
+    return name.startswith(prefix) and name.endswith(suffix)
 
 
 def _parses(path: str) -> bool:

@@ -18,6 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+#: Tune's saved state files, each ``<prefix><session time>.<ext>``: every trial's status (written in place,
+#: the one file that can be read half-written), the searcher's pickle, and the rest (and ``tuner.pkl``).
+EXPERIMENT_STATE = ("experiment_state-", ".json")
+SEARCHER_STATE = ("searcher-state-", ".pkl")
+TUNE_STATE_FILES = (
+    EXPERIMENT_STATE[0],
+    SEARCHER_STATE[0],
+    "search_gen_state-",
+    "callback-states-",
+    "basic-variant-state-",
+    "tuner.pkl",
+)
+
 #: The statuses Tune does not run again on ``Tuner.restore`` (tunekit resumes without ``resume_errored``).
 ENDED = frozenset({"TERMINATED", "ERROR"})
 

@@ -275,12 +275,14 @@ class Driver:
         quiet_benign_sync_races()
         path = join(self.state.directory, phase)
         before = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-        if tune.Tuner.can_restore(path):
+        resume = tune.Tuner.can_restore(path)
+        if resume:
             self._echo(f"{self._tag(index, phase)} resuming the unfinished phase from {path}")
             if hasattr(built.searcher, "awaited"):  # a tunekit searcher: a kill between two saved files is caught up
                 for note in catch_up_saved_searcher(path, copy.deepcopy(built.searcher)):
                     self._echo(f"{self._tag(index, phase)} {note}")
-        if tune.Tuner.can_restore(path):  # still: a saved state cut short was set aside
+                resume = tune.Tuner.can_restore(path)  # not if a saved state cut short was set aside
+        if resume:
             tuner = tune.Tuner.restore(
                 path,
                 trainable=trainable(built.preset),

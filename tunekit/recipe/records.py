@@ -173,16 +173,6 @@ def newest_saved(names: Iterable[str], prefix: str, suffix: str) -> str | None:
     return max((n for n in names if n.startswith(prefix) and n.endswith(suffix)), default=None)
 
 
-#: The files Tune saves a phase's state in, each ``<prefix><session time>.<ext>`` (and ``tuner.pkl``).
-TUNE_STATE_FILES = (
-    "experiment_state-",
-    "searcher-state-",
-    "search_gen_state-",
-    "callback-states-",
-    "basic-variant-state-",
-    "tuner.pkl",
-)
-
 #: What a phase's saved state that could not be read is renamed with (no pattern Tune reads matches it).
 CUT = "cut-"
 
@@ -201,10 +191,10 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
     import pickle
 
     from tunekit import storage
-    from tunekit.core.resume import out_of_step
+    from tunekit.core.resume import EXPERIMENT_STATE, SEARCHER_STATE, TUNE_STATE_FILES, out_of_step
 
     names = storage.names_in(path)
-    experiment, saved = newest_saved(names, "experiment_state-", ".json"), newest_saved(names, "searcher-state-", ".pkl")
+    experiment, saved = newest_saved(names, *EXPERIMENT_STATE), newest_saved(names, *SEARCHER_STATE)
     if experiment is None or saved is None:
         return []
     state = storage.read_bytes(join(path, saved))

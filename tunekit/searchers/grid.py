@@ -62,6 +62,8 @@ class CandidateSearcher(TunekitSearcher):
         self.on_trial_complete(trial_id, results[-1] if results else None, error=not results)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
+        if not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
+            self.extend()
         if self.todo:
             label = self.todo.pop(0)
             self.trial_values[trial_id] = label
@@ -69,6 +71,9 @@ class CandidateSearcher(TunekitSearcher):
         if all(t in self.finished for t in self.trial_values):
             return Searcher.FINISHED
         return None
+
+    def extend(self) -> None:
+        """Once every candidate so far has ended: queue more in ``todo`` (none here; a walk or a bracket adds them)."""
 
     def unobserve(self, trial_id: str, value: Any) -> None:
         self.scores.pop(value, None)
@@ -135,14 +140,10 @@ class MomentumSearcher(CandidateSearcher):
             first = {f"{m:g}" for m in walk_start(candidates, start)}
             self.todo = [label for label in self.todo if label in first]
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
-        if self.walk is not None and not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
-            best = self.best_momentum
-            tried = [float(label) for label in self.scores]
-            beyond = walk_next(self.walk, tried, best)
-            if beyond is not None:
-                self.todo.append(f"{beyond:g}")
-        return super().suggest(trial_id)
+    def extend(self) -> None:
+        beyond = walk_next(self.walk, [float(label) for label in self.scores], self.best_momentum) if self.walk else None
+        if beyond is not None:
+            self.todo.append(f"{beyond:g}")
 
     @property
     def best_momentum(self) -> float | None:
@@ -215,14 +216,12 @@ class LearningRateSearcher(CandidateSearcher):
         self.floor = floor
         self.tolerance = tolerance
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]  # Ray allows FINISHED
-        if not self.todo and self.trial_values and all(t in self.finished for t in self.trial_values):
-            lower = next_lower_lr(list(self.lrs().values()), self._chosen(), self.floor)
-            label = lr_label(lower) if lower is not None else None
-            if label is not None and label not in self.candidates:
-                self.candidates[label] = {"policy.max_lr": lower}
-                self.todo.append(label)
-        return super().suggest(trial_id)
+    def extend(self) -> None:
+        lower = next_lower_lr(list(self.lrs().values()), self._chosen(), self.floor)
+        label = lr_label(lower) if lower is not None else None
+        if label is not None and label not in self.candidates:
+            self.candidates[label] = {"policy.max_lr": lower}
+            self.todo.append(label)
 
     def lrs(self) -> dict[str, float]:
         """Label → LR of every candidate so far."""
