@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,26 @@ def test_the_momentum_searchers_best_is_the_phases_decision(tmp_path: Path) -> N
     # the live choice and the recorded one are one judgement
     assert plan.searcher.judge is context.judge
     assert float(plan.searcher.best_label) == result.values["momentum_max"]
+
+
+def test_momentum_prefer_largest_keeps_the_largest_momentum_the_validation_sample_cannot_tell_from_the_best(
+    tmp_path: Path,
+) -> None:
+    """The recorded demo's momenta end at 0.9 → 0.0903, 0.95 → 0.0978, 0.97 → 0.1166, 0.99 → 0.2465. Its
+    runs predate ``val_loss_se``: without it ``prefer: largest`` has no band and 0.9, the lowest, wins.
+    With a standard error of 0.01 per run the band is √2·0.01 = 0.014: 0.95 (0.0075 above) ties and,
+    the larger, wins; 0.97 (0.026 above) does not. ``prefer: lowest`` (the default) keeps 0.9."""
+    demo = load_demo()
+    base, context, _ = replay(demo, "momentum", tmp_path)
+    largest = load_preset(preset_to_dict(base), {"search.momentum.prefer": "largest"})
+    recorded = records(demo, "momentum")
+    with_errors = [replace(r, rows=[{**row, "val_loss_se": 0.01} for row in r.rows]) for r in recorded]
+    assert Momentum().decide(base, with_errors, context)[0].values["momentum_max"] == 0.9
+    assert Momentum().decide(largest, recorded, context)[0].values["momentum_max"] == 0.9
+    result, _ = Momentum().decide(largest, with_errors, context)
+    assert result.values["momentum_max"] == 0.95
+    assert result.overrides["momentum"] == [0.95, 0.85]
+    assert "max momentum 0.95: its validation loss 0.09779 is within 0.0141 of the lowest (0.0903 at 0.9)" in result.reason
 
 
 @pytest.mark.parametrize("resolution", [0.25, 0.5])

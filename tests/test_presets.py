@@ -96,6 +96,10 @@ def test_imagenet_preset_anneals_to_the_papers_final_lr() -> None:
             {"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0}, "momentum": {"max_fraction": 1.5}}},
             "search.momentum.max_fraction",
         ),
+        (
+            {"search": {"range_test": {"min_lr": 0.1, "max_lr": 1.0}, "momentum": {"prefer": "highest"}}},
+            "search.momentum.prefer",
+        ),
     ],
 )
 def test_bad_preset_raises_one_error_naming_the_field(change: dict[str, Any], field: str) -> None:

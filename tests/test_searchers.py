@@ -242,6 +242,34 @@ def test_the_learning_rate_searcher_halves_while_the_smallest_lr_wins(floor: flo
     assert searcher.lrs()[searcher.choice().best] == pytest.approx(chosen)  # type: ignore[index]
 
 
+def test_the_learning_rate_searcher_brackets_the_lowest_loss_before_the_tie_rule_reads_it() -> None:
+    """0.8 ties 0.4 (within the sampling band), but 0.4 has the lowest loss and is the smallest tried:
+    the minimum is not bracketed, so 0.2 runs; it is lower by more than the band, so neither 0.8 nor
+    0.4 ties any more, 0.1 runs and loses, and 0.2 is chosen. Deciding the halving on the tie rule's
+    choice (0.8) would have stopped at three runs and chosen 0.8."""
+    searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={}, judge=Judge("val_loss", "min", window=1))
+    losses = {1.6: 1.0, 0.8: 0.50, 0.4: 0.46, 0.2: 0.40, 0.1: 0.45}
+
+    def run(trial: str) -> float:
+        config = searcher.suggest(trial)
+        assert isinstance(config, dict)
+        return float(config["policy.max_lr"])
+
+    def complete(trial: str, lr: float) -> None:
+        searcher.on_trial_complete(trial, {"val_loss": losses[lr], "val_loss_se": 0.03, "training_iteration": 3})
+
+    proposed = [run(f"t{i}") for i in range(3)]
+    for i, lr in enumerate(proposed):
+        complete(f"t{i}", lr)
+    assert searcher.lrs()[searcher.choice().best] == 0.8  # type: ignore[index]  # the tie rule, before 0.2 ran
+    while (config := searcher.suggest(f"t{len(proposed)}")) != Searcher.FINISHED:
+        assert isinstance(config, dict)
+        proposed.append(float(config["policy.max_lr"]))
+        complete(f"t{len(proposed) - 1}", proposed[-1])
+    assert proposed == [1.6, 0.8, 0.4, 0.2, 0.1]
+    assert searcher.lrs()[searcher.choice().best] == 0.2  # type: ignore[index]
+
+
 def test_the_learning_rate_searcher_runs_its_first_candidates_together() -> None:
     searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={})
     first = [searcher.suggest(f"t{i}") for i in range(3)]

@@ -438,6 +438,9 @@ class MomentumSearch(ShortRuns):
     min: float = Field(default=0.85, ge=0.0, lt=1.0)  # the cyclical momentum's low point
     # walk from the current momentum (it and its neighbours, then further while an edge wins); false: every candidate
     walk: bool = True
+    # lowest: the lowest validation loss wins; largest: the largest momentum whose loss ties the lowest
+    # (within the sampling band, as the learning_rate phase's tie rule), "as large as possible" (Sec. 4.3)
+    prefer: Literal["lowest", "largest"] = "lowest"
 
     @model_validator(mode="after")
     def _check(self) -> MomentumSearch:
@@ -450,10 +453,10 @@ class MomentumSearch(ShortRuns):
 
 class LearningRateSearch(ShortRuns):
     """Short 1cycle runs at fractions of the range test's max_lr (and its valley), halved further while the
-    smallest wins; the largest LR within noise of the lowest validation loss is chosen."""
+    smallest has the lowest validation loss; the largest LR within noise of the lowest is chosen."""
 
     factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr, run together
-    lowest_factor: float = Field(default=1 / 32, gt=0.0, le=1.0)  # halve below the factors down to this, while the smallest wins
+    lowest_factor: float = Field(default=1 / 32, gt=0.0, le=1.0)  # halve below the factors to this, while the smallest is lowest
     valley: bool = False  # also try the range test's "valley" LR (fastai's rule on the same curve)
     tolerance: float = Field(default=0.0, ge=0.0)  # losses within this fraction of the best count as a tie (and the runs' noise)
 

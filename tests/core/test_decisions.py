@@ -185,19 +185,19 @@ def test_best_index_is_the_best_finite_score_in_its_direction() -> None:
     assert best_index([], lower_is_better=False) is None
 
 
-def test_the_lr_is_bracketed_from_above_by_halving_while_the_smallest_wins() -> None:
+def test_the_lr_is_bracketed_from_above_by_halving_while_the_smallest_has_the_lowest_loss() -> None:
     from tunekit.core.decisions import next_lower_lr
 
-    # the smallest LR tried is the one chosen: the best may lie lower, try half of it
-    assert next_lower_lr([0.8, 0.4, 0.2], chosen=0.2, floor=0.01) == pytest.approx(0.1)
+    # the smallest LR tried has the lowest loss: the minimum may lie lower, try half of it
+    assert next_lower_lr([0.8, 0.4, 0.2], lowest=0.2, floor=0.01) == pytest.approx(0.1)
     # a smaller LR lost to a larger one: bracketed
-    assert next_lower_lr([0.8, 0.4, 0.2, 0.1], chosen=0.2, floor=0.01) is None
+    assert next_lower_lr([0.8, 0.4, 0.2, 0.1], lowest=0.2, floor=0.01) is None
     # the floor is a limit: 0.025 is exactly at it, 0.0125 under
-    assert next_lower_lr([0.8, 0.05], chosen=0.05, floor=0.025) == pytest.approx(0.025)
-    assert next_lower_lr([0.8, 0.025], chosen=0.025, floor=0.025) is None
-    # nothing chosen (every run diverged or failed), or nothing tried: no more runs
-    assert next_lower_lr([0.8, 0.4], chosen=None, floor=0.01) is None
-    assert next_lower_lr([], chosen=0.4, floor=0.01) is None
+    assert next_lower_lr([0.8, 0.05], lowest=0.05, floor=0.025) == pytest.approx(0.025)
+    assert next_lower_lr([0.8, 0.025], lowest=0.025, floor=0.025) is None
+    # no loss at all (every run diverged or failed), or nothing tried: no more runs
+    assert next_lower_lr([0.8, 0.4], lowest=None, floor=0.01) is None
+    assert next_lower_lr([], lowest=0.4, floor=0.01) is None
 
 
 def test_a_walk_starts_at_the_current_value_and_its_neighbours() -> None:

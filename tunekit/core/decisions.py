@@ -13,7 +13,7 @@ the same function serves a search that ran straight through, one resumed after a
   (within :func:`tie_band`: the runs' noise, or a fraction of the loss; :func:`sampling_band`: the
   validation split's sampling error); :func:`choose_lr` is the
   learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
-  the smallest LR tried is the one chosen;
+  the smallest LR tried has the lowest loss;
 * :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbours,
   then one further while an edge of those tried wins (the loss taken as unimodal over the grid);
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
@@ -223,36 +223,41 @@ def choose_lr(
     curves: Sequence[Floats],
     tolerance: float,
     errors: Mapping[str, float] | None = None,
+    what: str = "max_lr",
 ) -> tuple[Choice, float]:
     """The learning_rate phase's rule: the largest LR whose validation loss is within a band of the
     lowest: ``tolerance`` of it, the runs' own noise (:func:`tie_band`), or the standard error of its
     difference to the lowest (:func:`sampling_band` of ``errors``: label → the run's ``val_loss_se``),
-    whichever is widest. Returns the choice and the chosen LR's band."""
-    best = choose_candidate(candidates, "max_lr").best  # the lowest loss, as the tie rule ranks it
+    whichever is widest. Returns the choice and the chosen LR's band. ``lrs`` may hold another
+    hyper-parameter named ``what`` (the momentum phase's ``prefer: largest`` reads momenta so)."""
+    best = choose_candidate(candidates, what).best  # the lowest loss, as the tie rule ranks it
     if best is None:
-        return choose_largest_within(candidates, lrs, "max_lr", 0.0), 0.0
+        return choose_largest_within(candidates, lrs, what, 0.0), 0.0
     base = tie_band(min(c.loss for c in candidates), curves, tolerance)
     known = errors or {}
     bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
     bands[best] = base  # the lowest against itself: no sampling difference
-    choice = choose_largest_within(candidates, lrs, "max_lr", bands)
+    choice = choose_largest_within(candidates, lrs, what, bands)
     return choice, bands.get(choice.best or "", base)
 
 
-def next_lower_lr(tried: Sequence[float], chosen: float | None, floor: float, step: float = 0.5) -> float | None:
+def next_lower_lr(tried: Sequence[float], lowest: float | None, floor: float, step: float = 0.5) -> float | None:
     """The next LR to try when bracketing the learning rate from above, or None when it is bracketed.
 
     The range test's turn-up is a ceiling (beyond it the loss rises), so the short runs start at the
-    top (1, ½, ¼ of it) and go down: while the smallest LR tried is the one chosen, the best may lie
-    lower, and the next candidate is ``step`` × that LR. None once a smaller LR lost to a larger one,
-    when nothing was chosen (every run diverged or failed), or when the next LR would be under ``floor``.
+    top (1, ½, ¼ of it) and go down: while the smallest LR tried has the lowest validation loss
+    (``lowest``, before any tie rule), the minimum may lie lower, and the next candidate is ``step`` ×
+    that LR. The tie rule (:func:`choose_lr`) reads the band around a bracketed minimum: a larger LR
+    that ties the smallest one tried may stop tying once a still smaller one does better. None once a
+    smaller LR lost to a larger one, when no run has a loss (every run diverged or failed), or when
+    the next LR would be under ``floor``.
     """
-    if not tried or chosen is None or not 0 < step < 1:
+    if not tried or lowest is None or not 0 < step < 1:
         return None
-    lowest = min(tried)
-    if chosen > lowest:
+    smallest = min(tried)
+    if lowest > smallest:
         return None
-    proposal = lowest * step
+    proposal = smallest * step
     return proposal if proposal >= floor * (1 - 1e-9) else None
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.decisions import Candidate, Choice, choose_lr, lr_label, next_lower_lr, walk_next, walk_start
+from tunekit.core.decisions import Candidate, Choice, choose_candidate, choose_lr, lr_label, next_lower_lr, walk_next, walk_start
 from tunekit.core.judge import Judge, number
 from tunekit.searchers.base import REUSED, TunekitSearcher
 
@@ -192,10 +192,11 @@ class BatchSizeSearcher(CandidateSearcher):
 
 
 class LearningRateSearcher(CandidateSearcher):
-    """Short runs at ``lrs`` (in parallel); then, while the smallest LR tried is the one
-    :func:`~tunekit.core.decisions.choose_lr` chooses, one more at half of it, down to ``floor``
+    """Short runs at ``lrs`` (in parallel); then, while the smallest LR tried has the lowest
+    validation loss, one more at half of it, down to ``floor``
     (:func:`~tunekit.core.decisions.next_lower_lr`): the LR is bracketed from above, and extra runs
-    are spent only where the best LR lies below the first candidates.
+    are spent only where the lowest loss lies below the first candidates. Once it is bracketed,
+    :func:`~tunekit.core.decisions.choose_lr` chooses the largest LR that ties it.
 
     Args:
         lrs: the first candidates (``policy.max_lr``), run together.
@@ -217,7 +218,7 @@ class LearningRateSearcher(CandidateSearcher):
         self.tolerance = tolerance
 
     def extend(self) -> None:
-        lower = next_lower_lr(list(self.lrs().values()), self._chosen(), self.floor)
+        lower = next_lower_lr(list(self.lrs().values()), self._lowest(), self.floor)
         label = lr_label(lower) if lower is not None else None
         if label is not None and label not in self.candidates:
             self.candidates[label] = {"policy.max_lr": lower}
@@ -236,6 +237,8 @@ class LearningRateSearcher(CandidateSearcher):
         errors = {self.trial_values[t]: number((self.rows.get(t) or [{}])[-1].get("val_loss_se")) for t in kept}
         return choose_lr(done, lrs, curves, self.tolerance, errors)[0]
 
-    def _chosen(self) -> float | None:
-        best = self.choice().best
-        return None if best is None else self.lrs()[best]
+    def _lowest(self) -> float | None:
+        """The LR with the lowest validation loss so far, as the tie rule ranks losses (None: no loss yet)."""
+        lrs = self.lrs()
+        best = choose_candidate([self.scores[label] for label in self.scores if label in lrs], "max_lr").best
+        return None if best is None else lrs[best]

@@ -5,7 +5,7 @@ range test ramps the LR over a few epochs; a full 1cycle run spends many more st
 and on MNIST-1D the turn-up LR measured about twice what a 30-epoch 1cycle wants (BENCHMARKS.md).
 So this phase runs short 1cycle runs — the final schedule's shape, the phase's own length — at
 ``search.learning_rate.factors`` × the turn-up LR (default 1, ½, ¼; optionally the range test's
-"valley" LR too). While the smallest LR tried is the one chosen, it tries half of it, down to
+"valley" LR too). While the smallest LR tried has the lowest validation loss, it tries half of it, down to
 ``lowest_factor`` × the turn-up (default 1/32): the turn-up is a ceiling, and the LR is bracketed
 from above (:class:`~tunekit.searchers.LearningRateSearcher`). It keeps the **largest LR whose
 validation loss at the end of its cycle ties the lowest**: within one standard error of the
@@ -125,7 +125,7 @@ class LearningRate(Phase):
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the largest max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}); halved while the smallest wins"
+            f"the largest max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}); halved while the smallest is lowest"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
         return Decided(result, figure)

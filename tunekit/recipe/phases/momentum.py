@@ -6,7 +6,9 @@ end of the short cycle, trials the loss-shape scheduler stopped ranked after tho
 from the preset's current momentum (``search.momentum.walk``, the default): it and its neighbours, then one further
 while the best is at an edge — on the suite the loss was unimodal in momentum on every task, and the run at the
 current momentum is usually the learning_rate phase's own, so a walk often costs two runs where the grid costs three.
-``walk: false`` runs every candidate.
+``walk: false`` runs every candidate. ``prefer: largest`` chooses the largest momentum whose loss ties the lowest, by
+the learning_rate phase's rule (:func:`~tunekit.core.decisions.choose_lr`): the paper sets momentum "as large as possible
+without causing instabilities" (Sec. 4.3). The default, ``lowest``, is what the suite measured better (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.judge import Judge
+from tunekit.core.decisions import choose_lr
+from tunekit.core.judge import Judge, number
 from tunekit.presets import Preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import (
@@ -73,9 +76,16 @@ class Momentum(Phase):
         return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
-        low = search_section(preset).momentum.min
+        ms = search_section(preset).momentum
+        low = ms.min
         candidates = judged(records, _label, context.judge)
-        choice = context.judge.choose(candidates, "max momentum")
+        if ms.prefer == "largest":
+            momenta = {c.label: float(c.label) for c in candidates}
+            curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
+            errors = {_label(r): number(r.last.get("val_loss_se")) for r in records if not r.error}
+            choice = choose_lr(candidates, momenta, curves, 0.0, errors, what="max momentum")[0]
+        else:
+            choice = context.judge.choose(candidates, "max momentum")
         if choice.best is None:
             raise SearchError(f"phase momentum: {choice.reason}; lower search.range_test.max_lr or check the data")
         best = float(choice.best)
@@ -87,9 +97,10 @@ class Momentum(Phase):
             evidence={c.label: c.loss for c in candidates},
             failed=failures_of(candidates),
         )
-        title = (
-            f"momentum: which cycle? short 1cycle runs, momentum from each max m down to {low:g}\n"
-            "the lowest validation loss at the end of the cycle wins"
+        title = f"momentum: which cycle? short 1cycle runs, momentum from each max m down to {low:g}\n" + (
+            "the largest momentum within noise of the lowest validation loss wins"
+            if ms.prefer == "largest"
+            else "the lowest validation loss at the end of the cycle wins"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=choice.order, chosen=choice.best, name="m")
         return Decided(result, figure)
