@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
-from tunekit.core.decisions import Candidate, reusable_labels
-from tunekit.core.judge import Judge
+from tunekit.core.decisions import Candidate, Choice, choose_lr, reusable_labels
+from tunekit.core.judge import Judge, number
 from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.records import TrialRecord, trained_in, training_of
@@ -227,6 +227,23 @@ def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], 
     """Every record as a judged candidate, labelled by ``label`` — as the phase's searcher judged it; a trial
     that raised is *failed* with its error's line, not diverged."""
     return [judge.candidate(label(r), r.rows, r.error) for r in records]
+
+
+def tied_largest(
+    records: Sequence[TrialRecord],
+    label: Callable[[TrialRecord], str],
+    candidates: Sequence[Candidate],
+    values: Mapping[str, float],
+    tolerance: float,
+    what: str,
+) -> tuple[Choice, float]:
+    """:func:`~tunekit.core.decisions.choose_lr` on a phase's records: the largest of ``values`` (label →
+    value) whose validation loss ties the lowest, read from the runs that did not raise — their
+    validation-loss curves (their own noise) and each one's last ``val_loss_se`` (the split's)."""
+    ran = [r for r in records if not r.error]
+    curves = [r.curve("epoch", "val_loss")[1] for r in ran]
+    errors = {label(r): number(r.last.get("val_loss_se")) for r in ran}
+    return choose_lr(candidates, values, curves, tolerance, errors, what=what)
 
 
 def failures_of(candidates: Sequence[Candidate]) -> dict[str, str]:

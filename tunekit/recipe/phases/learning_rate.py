@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.decisions import choose_lr, lr_label
-from tunekit.core.judge import Judge, number
+from tunekit.core.decisions import lr_label
+from tunekit.core.judge import Judge
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import (
@@ -42,6 +42,7 @@ from tunekit.recipe.phase import (
     reuse_trained,
     search_section,
     short_run_size,
+    tied_largest,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -107,9 +108,7 @@ class LearningRate(Phase):
         section = search_section(preset).learning_rate
         candidates = judged(records, _label, context.judge)
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
-        curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
-        errors = {_label(r): number(r.last.get("val_loss_se")) for r in records if not r.error}
-        choice, band = choose_lr(candidates, lrs, curves, section.tolerance, errors)
+        choice, band = tied_largest(records, _label, candidates, lrs, section.tolerance, "max_lr")
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.decisions import choose_lr
-from tunekit.core.judge import Judge, number
+from tunekit.core.judge import Judge
 from tunekit.presets import Preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import (
@@ -34,6 +33,7 @@ from tunekit.recipe.phase import (
     reuse_trained,
     search_section,
     short_run_size,
+    tied_largest,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -81,9 +81,7 @@ class Momentum(Phase):
         candidates = judged(records, _label, context.judge)
         if ms.prefer == "largest":
             momenta = {c.label: float(c.label) for c in candidates}
-            curves = [r.curve("epoch", "val_loss")[1] for r in records if not r.error]
-            errors = {_label(r): number(r.last.get("val_loss_se")) for r in records if not r.error}
-            choice = choose_lr(candidates, momenta, curves, 0.0, errors, what="max momentum")[0]
+            choice = tied_largest(records, _label, candidates, momenta, 0.0, "max momentum")[0]
         else:
             choice = context.judge.choose(candidates, "max momentum")
         if choice.best is None:
