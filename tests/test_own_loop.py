@@ -18,6 +18,7 @@ import torch
 
 from tunekit import Control
 from tunekit.components import ComponentError
+from tunekit.core.lr_range import range_test_over
 from tunekit.own_loop import CHECKPOINT_WRITER, run_loop
 from tunekit.presets import Preset, load_preset, preset_to_dict, range_test_preset
 from tunekit.train.loop import train
@@ -226,17 +227,13 @@ def test_a_snapshot_continuation_takes_weights_but_this_presets_schedule_and_wei
     assert list(control.epochs()) == [2, 3]
 
 
-@pytest.mark.slow  # trains on digits for a few seconds
-def test_a_range_test_evaluates_every_eval_every_steps_without_checkpoints() -> None:
-    preset = range_test_preset(digits_preset())
+def range_test_loop(preset: Preset) -> tuple[Control, Collect]:
+    """A user's range test loop, the way the docs write it: evaluate when asked, stop when told."""
     collect = Collect()
     control = Control(preset, report=collect)
     model = control.build_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     control.attach(model, optimizer)
-    assert control.range_test
-    assert control.eval_every == 4
-    assert control.total_steps == control.steps_per_epoch
     for _ in control.epochs():
         for x, y in control.loader("train"):
             optimizer.zero_grad()
@@ -248,6 +245,15 @@ def test_a_range_test_evaluates_every_eval_every_steps_without_checkpoints() -> 
                 control.report(val_loss, acc=acc)
             if control.should_stop:
                 break
+    return control, collect
+
+
+@pytest.mark.slow  # trains on digits for a few seconds
+def test_a_range_test_evaluates_every_eval_every_steps_without_checkpoints() -> None:
+    control, collect = range_test_loop(range_test_preset(digits_preset()))
+    assert control.range_test
+    assert control.eval_every == 4
+    assert control.total_steps == control.steps_per_epoch
     steps = [r["step"] for r in collect.results]
     assert steps == [*range(4, control.total_steps + 1, 4), *([control.total_steps] if control.total_steps % 4 else [])]
     assert not collect.states  # never a checkpoint during a range test
@@ -258,6 +264,22 @@ def test_a_range_test_evaluates_every_eval_every_steps_without_checkpoints() -> 
     assert lrs[-1] <= 1.0
     assert control.done
     assert control.should_stop
+
+
+@pytest.mark.slow  # trains on digits for a few seconds
+def test_a_users_range_test_ends_once_its_curve_has_diverged() -> None:
+    # 60 steps, evaluated every 4: 2.16, 1.54, 1.98, …, 2.29, then 34.2 at step 44
+    ramp = {"search.range_test.max_lr": 3.0, "search.range_test.epochs": 3}
+    control, collect = range_test_loop(range_test_preset(digits_preset(**ramp)))
+    _, whole = range_test_loop(range_test_preset(digits_preset(**ramp, **{"search.range_test.stop_when_diverged": False})))
+    losses = [r["val_loss"] for r in collect.results]
+    assert collect.results[-1]["diverged"]
+    assert control.should_stop
+    assert not control.done  # steps were left: the loop stopped because the curve diverged
+    assert len(losses) < len(whole.results)
+    assert not whole.results[-1]["diverged"]
+    assert losses == [r["val_loss"] for r in whole.results[: len(losses)]]
+    assert range_test_over([r["lr"] for r in collect.results], losses, collect.results[-1].get("chance_loss")) is not None
 
 
 @pytest.mark.slow  # trains on digits for a few seconds

@@ -167,9 +167,13 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     chosen = summary["preset"]
     assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
     assert chosen["weight_decay"] == wd["weight_decay"]
-    # compute is accounted per phase, where each run trained: 2 range tests × 4 epochs, the LR runs trained
-    # there and 1 momentum run × 2 epochs
-    assert phases["range_test"]["trial_epochs"] == pytest.approx(8.0)
+    # compute is accounted per phase, where each run trained: 2 range tests of at most 4 epochs (one ends
+    # where its curve diverged), the LR runs trained there and 1 momentum run × 2 epochs
+    ramps = [json.loads(p.read_text().splitlines()[-1]) for p in (directory / "range_test").glob("*/result.json")]
+    assert len(ramps) == 2
+    assert all(r["trial_epochs"] == pytest.approx(4.0) or r["diverged"] for r in ramps)
+    assert any(r["diverged"] and r["trial_epochs"] < 4.0 for r in ramps)  # a range test ended once over
+    assert phases["range_test"]["trial_epochs"] == pytest.approx(sum(r["trial_epochs"] for r in ramps))
     assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * len(trained_lrs))
     assert phases["learning_rate"]["trials"] == len(trained_lrs)
     assert phases["momentum"]["trial_epochs"] == pytest.approx(2.0)
@@ -281,7 +285,9 @@ def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path)
     assert (frame["status"] == "DONE").all()
     momentum = frame[frame["phase"] == "momentum"]
     assert [json.loads(m)[0] for m in momentum["momentum"]] == [0.9]  # 0.95 is an earlier phase's row
-    assert frame.groupby("phase")["trial_epochs"].sum()["range_test"] == pytest.approx(8.0)
+    assert frame.groupby("phase")["trial_epochs"].sum()["range_test"] == pytest.approx(
+        summary["phases"]["range_test"]["trial_epochs"]
+    )
     cli("report", str(directory), "--parquet", str(tmp_path / "trials.parquet"))
     assert len(pd.read_parquet(tmp_path / "trials.parquet")) == len(frame)
     shown = cli("report", str(directory)).stdout

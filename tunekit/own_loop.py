@@ -52,6 +52,7 @@ from torch.utils.hooks import RemovableHandle
 from tunekit.components import ComponentError, LossFn, MetricFn, build_loss, build_metric, factory_name, resolve
 from tunekit.core import sizing
 from tunekit.core.curves import runs_horizontal
+from tunekit.core.lr_range import range_test_over
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import epoch_generator, load_splits, stratified_subset
 from tunekit.train.loop import CHECKPOINT_FORMAT, Report, pick_device, recalibrate_batchnorm
@@ -173,6 +174,7 @@ class Control:
         self._current: int | None = None  # the epoch epochs() is in
         self._reported_step = 0  # step of the last report (or of attach)
         self._val_losses: list[float] = []  # per epoch of this trial, for stop_when_horizontal
+        self._range_curve: tuple[list[float], list[float]] = ([], [])  # (lr, val_loss) of a range test, for its stop
         self._throughput = _Throughput()
         self._num_classes: int | None = None
         self._input_shape: tuple[int, ...] = ()
@@ -482,7 +484,8 @@ class Control:
         """The epochs still to train: from the restored epoch to ``train.epochs`` (or ``train.stop_at_epoch``).
 
         Stops early once :attr:`should_stop`. In a range test it goes on until :attr:`done` (the
-        range test's length in optimizer steps), whatever the epoch count.
+        range test's length in optimizer steps), whatever the epoch count, or until a report finds its
+        curve diverged (:func:`~tunekit.core.lr_range.range_test_over`; the policy's ``stop_when_diverged``).
         """
         self._attached("epochs()")
         if self.range_test:
@@ -570,6 +573,12 @@ class Control:
         result = self._result(val_loss, train_loss, diverged, _metric_keys(metrics))
         state: dict[str, Any] | None = None
         if self.range_test:
+            self._range_curve[0].append(self._lr)
+            self._range_curve[1].append(val_loss)
+            policy = self.preset.policy
+            over = isinstance(policy, RangeTestPolicy) and policy.stop_when_diverged
+            diverged = diverged or (over and range_test_over(*self._range_curve, self.chance_loss) is not None)
+            result["diverged"] = diverged
             finished = diverged or self.step >= self.total_steps
         else:
             self._val_losses.append(val_loss)

@@ -343,6 +343,8 @@ class RangeTestPolicy(_Strict):
     eval_every: int = Field(default=20, gt=0)  # iterations between test-loss evaluations
     eval_samples: int = Field(default=1000, gt=0)
     bn_recalibration_batches: int = Field(default=4, ge=0)
+    # end once the curve has diverged (tunekit.core.lr_range.range_test_over): no rule reads what follows
+    stop_when_diverged: bool = True
 
     @field_validator("momentum")
     @classmethod
@@ -405,6 +407,9 @@ class RangeTestSearch(_Strict):
     points: int = Field(default=30, gt=1)  # evaluations along each curve, at least
     eval_samples: int = Field(default=1000, gt=0)
     bn_recalibration_batches: int = Field(default=4, ge=0)
+    # end each test once its curve has diverged (an explosion, or back at chance level after learning): the
+    # turn-up comes before, and no rule reads what follows; false runs every test to its max_lr (a whole plot)
+    stop_when_diverged: bool = True
     # "refine": the turn-up LR is a candidate the learning_rate phase checks against smaller ones;
     # "paper": max_lr is the turn-up LR itself (Sec. 4.1), and the learning_rate phase does not run
     rule: Literal["refine", "paper"] = "refine"
@@ -818,6 +823,7 @@ def range_test_preset(preset: Preset, weight_decay: float | None = None) -> Pres
         eval_every=rt.eval_every,
         eval_samples=rt.eval_samples,
         bn_recalibration_batches=rt.bn_recalibration_batches,
+        stop_when_diverged=rt.stop_when_diverged,
     )
     wd = preset.weight_decay if weight_decay is None else weight_decay
     return preset.model_copy(update={"policy": policy, "weight_decay": wd})

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tunekit.core.lr_range import RangeTestError, analyse_range_test, valley_lr
+from tunekit.core.lr_range import RangeTestError, analyse_range_test, range_test_over, valley_lr
 
 CURVES = Path(__file__).parents[1] / "data" / "curves"
 LRS = np.linspace(0.01, 3.0, 60)
@@ -170,3 +170,59 @@ def test_a_curve_that_falls_is_read_as_before() -> None:
     r = analyse_range_test(LRS, u_shape(LRS))
     assert r.descended
     assert not any("never fell clearly" in n for n in r.notes)
+
+
+def _stop(lrs: list[float], losses: list[float], chance: float | None) -> int:
+    """How many evaluations a range test runs before range_test_over ends it (all of them if never)."""
+    return next((k for k in range(1, len(lrs) + 1) if range_test_over(lrs[:k], losses[:k], chance)), len(lrs))
+
+
+@pytest.mark.parametrize(
+    ("name", "chance", "stop", "why"),
+    [
+        # the suite's MNIST-1D MLP (no BatchNorm), weight decay 0, 0.001 → 2 linear: 2.74, 1.88, 1.89, 1.80,
+        # 1.79, 2.05, 2.47, 2.70, 2.57, then at chance (2.30–2.42) for the 24 evaluations left
+        ("mnist1d_mlp_range_wd0", math.log(10), 9, "at chance level"),
+        # the suite's AdamW digits MLP, weight decay 1e-2, 1e-4 → 0.3: lowest 0.43, then 2.35, 6.46
+        ("digits_mlp_adamw_range_wd1e-2", math.log(10), 19, "exploded"),
+        # digits, a 120-step ramp: 1.88 → 0.67 → 0.68, then back at chance — after the five points a reading needs
+        ("digits_mlp_range_wd1e-3_120steps", math.log(10), 6, "at chance level"),
+    ],
+)
+def test_a_range_test_is_over_once_its_curve_diverged_and_reads_as_the_whole_curve(
+    name: str, chance: float, stop: int, why: str
+) -> None:
+    lrs, losses = _recorded(name)
+    assert _stop(lrs, losses, chance) == stop < len(lrs)
+    reason = range_test_over(lrs[:stop], losses[:stop], chance)
+    assert reason is not None
+    assert why in reason
+    assert f"lr={lrs[stop - 1]:.4g}" in reason
+    whole, cut = (
+        analyse_range_test(lrs, losses, chance_loss=chance),
+        analyse_range_test(lrs[:stop], losses[:stop], chance_loss=chance),
+    )
+    # what the rules read — the bounds, the turn-up, the lowest loss that ranks weight decays — is the same
+    assert (cut.max_lr, cut.turn_up_lr, cut.min_loss, cut.valley_lr) == (
+        whole.max_lr,
+        whole.turn_up_lr,
+        whole.min_loss,
+        whole.valley_lr,
+    )
+
+
+def test_a_range_test_that_has_not_learned_yet_is_not_over_at_chance_level() -> None:
+    # a tiny min_lr: the loss sits at chance for a while, then falls as the LR grows
+    losses = [2.31, 2.30, 2.32, 2.30, 2.31, 2.29, 2.31, 2.30, 2.20, 1.90, 1.40, 1.00, 0.80]
+    lrs = list(np.linspace(0.001, 1.0, len(losses)))
+    assert _stop(lrs, losses, math.log(10)) == len(losses)
+    # the same plateau after a fall below 0.9 × chance is a test that lost what it learned
+    assert range_test_over(lrs[:9], [1.5, 1.2, 1.0, 2.31, 2.30, 2.32, 2.30, 2.31, 2.32], math.log(10)) is not None
+
+
+def test_a_range_test_is_not_over_before_five_points_nor_on_a_rise_that_is_no_explosion() -> None:
+    assert range_test_over([0.1, 0.2, 0.3, 0.4], [1.0, 0.5, 0.4, 90.0]) is None  # too few points to read
+    assert range_test_over([0.1, 0.2, 0.3, 0.4, 0.5], [1.0, 0.5, 0.4, 0.5, 90.0]) is not None
+    # no chance level (a regression): a steady rise past the start is overfitting, not over
+    rising = [1.0, 0.5, 0.4, 0.6, 0.9, 1.4, 2.2, 3.0]
+    assert range_test_over(list(np.linspace(0.1, 0.8, len(rising))), rising) is None

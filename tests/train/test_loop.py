@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_preset_dict
+from tunekit.core.lr_range import analyse_range_test
 from tunekit.presets import load_preset, range_test_preset
 from tunekit.train.loop import Trainer, memory_format, train
 
@@ -149,6 +150,29 @@ def test_range_test_reports_every_k_iterations_with_rising_lr() -> None:
     assert all(0 <= r["val_acc"] <= 1 for r in results if not r["diverged"])
     # a range test reads the validation split only
     assert not any(k.startswith("test_") for r in results for k in r)
+
+
+def test_a_range_test_ends_once_its_curve_has_diverged() -> None:
+    def ramp(stop: bool) -> list[dict[str, Any]]:
+        preset = tiny_preset_dict()
+        preset["search"]["range_test"].update(max_lr=10.0, epochs=3, eval_every=2, stop_when_diverged=stop)
+        return train(range_test_preset(load_preset(preset)))
+
+    stopped, whole = ramp(True), ramp(False)
+    # the whole ramp: 66 steps, 33 evaluations, falling to ≈1.9, then exploding (21 at step 18) and swinging
+    assert (len(whole), whole[-1]["step"], whole[-1]["diverged"]) == (33, 66, False)
+    # stopped at the explosion (over 10× its minimum and above its start): the same curve up to there
+    assert stopped[-1]["diverged"]
+    assert stopped[-1]["step"] < 66
+    assert [r["val_loss"] for r in stopped] == [r["val_loss"] for r in whole[: len(stopped)]]
+    low = min(r["val_loss"] for r in stopped)
+    assert stopped[-1]["val_loss"] > 10 * low
+    assert all(r["val_loss"] <= 10 * low for r in stopped[:-1])
+    assert stopped[-1]["trial_epochs"] < whole[-1]["trial_epochs"]
+    curve = ([r["lr"] for r in stopped], [r["val_loss"] for r in stopped])
+    full = ([r["lr"] for r in whole], [r["val_loss"] for r in whole])
+    chance = math.log(10)
+    assert analyse_range_test(*curve, chance_loss=chance).max_lr == analyse_range_test(*full, chance_loss=chance).max_lr
 
 
 def test_evaluate_reads_the_validation_split_unless_told() -> None:

@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from tunekit.core.curves import Floats, robust_noise, running_median, smoothing_window, theil_sen_slope
+from tunekit.core.curves import Floats, Shape, diagnose, robust_noise, running_median, smoothing_window, theil_sen_slope
+
+#: A range test stops for being back at chance level only after its smoothed loss fell below this share of it:
+#: a test that starts at a tiny LR may sit at chance for a while before it learns.
+LEARNED_FRACTION = 0.9
 
 
 class RangeTestError(ValueError):
@@ -199,6 +203,29 @@ def analyse_range_test(
         points=len(y),
         notes=notes,
     )
+
+
+def range_test_over(lrs: Floats, losses: Floats, chance_loss: float | None = None, min_points: int = 5) -> str | None:
+    """Why a range test can stop at its last evaluation, or None while it cannot.
+
+    Over means diverged as :func:`tunekit.core.curves.diagnose` defines it — an explosion (over 10× its
+    minimum and above its start, or over 10× chance level) or back at chance level and no longer falling
+    — after at least ``min_points`` finite points (what :func:`analyse_range_test` needs to read a curve).
+    Back at chance counts only once the smoothed loss had fallen below ``LEARNED_FRACTION`` × chance. The
+    turn-up that sets ``max_lr`` precedes both, and the analysis cuts a curve where it is back at chance, so
+    the steps after are spent on a curve no rule reads (on the benchmark suite, a quarter to two thirds of
+    a range test; BENCHMARKS.md). A NaN/inf loss is the loops' own stop, at the step it happens.
+
+    Paper: Sec. 4.1 (the range test runs until the loss "increases"; nothing past that is read).
+    """
+    y = np.asarray(losses, dtype=float)
+    if len(y) < min_points or not np.all(np.isfinite(y)):
+        return None
+    learned = chance_loss is not None and float(np.min(running_median(y, 3))) < LEARNED_FRACTION * chance_loss
+    verdict = diagnose(lrs, y, chance_loss=chance_loss if learned else None)  # else an explosion alone ends it
+    if verdict.shape is not Shape.DIVERGING:
+        return None
+    return f"the range test is over at lr={float(lrs[-1]):.4g}: {verdict.reason}"
 
 
 def early_overfitting_window(lrs: Floats, smooth: Floats, minimum: int, tolerance: float) -> tuple[float, float] | None:

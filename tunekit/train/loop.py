@@ -12,7 +12,9 @@ is measured against), ``train_loss``, ``lr``, ``momentum``, ``weight_decay``, ``
 ``diverged``. The last result of a run that reached its end also carries ``test_loss`` and
 ``test_<metric>`` (the test split: what is reported, never what is decided on), unless
 ``train.test_at_end`` is off (a search's trials other than the final replicates). A NaN or
-infinite loss ends the run: its last result has ``diverged=True`` and no exception escapes.
+infinite loss ends the run: its last result has ``diverged=True`` and no exception escapes. So
+does a range test's curve once it has diverged (an explosion, or back at chance level:
+:func:`~tunekit.core.lr_range.range_test_over`), unless its policy's ``stop_when_diverged`` is off.
 
 Given a :class:`~tunekit.train.distributed.Group` of more than one worker, the same loop trains
 data-parallel: each worker steps a ``DistributedDataParallel`` model on its share of every total
@@ -38,6 +40,7 @@ from tunekit.components import accuracy, build_loss, build_metric, correct, metr
 from tunekit.core.budget import epochs_for_budget
 from tunekit.core.curves import runs_horizontal, standard_error
 from tunekit.core.devices import autocast_precision, use_channels_last
+from tunekit.core.lr_range import range_test_over
 from tunekit.core.sizing import steps_per_epoch
 from tunekit.presets import Preset, RangeTestPolicy, preset_to_dict
 from tunekit.train.data import Data, Split, load_data
@@ -541,6 +544,7 @@ class Trainer:
         last: dict[str, Any] = {}
         window_loss = torch.zeros((), device=self.device)
         window_steps = 0
+        curve: tuple[list[float], list[float]] = ([], [])  # (lr, val_loss) so far: when the test is over
         started = time.perf_counter()
         while self.step < self.total_steps:
             x, y = next(batches)
@@ -557,6 +561,10 @@ class Trainer:
                 self.recalibrate_batchnorm(policy.bn_recalibration_batches)
             evaluation = Evaluation(math.nan, math.nan) if diverged else self.evaluate(policy.eval_samples)
             diverged = diverged or not math.isfinite(evaluation.loss)
+            curve[0].append(lr)
+            curve[1].append(evaluation.loss)
+            # every worker reads the same all-reduced curve, so all of them stop at the same evaluation
+            diverged = diverged or (policy.stop_when_diverged and range_test_over(*curve, self.chance_loss) is not None)
             self.epoch = self.step // self.steps_per_epoch
             speed = window_steps * train.batch_size / max(elapsed, 1e-9)
             last = self._result(train_loss, lr, momentum, speed, evaluation, diverged)

@@ -1,7 +1,8 @@
 """Phase 1 — LR range tests, one per candidate weight decay (Sec. 4.1, 4.4, Fig. 10), or one alone.
 
 Each trial ramps the LR linearly from ``search.range_test.min_lr`` to ``max_lr`` and reports the
-validation loss every few iterations (on a fixed subset of the validation split). The bounds come
+validation loss every few iterations (on a fixed subset of the validation split), until its curve
+has diverged (``stop_when_diverged``; :func:`tunekit.core.lr_range.range_test_over`). The bounds come
 from the curve of the weight decay that reached the lowest loss: ``max_lr`` just before its
 validation loss turns up, ``min_lr = max_lr / div``.
 
@@ -62,7 +63,7 @@ class RangeTest(Phase):
 
         test = range_test_preset(preset)
         candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset)}
-        # no scheduler: a range test is meant to run past its minimum into divergence
+        # no scheduler: a range test runs past its minimum until its curve diverges (the loop's own stop)
         return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
