@@ -48,3 +48,21 @@ def test_a_candidate_read_from_an_earlier_phase_is_said_and_counts_as_a_rival(ca
         "val_loss 0.0946 ± 0.0113 at epoch 3 (not trained again)"
     )
     assert done.endswith("best so far momentum=[0.95,0.85] (0.0946)")
+
+
+def test_a_range_test_says_where_on_its_ramp_it_ended_and_whether_its_curve_diverged(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = Progress("range_test", 1, 5)
+    ended = Ended(
+        "r",
+        {"weight_decay": 1e-4},
+        {"val_loss": 15.8952, "val_acc": 0.299, "lr": 1.2993, "step": 117, "epoch": 1, "diverged": True},
+    )
+    ran = Ended(
+        "s", {"weight_decay": 1e-5}, {"val_loss": 2.0166, "val_acc": 0.28, "lr": 3.0, "step": 270, "epoch": 3, "diverged": False}
+    )
+    progress.on_trial_complete(1, [ended, ran], ended)
+    progress.on_trial_complete(2, [ended, ran], ran)
+    first, second = capsys.readouterr().out.splitlines()
+    assert "val_acc 0.2990 at lr 1.299, step 117, diverged: ended there —" in first
+    assert "at lr 3, step 270 —" in second
+    assert "best so far" not in first + second  # a range test's loss ranks nothing as it ends

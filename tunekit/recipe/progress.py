@@ -70,8 +70,11 @@ class Progress(Callback):
         if self.phase != "range_test" and math.isfinite(loss) and (self.best is None or loss < self.best[0]):
             self.best = (loss, label)
         best = f"; best so far {self.best[1]} ({self.best[0]:.4f})" if self.best else ""
+        where = f"epoch {r.get('epoch')}"
+        if self.phase == "range_test":  # a ramp: where on it, and whether its curve diverged (the loop ends it there)
+            where = f"lr {number(r.get('lr')):.4g}, step {r.get('step')}{', diverged: ended there' if r.get('diverged') else ''}"
         self._echo(
-            f"done {label}: val_loss {loss:.4f}{spread}{', ' + metrics if metrics else ''} at epoch {r.get('epoch')}"
+            f"done {label}: val_loss {loss:.4f}{spread}{', ' + metrics if metrics else ''} at {where}"
             f"{' (' + shape + stopped + ')' if shape or stopped else ''} — {self._counts(trials, trial, 'TERMINATED')}{best}"
         )
 
