@@ -227,7 +227,7 @@ def test_a_snapshot_continuation_takes_weights_but_this_presets_schedule_and_wei
     assert list(control.epochs()) == [2, 3]
 
 
-def range_test_loop(preset: Preset) -> tuple[Control, Collect]:
+def range_test_loop(preset: Preset, chance_loss: float | None = None) -> tuple[Control, Collect]:
     """A user's range test loop, the way the docs write it: evaluate when asked, stop when told."""
     collect = Collect()
     control = Control(preset, report=collect)
@@ -242,7 +242,7 @@ def range_test_loop(preset: Preset) -> tuple[Control, Collect]:
             if control.should_evaluate:
                 control.recalibrate_batchnorm()
                 val_loss, acc = evaluate(control, model)
-                control.report(val_loss, acc=acc)
+                control.report(val_loss, acc=acc, chance_loss=chance_loss)
             if control.should_stop:
                 break
     return control, collect
@@ -268,11 +268,18 @@ def test_a_range_test_evaluates_every_eval_every_steps_without_checkpoints() -> 
 
 @pytest.mark.slow  # trains on digits for a few seconds
 def test_a_users_range_test_ends_once_its_curve_has_diverged() -> None:
-    # 60 steps, evaluated every 4: 2.16, 1.54, 1.98, …, 2.29, then 34.2 at step 44
-    ramp = {"search.range_test.max_lr": 3.0, "search.range_test.epochs": 3}
-    control, collect = range_test_loop(range_test_preset(digits_preset(**ramp)))
-    _, whole = range_test_loop(range_test_preset(digits_preset(**ramp, **{"search.range_test.stop_when_diverged": False})))
+    # 200 steps to LR 3, evaluated every 4: 2.18, 1.75, 1.39, 3.10, 1.87, 1.65, then 2.40, 3.84, 5.05 — above
+    # chance and climbing, over at evaluation 9 — and at chance (2.30–2.44) for the 40 evaluations left. A loop
+    # that says the chance level (ln 10) lets the test end there; without it only an explosion would.
+    ramp = {"search.range_test.max_lr": 3.0, "search.range_test.epochs": 10}
+    chance = math.log(10)
+    control, collect = range_test_loop(range_test_preset(digits_preset(**ramp)), chance)
+    _, whole = range_test_loop(
+        range_test_preset(digits_preset(**ramp, **{"search.range_test.stop_when_diverged": False})), chance
+    )
     losses = [r["val_loss"] for r in collect.results]
+    assert len(whole.results) == 50
+    assert len(losses) < 15
     assert collect.results[-1]["diverged"]
     assert control.should_stop
     assert not control.done  # steps were left: the loop stopped because the curve diverged
