@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_FLAGS := --quiet --disable-pip-version-check --progress-bar off
+# make test's test processes (pytest-xdist): each file runs in one of them, with its own Ray session
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint typecheck unit bench clean
 
@@ -19,7 +21,7 @@ demo: $(STAMP)
 
 ## make test: lint, type-check and the whole test suite
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check tunekit tests bench

@@ -1,4 +1,7 @@
-"""Shared fixtures: one Ray session for every Ray-level test, tiny presets, no network."""
+"""Shared fixtures: one Ray session for every Ray-level test of a test process, tiny presets, no network.
+
+`make test` runs two test processes (pytest-xdist, ``--dist loadfile``): each file runs whole in one of
+them, so a module's fixtures are built once, and each process starts its own Ray session."""
 
 from __future__ import annotations
 
@@ -90,7 +93,7 @@ def tiny() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """One local Ray for the whole test session (starting Ray costs ~5 s here)."""
+    """One local Ray for the whole test session of this process (starting Ray costs ~5 s here)."""
     import ray
 
     if not ray.is_initialized():

@@ -201,6 +201,7 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(
     ("uri", "named"),
     [(f"http://127.0.0.1:{free_port()}", "no MLflow server answers"), ("htp://typo:5000", "cannot use")],
+    ids=["no-server", "typo"],  # not the port: a free port differs between collections
 )
 def test_a_bad_mlflow_tracking_uri_is_one_line_before_anything_starts(uri: str, named: str, tmp_path: Path) -> None:
     preset = tmp_path / "tiny.yaml"
