@@ -284,27 +284,31 @@ def test_momentum_searcher_cycles_down_to_the_minimum() -> None:
 
 
 def test_the_momentum_searcher_walks_from_the_current_momentum() -> None:
-    """From 0.95: 0.97, 0.95 and 0.9 together; 0.97 wins, so 0.99 runs next; then nothing more."""
+    """From 0.95: 0.95 and 0.9 together; 0.95 wins, so 0.97 runs next; it wins, so 0.99; then nothing more."""
     searcher = MomentumSearcher(start=0.95, base_config={}, judge=Judge("val_loss", "min", window=1))
-    first = [searcher.suggest(f"t{i}") for i in range(4)]
-    assert [c["momentum"][0] for c in first[:3]] == [0.97, 0.95, 0.9]  # type: ignore[index]
-    assert first[3] is None  # waiting: whether to go on depends on which edge wins
-    for i, loss in enumerate((0.40, 0.45, 0.50)):
+    first = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert [c["momentum"][0] for c in first[:2]] == [0.95, 0.9]  # type: ignore[index]
+    assert first[2] is None  # waiting: whether to go on depends on which one wins
+    for i, loss in enumerate((0.45, 0.50)):
         searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "training_iteration": 3})
+    assert searcher.suggest("t3")["momentum"][0] == 0.97  # type: ignore[index]
+    searcher.on_trial_complete("t3", {"val_loss": 0.40, "training_iteration": 3})
     assert searcher.suggest("t4")["momentum"][0] == 0.99  # type: ignore[index]
     searcher.on_trial_complete("t4", {"val_loss": 0.42, "training_iteration": 3})
     assert searcher.suggest("t5") == Searcher.FINISHED
     assert searcher.best_momentum == 0.97
 
 
-def test_the_momentum_walk_stops_at_the_grid_edge_and_without_a_start_runs_every_candidate() -> None:
+def test_the_momentum_walk_stops_where_the_lower_neighbour_wins_and_without_a_start_runs_every_candidate() -> None:
     searcher = MomentumSearcher(start=0.95, base_config={}, judge=Judge("val_loss", "min", window=1))
-    for i in range(3):
+    for i in range(2):
         searcher.suggest(f"t{i}")
-    for i, loss in enumerate((0.50, 0.45, 0.40)):  # 0.9, the grid's lowest, wins
+    for i, loss in enumerate((0.45, 0.40)):  # 0.9, the grid's lowest, beats 0.95: 0.97 and 0.99 cannot win
         searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "training_iteration": 3})
-    assert searcher.suggest("t3") == Searcher.FINISHED
+    assert searcher.suggest("t2") == Searcher.FINISHED
     assert searcher.best_momentum == 0.9
+    upward = MomentumSearcher(start=0.95, toward="higher", base_config={})  # prefer: largest tries 0.97 first
+    assert [upward.suggest(f"t{i}")["momentum"][0] for i in range(2)] == [0.97, 0.95]  # type: ignore[index]
     every = MomentumSearcher(start=0.93, base_config={})  # not a candidate: the paper's grid
     assert [every.suggest(f"t{i}")["momentum"][0] for i in range(4)] == [0.99, 0.97, 0.95, 0.9]  # type: ignore[index]
 

@@ -441,7 +441,8 @@ class ShortRuns(_Strict):
 class MomentumSearch(ShortRuns):
     candidates: tuple[float, ...] = (0.99, 0.97, 0.95, 0.9)
     min: float = Field(default=0.85, ge=0.0, lt=1.0)  # the cyclical momentum's low point
-    # walk from the current momentum (it and its neighbours, then further while an edge wins); false: every candidate
+    # walk from the current momentum (it and its neighbour on prefer's side, the other only if it wins, then further
+    # while an edge wins); false: every candidate
     walk: bool = True
     # lowest: the lowest validation loss wins; largest: the largest momentum whose loss ties the lowest
     # (within the sampling band, as the learning_rate phase's tie rule), "as large as possible" (Sec. 4.3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -200,13 +201,47 @@ def test_the_lr_is_bracketed_from_above_by_halving_while_the_smallest_has_the_lo
     assert next_lower_lr([], lowest=0.4, floor=0.01) is None
 
 
-def test_a_walk_starts_at_the_current_value_and_its_neighbours() -> None:
+def test_a_walk_starts_at_the_current_value_and_its_neighbour_on_the_side_ties_go_to() -> None:
     from tunekit.core.decisions import walk_start
 
     grid = (0.99, 0.97, 0.95, 0.9)
-    assert walk_start(grid, 0.95) == [0.9, 0.95, 0.97]
-    assert walk_start(grid, 0.99) == [0.97, 0.99]  # an edge has one neighbour
+    assert walk_start(grid, 0.95) == [0.9, 0.95]  # lower momenta win ties: the lower neighbour first
+    assert walk_start(grid, 0.95, toward="higher") == [0.95, 0.97]  # prefer: largest
+    assert walk_start(grid, 0.9) == [0.9, 0.95]  # at the edge of that side: the other neighbour
+    assert walk_start(grid, 0.99, toward="higher") == [0.97, 0.99]
     assert walk_start(grid, 0.93) == [0.9, 0.95, 0.97, 0.99]  # not a candidate: the whole grid
+
+
+def _walk(grid: tuple[float, ...], first: list[float], loss: dict[float, float]) -> list[float]:
+    """Every candidate a walk from ``first`` runs, on a loss known in advance (each round, the best so far decides)."""
+    from tunekit.core.decisions import walk_next
+
+    tried = list(first)
+    while (beyond := walk_next(grid, tried, min(tried, key=loss.__getitem__))) is not None:
+        tried.append(beyond)
+    return tried
+
+
+@pytest.mark.parametrize("toward", ["lower", "higher"])
+def test_a_walk_on_a_unimodal_loss_ends_on_the_best_for_fewer_runs_than_starting_with_both_neighbours(
+    toward: Literal["lower", "higher"],
+) -> None:
+    """Wherever the best candidate is and wherever the walk starts, it ends on the best, never trains a
+    candidate twice, and never runs more than a walk that starts with both neighbours (fewer in all)."""
+    from tunekit.core.decisions import walk_start
+
+    grid = (0.99, 0.97, 0.95, 0.9, 0.85)
+    ours, both = 0, 0
+    for best in grid:
+        loss = {m: abs(m - best) for m in grid}  # unimodal, lowest at ``best``
+        for start in grid:
+            tried = _walk(grid, walk_start(grid, start, toward), loss)
+            i = sorted(grid).index(start)
+            wide = _walk(grid, sorted(grid)[max(0, i - 1) : i + 2], loss)  # start and both its neighbours
+            assert min(tried, key=loss.__getitem__) == best, (best, start, tried)
+            assert len(tried) == len(set(tried)) <= len(wide), (best, start, tried, wide)
+            ours, both = ours + len(tried), both + len(wide)
+    assert ours < both
 
 
 def test_a_walk_goes_on_only_past_a_winning_edge() -> None:

@@ -14,8 +14,9 @@ the same function serves a search that ran straight through, one resumed after a
   validation split's sampling error); :func:`choose_lr` is the
   learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
   the smallest LR tried has the lowest loss;
-* :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbours,
-  then one further while an edge of those tried wins (the loss taken as unimodal over the grid);
+* :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbour on
+  the side ties go to, then one further while an edge of those tried wins (the loss taken as
+  unimodal over the grid);
 * :func:`score_curve` — a finished trial's curve → (loss at the judging step, shape);
 * :func:`replicate_overrides` — the final trainings' seeds, inits and jittered batch sizes (App. A.1);
 * :func:`failure_advice` — what to change when trials failed (an error, not a diverging loss);
@@ -29,6 +30,7 @@ import random
 import statistics
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tunekit.core.curves import Floats, Shape, diagnose, rank_key, robust_noise
 from tunekit.core.early_stop import value_at
@@ -261,14 +263,22 @@ def next_lower_lr(tried: Sequence[float], lowest: float | None, floor: float, st
     return proposal if proposal >= floor * (1 - 1e-9) else None
 
 
-def walk_start(values: Sequence[float], start: float | None) -> list[float]:
-    """Where a walk over ordered candidates begins: ``start`` and its neighbours in sorted order (every
-    candidate when ``start`` is not one of them). :func:`walk_next` extends it while a tried edge wins."""
+def walk_start(values: Sequence[float], start: float | None, toward: Literal["lower", "higher"] = "lower") -> list[float]:
+    """Where a walk over ordered candidates begins, in sorted order: ``start`` and its neighbour ``toward``
+    one side (the other one at that side's edge); every candidate when ``start`` is not one of them.
+
+    One neighbour, not both: the loss is taken as unimodal over the candidates, so when the
+    neighbour beats ``start`` the best lies on its side and the other neighbour cannot win — it runs
+    only when ``start`` wins (:func:`walk_next`). ``toward`` is the side a tie goes to (lower
+    momenta, by default), the side more often best.
+    """
     ordered = sorted(set(values))
     if start not in ordered:
         return ordered
     i = ordered.index(start)
-    return ordered[max(0, i - 1) : i + 2]
+    below, above = ordered[max(0, i - 1) : i], ordered[i + 1 : i + 2]
+    first, other = (below, above) if toward == "lower" else (above, below)
+    return sorted([start, *(first or other)])
 
 
 def walk_next(values: Sequence[float], tried: Collection[float], best: float | None) -> float | None:

@@ -114,10 +114,11 @@ class MomentumSearcher(CandidateSearcher):
     """Short runs at maximum momentum 0.99, 0.97, 0.95, 0.9, cycling down to ``min_momentum`` (Sec. 5, item 3).
 
     With ``start`` (the momentum the runs so far used, one of the candidates) the grid is walked
-    rather than run whole: ``start`` and its neighbours first, then one candidate further while the
-    best is at an edge of those tried (:func:`~tunekit.core.decisions.walk_next`). ``start`` is
-    usually the run an earlier phase already trained, so the walk costs two runs where the best is
-    a neighbour of it. Without ``start``, every candidate runs.
+    rather than run whole: ``start`` and its neighbour ``toward`` the side ties go to first
+    (:func:`~tunekit.core.decisions.walk_start`), then one candidate further while the best is at
+    an edge of those tried (:func:`~tunekit.core.decisions.walk_next`). ``start`` is usually the run
+    an earlier phase already trained, so the walk costs one run where that neighbour is best. Without
+    ``start``, every candidate runs.
     """
 
     walk: tuple[float, ...] | None = None  # the candidates walked (None: all run); a class default for older states
@@ -129,6 +130,7 @@ class MomentumSearcher(CandidateSearcher):
         epochs: int | None = None,
         base_config: dict[str, Any] | None = None,
         start: float | None = None,
+        toward: Literal["lower", "higher"] = "lower",
         **kwargs: Any,
     ) -> None:
         extra = {"epochs": epochs} if epochs is not None else {}
@@ -137,7 +139,7 @@ class MomentumSearcher(CandidateSearcher):
         super().__init__(options, base_config, **kwargs)
         if start is not None and start in candidates:
             self.walk = tuple(candidates)
-            first = {f"{m:g}" for m in walk_start(candidates, start)}
+            first = {f"{m:g}" for m in walk_start(candidates, start, toward)}
             self.todo = [label for label in self.todo if label in first]
 
     def extend(self) -> None:

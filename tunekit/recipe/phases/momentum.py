@@ -3,9 +3,11 @@
 Short 1cycle runs whose momentum cycles from a candidate maximum (0.99, 0.97, 0.95, 0.9)
 down to ``search.momentum.min``, at the learning rate the learning_rate phase refined; the best by its validation loss at the
 end of the short cycle, trials the loss-shape scheduler stopped ranked after those that ran. The candidates are walked
-from the preset's current momentum (``search.momentum.walk``, the default): it and its neighbours, then one further
-while the best is at an edge — on the suite the loss was unimodal in momentum on every task, and the run at the
-current momentum is usually the learning_rate phase's own, so a walk often costs two runs where the grid costs three.
+from the preset's current momentum (``search.momentum.walk``, the default): it and its neighbour on the side ties go
+to (the lower one; the higher with ``prefer: largest``), then the other neighbour only if the current momentum wins,
+and one further while the best is at an edge — on the suite the loss was unimodal in momentum on every task, so a
+neighbour that beats the current momentum leaves nothing to find on the other side. The run at the current momentum
+is usually the learning_rate phase's own, so a walk often costs one run where the grid costs three.
 ``walk: false`` runs every candidate. ``prefer: largest`` chooses the largest momentum whose loss ties the lowest, by
 the learning_rate phase's rule (:func:`~tunekit.core.decisions.choose_lr`): the paper sets momentum "as large as possible
 without causing instabilities" (Sec. 4.3). The default, ``lowest``, is what the suite measured better (BENCHMARKS.md).
@@ -14,7 +16,7 @@ without causing instabilities" (Sec. 4.3). The default, ``lowest``, is what the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from tunekit.core.judge import Judge
 from tunekit.presets import Preset
@@ -72,7 +74,8 @@ class Momentum(Phase):
         ms = search_section(preset).momentum
         start = _current_momentum(preset) if ms.walk else None
         base = trial_base(preset, epochs=ms.epochs)
-        searcher = MomentumSearcher(ms.candidates, ms.min, base_config=base, start=start, judge=context.judge)
+        toward: Literal["lower", "higher"] = "higher" if ms.prefer == "largest" else "lower"  # where ties go: tried first
+        searcher = MomentumSearcher(ms.candidates, ms.min, base_config=base, start=start, toward=toward, judge=context.judge)
         return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
