@@ -270,6 +270,33 @@ def test_the_learning_rate_searcher_brackets_the_lowest_loss_before_the_tie_rule
     assert searcher.lrs()[searcher.choice().best] == 0.2  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("gap", "proposed", "chosen"),
+    [(-0.02, [1.6, 0.8, 0.4, 0.2, 0.1], 0.2), (0.2, [1.6, 0.8, 0.4], 0.8)],
+    ids=["no-overfitting-ties-go-lower", "overfitting-ties-go-higher"],
+)
+def test_the_learning_rate_searchers_tie_side_follows_the_lowest_runs_overfitting(
+    gap: float, proposed: list[float], chosen: float
+) -> None:
+    """0.8 has the lowest loss (0.44); 0.4 (0.455) and 0.2 (0.46) lie within the band, √2 × 0.02 = 0.028,
+    0.1 (0.50) does not. Where the runs' validation loss sits below their training loss, a tie goes to the
+    smaller LR, so halving goes on while the smallest tried ties: 0.2 runs, then 0.1, and 0.2 is chosen.
+    Where it sits 0.2 above (overfitting: more than 2 × 0.02), the larger wins and three runs choose 0.8."""
+    searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={}, judge=Judge("val_loss", "min", window=1))
+    losses = {1.6: 1.0, 0.8: 0.44, 0.4: 0.455, 0.2: 0.46, 0.1: 0.50}
+    tried: list[float] = []
+    while (config := searcher.suggest(f"t{len(tried)}")) != Searcher.FINISHED:
+        assert isinstance(config, dict), "one run at a time here: nothing is left running"
+        lr = float(config["policy.max_lr"])
+        tried.append(lr)
+        row = {"val_loss": losses[lr], "train_loss": losses[lr] - gap, "val_loss_se": 0.02, "training_iteration": 3}
+        searcher.on_trial_result(f"t{len(tried) - 1}", row)
+        searcher.on_trial_complete(f"t{len(tried) - 1}", row)
+    assert tried == proposed
+    assert searcher.lrs()[searcher.choice().best] == chosen  # type: ignore[index]
+    assert searcher.side()[0] == ("smallest" if gap < 0 else "largest")
+
+
 def test_the_learning_rate_searcher_runs_its_first_candidates_together() -> None:
     searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={})
     first = [searcher.suggest(f"t{i}") for i in range(3)]

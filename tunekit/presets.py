@@ -459,7 +459,8 @@ class MomentumSearch(ShortRuns):
 
 class LearningRateSearch(ShortRuns):
     """Short 1cycle runs at fractions of the range test's max_lr (and its valley), halved further while the
-    smallest has the lowest validation loss; the largest LR within noise of the lowest is chosen."""
+    smallest has the lowest validation loss (or, where the lowest run does not overfit, still ties it); the
+    largest LR within noise of the lowest is chosen where the lowest run overfits, else the smallest."""
 
     factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr, run together
     lowest_factor: float = Field(default=1 / 32, gt=0.0, le=1.0)  # halve below the factors to this, while the smallest is lowest

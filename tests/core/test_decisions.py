@@ -310,6 +310,55 @@ def test_the_band_is_each_candidates_own_so_a_noisy_bad_run_does_not_widen_it_fo
     assert band == 0.0  # the lowest's own band: zero
 
 
+def test_a_tie_goes_to_the_larger_lr_only_where_the_lowest_run_overfits() -> None:
+    """The paper's balance of regularisation (Sec. 3, Remark 6), on the suite's own runs: the MNIST-1D MLP's
+    lowest run (max_lr 0.1834) ends its five epochs at validation loss 0.9546 against training loss 0.7389,
+    0.22 above — four times 2 × its standard error of about 0.05: it overfits, and the larger LR, which
+    regularises more, wins a tie. The digits CNN's lowest (1.386) ends at 0.0695 against 0.0990: no sign of
+    overfitting, so more regularisation buys nothing and the tie goes to the smaller LR."""
+    from tunekit.core.decisions import tie_side
+
+    side, why = tie_side(0.9546, 0.7389, 0.054)
+    assert side == "largest"
+    assert "overfits (validation loss 0.9546 against training loss 0.7389, more than 0.108 above)" in why
+    side, why = tie_side(0.0695, 0.0990, 0.02)
+    assert side == "smallest"
+    assert "shows no overfitting (validation loss 0.0695 against training loss 0.099, not 0.04 above)" in why
+    assert tie_side(0.50, 0.45, 0.03)[0] == "smallest"  # 0.05 above, within 2 SE (0.06): not a sign
+    assert tie_side(0.50, 0.45, math.nan)[0] == "largest"  # no error known: any gap above 0 counts
+    assert tie_side(0.50, 0.45, 0.03, multiple=1.0)[0] == "largest"
+    assert tie_side(0.50, math.nan, 0.03) == ("largest", "")  # no training loss reported: the larger, as before
+
+
+def test_on_the_smaller_side_the_smallest_lr_within_the_band_wins() -> None:
+    """The digits CNN's short runs (suite, 2026-12-06): 1.386 has the lowest loss; 0.6932 and 0.3466 lie
+    within their bands of it, 2.773 does not. The larger side keeps 1.386; the smaller takes 0.3466."""
+    from tunekit.core.decisions import choose_lr
+
+    cands = [
+        Candidate("2.773", 0.2215, Shape.UNDERFITTING),
+        Candidate("1.386", 0.0695, Shape.UNDERFITTING),
+        Candidate("0.6932", 0.0871, Shape.UNDERFITTING),
+        Candidate("0.3466", 0.0759, Shape.UNDERFITTING),
+    ]
+    lrs = {c.label: float(c.label) for c in cands}
+    errors = {"2.773": 0.04, "1.386": 0.02, "0.6932": 0.02, "0.3466": 0.02}  # bands √2 × 0.02 = 0.028
+    curves = [[1.0, 0.5, c.loss] for c in cands]
+    larger, _ = choose_lr(cands, lrs, curves, 0.0, errors)
+    assert larger.best == "1.386"
+    assert "no larger one within its band (2.773 ±0.0447;" in larger.reason
+    smaller, band = choose_lr(cands, lrs, curves, 0.0, errors, side="smallest")
+    assert smaller.best == "0.3466"
+    assert band == pytest.approx(0.0283, abs=1e-4)
+    assert "within 0.0283 of the lowest (0.0695 at 1.386) and the smaller max_lr wins a tie" in smaller.reason
+    assert smaller.order[0] == "0.3466"
+    # without 0.3466 and 0.6932 in the band, the lowest is kept on either side
+    narrow = {label: 0.001 for label in errors}
+    kept, _ = choose_lr(cands, lrs, curves, 0.0, narrow, side="smallest")
+    assert kept.best == "1.386"
+    assert "no smaller one within its band (0.6932 ±0.00141, 0.3466 ±0.00141;" in kept.reason
+
+
 @pytest.mark.parametrize(
     ("sweep", "follows", "resolved"),
     [("auto", True, "preset"), ("auto", False, "grid"), ("grid", True, "grid"), ("preset", False, "preset")],

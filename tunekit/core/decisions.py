@@ -9,11 +9,12 @@ the same function serves a search that ran straight through, one resumed after a
   :func:`range_test_weight_decays` — at which weight decays they run (the grid, or the preset's alone);
 * :func:`choose_candidate` — short runs of a few candidates (momentum, weight decay, batch size)
   → the best one, trials stopped early by the scheduler ranked after those that finished;
-* :func:`choose_largest_within` — short runs at several LRs → the largest whose loss ties the best
-  (within :func:`tie_band`: the runs' noise, or a fraction of the loss; :func:`sampling_band`: the
-  validation split's sampling error); :func:`choose_lr` is the
-  learning_rate phase's use of it, and :func:`next_lower_lr` extends its candidates downward while
-  the smallest LR tried has the lowest loss;
+* :func:`choose_largest_within` — short runs at several LRs → the largest (or the smallest) whose loss
+  ties the best (within :func:`tie_band`: the runs' noise, or a fraction of the loss;
+  :func:`sampling_band`: the validation split's sampling error); :func:`choose_lr` is the
+  learning_rate phase's use of it, :func:`tie_side` says which side a tie goes to (the larger LR
+  only where the lowest run overfits), and :func:`next_lower_lr` extends its candidates downward
+  while the smallest LR tried has the lowest loss (or is the choice, where ties go to the smaller);
 * :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbour on
   the side ties go to, then one further while an edge of those tried wins (the loss taken as
   unimodal over the grid);
@@ -154,24 +155,32 @@ def tie_band(
     return max(relative * abs(best_loss), noise_multiple * sigma) if math.isfinite(best_loss) else 0.0
 
 
+#: Which way a tie between candidates goes: to the largest value, or to the smallest.
+TieSide = Literal["largest", "smallest"]
+
+
 def choose_largest_within(
     candidates: Sequence[Candidate],
     values: Mapping[str, float],
     what: str,
     band: float | Mapping[str, float],
     unit: str = "validation loss",
+    side: TieSide = "largest",
 ) -> Choice:
     """Among candidates ranked as :func:`choose_candidate` ranks them, the one with the largest value
     (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's (one band for
     all, or label → its own) and which ranks in the same class (ran to the end or was stopped; neither
-    overfitting nor diverging, or the same).
+    overfitting nor diverging, or the same) — the smallest such value with ``side="smallest"``.
 
-    A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it."""
+    A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it; where
+    more regularisation is not wanted (:func:`tie_side`) it goes to the smaller."""
     first = choose_candidate(candidates, what, unit=unit)
     if first.best is None:
         return first
     by_label = {c.label: c for c in candidates}
     best = by_label[first.best]
+    larger = side == "largest"
+    word = "larger" if larger else "smaller"
 
     def band_of(c: Candidate) -> float:
         return band.get(c.label, 0.0) if isinstance(band, Mapping) else band
@@ -180,26 +189,51 @@ def choose_largest_within(
         return bool(c.stopped_by), rank_key(c.loss, c.shape)[0]
 
     tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
-    chosen = max(tied, key=lambda c: values[c.label])
+    chosen = (max if larger else min)(tied, key=lambda c: values[c.label])
     order = [chosen.label] + [label for label in first.order if label != chosen.label]
     ranked = listing([by_label[label] for label in first.order])
     if chosen is best:
         if isinstance(band, Mapping):
-            larger = sorted((c for c in candidates if values[c.label] > values[best.label]), key=lambda c: values[c.label])
-            bands = ", ".join(f"{c.label} ±{band_of(c):.3g}" for c in larger) or "none tried"
+            beyond = sorted(
+                (c for c in candidates if (values[c.label] - values[best.label]) * (1 if larger else -1) > 0),
+                key=lambda c: values[c.label],
+                reverse=not larger,
+            )
+            bands = ", ".join(f"{c.label} ±{band_of(c):.3g}" for c in beyond) or "none tried"
             return Choice(
                 chosen.label,
                 order,
-                f"{what} {best.label} has the lowest {unit}, no larger one within its band ({bands}; {ranked})",
+                f"{what} {best.label} has the lowest {unit}, no {word} one within its band ({bands}; {ranked})",
             )
         return Choice(
-            chosen.label, order, f"{what} {best.label} has the lowest {unit}, no larger one within {band:.3g} ({ranked})"
+            chosen.label, order, f"{what} {best.label} has the lowest {unit}, no {word} one within {band:.3g} ({ranked})"
         )
     reason = (
         f"{what} {chosen.label}: its {unit} {chosen.loss:.4g} is within {band_of(chosen):.3g} of the lowest ({best.loss:.4g} at "
-        f"{best.label}) and the larger {what} wins a tie ({ranked})"
+        f"{best.label}) and the {word} {what} wins a tie ({ranked})"
     )
     return Choice(chosen.label, order, reason)
+
+
+def tie_side(val_loss: float, train_loss: float, error: float, multiple: float = 2.0) -> tuple[TieSide, str]:
+    """Which way the learning_rate phase's tie goes, read from the run with the lowest validation loss,
+    and why: to the larger LR when that run overfits — its validation loss above its training loss
+    by more than ``multiple`` standard errors of the validation loss (``error``, the run's
+    ``val_loss_se``; unknown counts as 0) — else to the smaller LR.
+
+    Regularisation must be balanced (Sec. 3, Remark 6): a larger LR regularises more (Sec. 4.1), which
+    pays where the runs overfit (an MLP without BatchNorm on 4 000 samples: the larger LR is
+    behind after five epochs and ahead after forty) and costs where they do not (a BatchNorm CNN:
+    ahead after three epochs, behind after twenty; BENCHMARKS.md). A run that reported no training
+    loss gives no sign either way: the larger LR, as before, and no reason ("")."""
+    if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+        return "largest", ""
+    gap = val_loss - train_loss
+    limit = multiple * (error if math.isfinite(error) else 0.0)
+    said = f"validation loss {val_loss:.4g} against training loss {train_loss:.4g}"
+    if gap > limit:
+        return "largest", f"the lowest run overfits ({said}, more than {limit:.3g} above): the larger max_lr wins a tie"
+    return "smallest", f"the lowest run shows no overfitting ({said}, not {limit:.3g} above): the smaller max_lr wins a tie"
 
 
 def lr_label(lr: float) -> str:
@@ -226,20 +260,22 @@ def choose_lr(
     tolerance: float,
     errors: Mapping[str, float] | None = None,
     what: str = "max_lr",
+    side: TieSide = "largest",
 ) -> tuple[Choice, float]:
-    """The learning_rate phase's rule: the largest LR whose validation loss is within a band of the
+    """The learning_rate phase's rule: the largest (``side``) LR whose validation loss is within a band of the
     lowest: ``tolerance`` of it, the runs' own noise (:func:`tie_band`), or the standard error of its
     difference to the lowest (:func:`sampling_band` of ``errors``: label → the run's ``val_loss_se``),
     whichever is widest. Returns the choice and the chosen LR's band. ``lrs`` may hold another
-    hyper-parameter named ``what`` (the momentum phase's ``prefer: largest`` reads momenta so)."""
+    hyper-parameter named ``what`` (the momentum phase's ``prefer: largest`` reads momenta so);
+    ``side="smallest"`` takes the smallest within the band instead (:func:`tie_side`)."""
     best = choose_candidate(candidates, what).best  # the lowest loss, as the tie rule ranks it
     if best is None:
-        return choose_largest_within(candidates, lrs, what, 0.0), 0.0
+        return choose_largest_within(candidates, lrs, what, 0.0, side=side), 0.0
     base = tie_band(min(c.loss for c in candidates), curves, tolerance)
     known = errors or {}
     bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
     bands[best] = base  # the lowest against itself: no sampling difference
-    choice = choose_largest_within(candidates, lrs, what, bands)
+    choice = choose_largest_within(candidates, lrs, what, bands, side=side)
     return choice, bands.get(choice.best or "", base)
 
 
@@ -252,7 +288,8 @@ def next_lower_lr(tried: Sequence[float], lowest: float | None, floor: float, st
     that LR. The tie rule (:func:`choose_lr`) reads the band around a bracketed minimum: a larger LR
     that ties the smallest one tried may stop tying once a still smaller one does better. None once a
     smaller LR lost to a larger one, when no run has a loss (every run diverged or failed), or when
-    the next LR would be under ``floor``.
+    the next LR would be under ``floor``. Where ties go to the smaller LR (:func:`tie_side`), ``lowest``
+    is the tie rule's choice instead: halving goes on while the smallest LR tried still ties.
     """
     if not tried or lowest is None or not 0 < step < 1:
         return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tunekit.core.curves import Shape
-from tunekit.core.decisions import Candidate, Choice, choose_candidate, score_curve
+from tunekit.core.decisions import Candidate, Choice, TieSide, choose_candidate, score_curve, tie_side
 
 Row = Mapping[str, Any]
 
@@ -110,6 +110,12 @@ class Judge:
     def choose(self, candidates: Sequence[Candidate], what: str, unit: str | None = None, tie_tolerance: float = 0.0) -> Choice:
         """The best candidate by :func:`~tunekit.core.decisions.choose_candidate`, in this judge's words."""
         return choose_candidate(candidates, what, tie_tolerance=tie_tolerance, unit=unit or spoken(self.metric))
+
+
+def tie_side_of(last: Row) -> tuple[TieSide, str]:
+    """:func:`~tunekit.core.decisions.tie_side` read from a run's last result (its ``val_loss``, ``train_loss``
+    and ``val_loss_se``): which way the learning_rate phase's tie goes, and why."""
+    return tie_side(number(last.get("val_loss")), number(last.get("train_loss")), number(last.get("val_loss_se")))
 
 
 def spoken(metric: str) -> str:

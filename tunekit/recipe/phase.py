@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
-from tunekit.core.decisions import Candidate, Choice, choose_lr, reusable_labels
+from tunekit.core.decisions import Candidate, Choice, TieSide, choose_lr, reusable_labels
 from tunekit.core.judge import Judge, number
 from tunekit.presets import Preset, SearchConfig, ShortRuns, load_preset, preset_to_dict
 from tunekit.recipe.errors import SearchError
@@ -236,14 +236,16 @@ def tied_largest(
     values: Mapping[str, float],
     tolerance: float,
     what: str,
+    side: TieSide = "largest",
 ) -> tuple[Choice, float]:
     """:func:`~tunekit.core.decisions.choose_lr` on a phase's records: the largest of ``values`` (label →
-    value) whose validation loss ties the lowest, read from the runs that did not raise — their
-    validation-loss curves (their own noise) and each one's last ``val_loss_se`` (the split's)."""
+    value) whose validation loss ties the lowest (the smallest, with ``side="smallest"``), read from the
+    runs that did not raise — their validation-loss curves (their own noise) and each one's last
+    ``val_loss_se`` (the split's)."""
     ran = [r for r in records if not r.error]
     curves = [r.curve("epoch", "val_loss")[1] for r in ran]
     errors = {label(r): number(r.last.get("val_loss_se")) for r in ran}
-    return choose_lr(candidates, values, curves, tolerance, errors, what=what)
+    return choose_lr(candidates, values, curves, tolerance, errors, what=what, side=side)
 
 
 def failures_of(candidates: Sequence[Candidate]) -> dict[str, str]:

@@ -26,7 +26,8 @@ from tunekit.core.judge import Judge
 REUSED = "reused:"
 
 #: The result fields a judge reads besides its metric and step.
-JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by", "val_loss_se")
+#: What a searcher keeps of each result besides its judged metric (the losses: the learning-rate tie side reads them).
+JUDGED_FIELDS = ("chance_loss", "diverged", "stopped_by", "val_loss_se", "val_loss", "train_loss")
 
 
 def _every_result(metric: str) -> str | None:

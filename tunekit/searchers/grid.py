@@ -12,8 +12,18 @@ from typing import Any, Literal
 from ray.tune.search import Searcher
 
 from tunekit.core.budget import scaled_lr
-from tunekit.core.decisions import Candidate, Choice, choose_candidate, choose_lr, lr_label, next_lower_lr, walk_next, walk_start
-from tunekit.core.judge import Judge, number
+from tunekit.core.decisions import (
+    Candidate,
+    Choice,
+    TieSide,
+    choose_candidate,
+    choose_lr,
+    lr_label,
+    next_lower_lr,
+    walk_next,
+    walk_start,
+)
+from tunekit.core.judge import Judge, number, tie_side_of
 from tunekit.searchers.base import REUSED, TunekitSearcher
 
 #: Batch sizes are compared by their *final* validation accuracy at constant wall time (Sec. 4.2);
@@ -194,11 +204,13 @@ class BatchSizeSearcher(CandidateSearcher):
 
 
 class LearningRateSearcher(CandidateSearcher):
-    """Short runs at ``lrs`` (in parallel); then, while the smallest LR tried has the lowest
-    validation loss, one more at half of it, down to ``floor``
+    """Short runs at ``lrs`` (in parallel); then one more at half the smallest LR tried, down to
+    ``floor``, while the smallest is still where the lowest validation loss may lie
     (:func:`~tunekit.core.decisions.next_lower_lr`): the LR is bracketed from above, and extra runs
-    are spent only where the lowest loss lies below the first candidates. Once it is bracketed,
-    :func:`~tunekit.core.decisions.choose_lr` chooses the largest LR that ties it.
+    are spent only where the choice lies below the first candidates. Once it is bracketed,
+    :func:`~tunekit.core.decisions.choose_lr` chooses the LR that ties the lowest loss on the side
+    :func:`~tunekit.core.decisions.tie_side` reads from the lowest run: the largest where it overfits,
+    else the smallest — and then halving goes on while the smallest tried ties the lowest.
 
     Args:
         lrs: the first candidates (``policy.max_lr``), run together.
@@ -220,7 +232,12 @@ class LearningRateSearcher(CandidateSearcher):
         self.tolerance = tolerance
 
     def extend(self) -> None:
-        lower = next_lower_lr(list(self.lrs().values()), self._lowest(), self.floor)
+        lrs = self.lrs()
+        choice = self.choice()
+        # ties to the larger LR: below the lowest loss, not below the tie rule's choice (it reads a band
+        # around a minimum that may lie lower); ties to the smaller: below the choice, the smallest that ties
+        anchor = self._lowest() if self.side()[0] == "largest" else lrs.get(choice.best or "")
+        lower = next_lower_lr(list(lrs.values()), anchor, self.floor)
         label = lr_label(lower) if lower is not None else None
         if label is not None and label not in self.candidates:
             self.candidates[label] = {"policy.max_lr": lower}
@@ -230,17 +247,26 @@ class LearningRateSearcher(CandidateSearcher):
         """Label → LR of every candidate so far."""
         return {label: float(overrides["policy.max_lr"]) for label, overrides in self.candidates.items()}
 
+    def side(self) -> tuple[TieSide, str]:
+        """Which way a tie goes, read from the run with the lowest validation loss so far, and why."""
+        best = self._best_label()
+        trial = next((t for t in self.finished if self.trial_values.get(t) == best), None)
+        return tie_side_of((self.rows.get(trial) or [{}])[-1] if trial is not None else {})
+
     def choice(self) -> Choice:
-        """What the phase decides from these runs (the largest LR within the tie band of the lowest loss)."""
+        """What the phase decides from these runs (the LR on the tie side within the band of the lowest loss)."""
         lrs = self.lrs()
         done = [self.scores[label] for label in self.scores if label in lrs]
         kept = [t for t in self.finished if not self.scores[self.trial_values[t]].failed]  # as the phase reads them
         curves = [[float(row[self.judge.metric]) for row in self.rows.get(t, []) if self.judge.metric in row] for t in kept]
         errors = {self.trial_values[t]: number((self.rows.get(t) or [{}])[-1].get("val_loss_se")) for t in kept}
-        return choose_lr(done, lrs, curves, self.tolerance, errors)[0]
+        return choose_lr(done, lrs, curves, self.tolerance, errors, side=self.side()[0])[0]
+
+    def _best_label(self) -> str | None:
+        lrs = self.lrs()
+        return choose_candidate([self.scores[label] for label in self.scores if label in lrs], "max_lr").best
 
     def _lowest(self) -> float | None:
         """The LR with the lowest validation loss so far, as the tie rule ranks losses (None: no loss yet)."""
-        lrs = self.lrs()
-        best = choose_candidate([self.scores[label] for label in self.scores if label in lrs], "max_lr").best
-        return None if best is None else lrs[best]
+        best = self._best_label()
+        return None if best is None else self.lrs()[best]

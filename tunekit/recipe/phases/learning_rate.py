@@ -7,13 +7,17 @@ So this phase runs short 1cycle runs — the final schedule's shape, the phase's
 ``search.learning_rate.factors`` × the turn-up LR (default 1, ½, ¼; optionally the range test's
 "valley" LR too). While the smallest LR tried has the lowest validation loss, it tries half of it, down to
 ``lowest_factor`` × the turn-up (default 1/32): the turn-up is a ceiling, and the LR is bracketed
-from above (:class:`~tunekit.searchers.LearningRateSearcher`). It keeps the **largest LR whose
-validation loss at the end of its cycle ties the lowest**: within one standard error of the
-difference of two validation losses (:func:`~tunekit.core.decisions.sampling_band`: what the
-split's sample alone moves them), the runs' own noise (:func:`~tunekit.core.decisions.tie_band`),
-or ``search.learning_rate.tolerance`` of the loss (default 0), whichever is widest. A larger LR that
-trains as well regularises more (Sec. 4.1-4.2), so a tie goes to it — and a short run favours the
-smaller LR, which is ahead early and behind at the end of a long one (BENCHMARKS.md).
+from above (:class:`~tunekit.searchers.LearningRateSearcher`). Among the LRs whose validation loss
+at the end of its cycle **ties the lowest** — within one standard error of the difference of two
+validation losses (:func:`~tunekit.core.decisions.sampling_band`: what the split's sample alone
+moves them), the runs' own noise (:func:`~tunekit.core.decisions.tie_band`), or
+``search.learning_rate.tolerance`` of the loss (default 0), whichever is widest — it keeps the
+**largest when the lowest run overfits, else the smallest** (:func:`~tunekit.core.decisions.tie_side`:
+its validation loss more than two standard errors above its training loss). Regularisation must be
+balanced (Sec. 3, Remark 6): a larger LR regularises more (Sec. 4.1-4.2), which pays where the short
+runs already overfit (the MNIST-1D MLP: the larger LR, behind after five epochs, is ahead after
+forty) and costs where they do not (the BatchNorm CNNs: ahead after three epochs, behind after
+twenty). On the smaller side, halving goes on while the smallest LR tried still ties.
 ``min_lr`` stays ``max_lr / div``.
 
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tunekit.core.decisions import lr_label
-from tunekit.core.judge import Judge
+from tunekit.core.judge import Judge, tie_side_of
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import (
@@ -108,7 +112,9 @@ class LearningRate(Phase):
         section = search_section(preset).learning_rate
         candidates = judged(records, _label, context.judge)
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
-        choice, band = tied_largest(records, _label, candidates, lrs, section.tolerance, "max_lr")
+        lowest = context.judge.choose(candidates, "max_lr").best  # the lowest loss: its run says which way a tie goes
+        side, why = tie_side_of(next((r.last for r in records if _label(r) == lowest and not r.error), {}))
+        choice, band = tied_largest(records, _label, candidates, lrs, section.tolerance, "max_lr", side)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
@@ -117,14 +123,16 @@ class LearningRate(Phase):
             self,
             decision,
             overrides={"policy.max_lr": chosen},
-            reason=f"{choice.reason}; min_lr = max_lr / {_policy(preset).div:g}",
+            reason=f"{choice.reason}; {why + '; ' if why else ''}min_lr = max_lr / {_policy(preset).div:g}",
             evidence={c.label: c.loss for c in candidates},
             failed=failures_of(candidates),
         )
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the largest max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}); halved while the smallest is lowest"
+            f"the {'largest' if side == 'largest' else 'smallest'} max_lr within noise of the lowest validation loss wins "
+            f"(chosen: ±{band:.3g}; {'the lowest run overfits' if side == 'largest' else 'no overfitting'}); "
+            f"halved while the smallest {'is lowest' if side == 'largest' else 'ties'}"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
         return Decided(result, figure)
