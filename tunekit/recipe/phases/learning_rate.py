@@ -128,10 +128,10 @@ class LearningRate(Phase):
             failed=failures_of(candidates),
         )
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
+        sign = {"largest": ", the lowest run overfits", "smallest": ", the lowest run does not overfit"}[side] if why else ""
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the {'largest' if side == 'largest' else 'smallest'} max_lr within noise of the lowest validation loss wins "
-            f"(chosen: ±{band:.3g}; {'the lowest run overfits' if side == 'largest' else 'no overfitting'}); "
+            f"the {side} max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}){sign}; "
             f"halved while the smallest {'is lowest' if side == 'largest' else 'ties'}"
         )
         figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
