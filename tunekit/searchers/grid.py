@@ -233,10 +233,9 @@ class LearningRateSearcher(CandidateSearcher):
 
     def extend(self) -> None:
         lrs = self.lrs()
-        choice = self.choice()
         # ties to the larger LR: below the lowest loss, not below the tie rule's choice (it reads a band
         # around a minimum that may lie lower); ties to the smaller: below the choice, the smallest that ties
-        anchor = self._lowest() if self.side()[0] == "largest" else lrs.get(choice.best or "")
+        anchor = self._lowest() if self.side()[0] == "largest" else lrs.get(self.choice().best or "")
         lower = next_lower_lr(list(lrs.values()), anchor, self.floor)
         label = lr_label(lower) if lower is not None else None
         if label is not None and label not in self.candidates:
