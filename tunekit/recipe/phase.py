@@ -217,9 +217,12 @@ def result_of(
     evidence: dict[str, float],
     failed: Mapping[str, str] | None = None,
 ) -> PhaseResult:
-    """A :class:`PhaseResult` whose values are the fields of ``decision``; ``failed``: candidate → its error."""
+    """A :class:`PhaseResult` whose values are the fields of ``decision`` that are set (a field left None
+    was not decided: it is not a value, and :meth:`Phase.typed` gives it back as its default); ``failed``:
+    candidate → its error."""
+    values = {k: v for k, v in asdict(decision).items() if v is not None}
     return PhaseResult(
-        phase.name, overrides=overrides, values=asdict(decision), reason=reason, evidence=evidence, failed=dict(failed or {})
+        phase.name, overrides=overrides, values=values, reason=reason, evidence=evidence, failed=dict(failed or {})
     )
 
 

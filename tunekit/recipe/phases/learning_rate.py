@@ -20,6 +20,12 @@ forty) and costs where they do not (the BatchNorm CNNs: ahead after three epochs
 twenty). On the smaller side, halving goes on while the smallest LR tried still ties.
 ``min_lr`` stays ``max_lr / div``.
 
+Where the lowest run overfits and the chosen LR is below the range test's max_lr — the LR the
+weight_decay phase judged at — the weight decay is scaled up by their ratio, keeping max_lr × weight
+decay (:func:`~tunekit.core.decisions.balanced_weight_decay`; ``search.learning_rate.balance_weight_decay``):
+weight decay is the knob balanced against the LR's regularisation (Remark 6), and the overfitting runs
+lack what the smaller LR gave up. The decision's ``balanced_weight_decay`` is that value (absent when unchanged).
+
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
 """
 
@@ -28,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tunekit.core.decisions import lr_label
+from tunekit.core.decisions import balanced_weight_decay, lr_label
 from tunekit.core.judge import Judge, tie_side_of
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
@@ -54,11 +60,13 @@ from tunekit.recipe.records import TrialRecord
 
 @dataclass(frozen=True)
 class LearningRateDecision:
-    """1cycle's peak LR after the short runs, its low point, and the chosen LR as a multiple of the range test's."""
+    """1cycle's peak LR after the short runs, its low point, the chosen LR as a multiple of the range test's,
+    and the weight decay rebalanced for it (None: as the weight_decay phase chose)."""
 
     refined_max_lr: float
     refined_min_lr: float
     lr_factor: float  # refined_max_lr / the range test's max_lr
+    balanced_weight_decay: float | None = None  # :func:`~tunekit.core.decisions.balanced_weight_decay`
 
 
 def candidate_lrs(max_lr: float, factors: tuple[float, ...], valley: float | None = None, distinct: float = 0.1) -> list[float]:
@@ -118,12 +126,17 @@ class LearningRate(Phase):
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
-        decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up)
+        overrides: dict[str, float] = {"policy.max_lr": chosen}
+        balanced, balance = _balanced(preset, context, chosen, overfits=side == "largest" and bool(why))
+        if balance:
+            overrides["weight_decay"] = balanced
+        decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up, balanced if balance else None)
         result = result_of(
             self,
             decision,
-            overrides={"policy.max_lr": chosen},
-            reason=f"{choice.reason}; {why + '; ' if why else ''}min_lr = max_lr / {_policy(preset).div:g}",
+            overrides=overrides,
+            reason=f"{choice.reason}; {why + '; ' if why else ''}{balance + '; ' if balance else ''}"
+            f"min_lr = max_lr / {_policy(preset).div:g}",
             evidence={c.label: c.loss for c in candidates},
             failed=failures_of(candidates),
         )
@@ -142,6 +155,14 @@ class LearningRate(Phase):
         earlier = context.earlier.get("range_test")
         valley = getattr(earlier, "valley_lr", None) if section.valley else None
         return candidate_lrs(_policy(preset).max_lr, section.factors, valley)
+
+
+def _balanced(preset: Preset, context: PhaseContext, chosen: float, overfits: bool) -> tuple[float, str]:
+    """The weight decay to train with at max_lr ``chosen``, and why ("" when unchanged): rebalanced only where
+    this search's weight_decay phase judged it (at the max_lr these runs scale) and the setting is on."""
+    if context.earlier.get("weight_decay") is None or not search_section(preset).learning_rate.balance_weight_decay:
+        return preset.weight_decay, ""
+    return balanced_weight_decay(preset.weight_decay, _policy(preset).max_lr, chosen, overfits)
 
 
 def _policy(preset: Preset) -> OneCyclePolicy:
