@@ -232,7 +232,7 @@ def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], 
     return [judge.candidate(label(r), r.rows, r.error) for r in records]
 
 
-def tied_largest(
+def tie_choice(
     records: Sequence[TrialRecord],
     label: Callable[[TrialRecord], str],
     candidates: Sequence[Candidate],

@@ -52,7 +52,7 @@ from tunekit.recipe.phase import (
     reuse_trained,
     search_section,
     short_run_size,
-    tied_largest,
+    tie_choice,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -122,7 +122,7 @@ class LearningRate(Phase):
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
         lowest = context.judge.choose(candidates, "max_lr").best  # the lowest loss: its run says which way a tie goes
         side, why = tie_side_of(next((r.last for r in records if _label(r) == lowest and not r.error), {}))
-        choice, band = tied_largest(records, _label, candidates, lrs, section.tolerance, "max_lr", side)
+        choice, band = tie_choice(records, _label, candidates, lrs, section.tolerance, "max_lr", side)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr

@@ -35,7 +35,7 @@ from tunekit.recipe.phase import (
     reuse_trained,
     search_section,
     short_run_size,
-    tied_largest,
+    tie_choice,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -84,7 +84,7 @@ class Momentum(Phase):
         candidates = judged(records, _label, context.judge)
         if ms.prefer == "largest":
             momenta = {c.label: float(c.label) for c in candidates}
-            choice = tied_largest(records, _label, candidates, momenta, 0.0, "max momentum")[0]
+            choice = tie_choice(records, _label, candidates, momenta, 0.0, "max momentum")[0]
         else:
             choice = context.judge.choose(candidates, "max momentum")
         if choice.best is None:
