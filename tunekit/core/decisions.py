@@ -242,13 +242,13 @@ def balanced_weight_decay(weight_decay: float, judged_at: float, chosen: float, 
     by ``judged_at / chosen``, keeping the product max_lr × weight decay it was judged at.
 
     Regularisation must be balanced (Sec. 3, Remark 6): weight decay is the knob to turn against the
-    regularisation of the learning rate, and "the larger learning rates help with regularization so a
+    regularisation of the learning rate, and "the larger learning rates provide regularization so a
     smaller weight decay value is optimal" (Sec. 4.4). A weight decay judged at the range test's
     max_lr is balanced against that LR; the learning_rate phase may then choose one 8× smaller, and
     where its runs overfit, the regularisation the smaller LR gives up is what they lack. Both
     SGD's L2 term and AdamW's decoupled decay shrink the weights by max_lr × weight decay per step,
     so that product is what is kept (on the suite's AdamW digits MLP, 0.032 → 0.26 at an 8× smaller
-    LR: 98.28 → 98.8 % retrained; BENCHMARKS.md). Where the runs do not overfit, less regularisation
+    LR: 98.28 → 98.94 % retrained; BENCHMARKS.md). Where the runs do not overfit, less regularisation
     is what they want, and the weight decay stays."""
     if not overfits or weight_decay <= 0 or not (0 < chosen < judged_at):
         return weight_decay, ""
