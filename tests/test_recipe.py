@@ -125,6 +125,13 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert lr["refined_max_lr"] in tried_lrs
     assert lr["refined_max_lr"] > min(tried_lrs) or len(tried_lrs) == 6
     assert lr["lr_factor"] == pytest.approx(lr["refined_max_lr"] / rt["max_lr"])
+    # the weight decay the final training uses: the bisection's, or — where the LR runs overfit below the range
+    # test's max_lr — rebalanced to keep max_lr × weight decay (then the reason says so)
+    trained_wd = lr.get("balanced_weight_decay", wd["weight_decay"])
+    if "balanced_weight_decay" in lr:
+        assert trained_wd * lr["refined_max_lr"] == pytest.approx(wd["weight_decay"] * rt["max_lr"])
+        assert "the lowest run overfits" in phases["learning_rate"]["reason"]
+        assert "keeps max_lr × weight decay as judged" in phases["learning_rate"]["reason"]
     # the bisection ran first, around the range tests' best weight decay, at the range test's max_lr
     wd_trials = trial_configs(directory, "weight_decay")
     tried = [t["config"]["weight_decay"] for t in wd_trials]
@@ -143,7 +150,7 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
         policy = trial["config"]["preset"]["policy"]
         assert policy["max_lr"] == pytest.approx(lr["refined_max_lr"])
         assert policy["max_lr"] / policy["div"] == pytest.approx(lr["refined_min_lr"])
-        assert trial["config"]["preset"]["weight_decay"] == wd["weight_decay"]
+        assert trial["config"]["preset"]["weight_decay"] == pytest.approx(trained_wd)
     # the final trainings used every decision; replicates differ in seed, init and batch
     final = trial_configs(directory, "final")
     assert len(final) == 2
@@ -151,7 +158,7 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
         preset = trial["config"]["preset"]
         assert preset["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
         assert tuple(preset["policy"]["momentum"]) == (mom["momentum_max"], 0.85)
-        assert preset["weight_decay"] == wd["weight_decay"]
+        assert preset["weight_decay"] == pytest.approx(trained_wd)
         assert trial["config"]["epochs"] == 3
     assert sorted((t["config"]["seed"], t["config"]["init"]) for t in final) == [(0, "msra"), (1, "xavier")]
     assert 0.0 < summary["accuracy_mean"] <= 1.0
@@ -166,7 +173,7 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     # the chosen preset carries the decisions
     chosen = summary["preset"]
     assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
-    assert chosen["weight_decay"] == wd["weight_decay"]
+    assert chosen["weight_decay"] == pytest.approx(trained_wd)
     # compute is accounted per phase, where each run trained: 2 range tests of at most 4 epochs (one ends
     # where its curve diverged), the LR runs trained there and 1 momentum run × 2 epochs
     ramps = [json.loads(p.read_text().splitlines()[-1]) for p in (directory / "range_test").glob("*/result.json")]
@@ -211,7 +218,8 @@ def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
     assert plots == {f"plots/{p}.png" for p in phases}
     # `tunekit best` hands back the chosen configuration
     best_yaml = yaml.safe_load(cli("best", "--run", parent.info.run_id, "--tracking-uri", summary["tracking_uri"]).stdout)
-    assert best_yaml["weight_decay"] == pytest.approx(phases["weight_decay"]["values"]["weight_decay"])
+    trained_wd = phases["learning_rate"]["values"].get("balanced_weight_decay", phases["weight_decay"]["values"]["weight_decay"])
+    assert best_yaml["weight_decay"] == pytest.approx(trained_wd)
 
 
 def page_sections(page: str) -> dict[str, tuple[str, list[bytes]]]:
@@ -245,8 +253,11 @@ def test_the_report_page_is_on_the_parent_run_and_drawn_again_from_the_folder(re
     # the chosen configuration names the phase that set each value
     lr = summary["phases"]["learning_rate"]["values"]["refined_max_lr"]
     assert f"<code>policy.max_lr</code></td><td class='num'>{value_text(lr)}</td><td><a href='#phase-learning_rate'>" in kept
-    wd = summary["phases"]["weight_decay"]["values"]["weight_decay"]
-    assert f"<code>weight_decay</code></td><td class='num'>{value_text(wd)}</td><td><a href='#phase-weight_decay'>" in kept
+    balanced = summary["phases"]["learning_rate"]["values"].get("balanced_weight_decay")  # rebalanced there, if at all
+    wd, by = (
+        (balanced, "learning_rate") if balanced else (summary["phases"]["weight_decay"]["values"]["weight_decay"], "weight_decay")
+    )
+    assert f"<code>weight_decay</code></td><td class='num'>{value_text(wd)}</td><td><a href='#phase-{by}'>" in kept
     # the momentum candidates ranked by validation loss, the chosen one marked
     momentum = summary["phases"]["momentum"]
     best_first = sorted(momentum["evidence"], key=momentum["evidence"].get)
