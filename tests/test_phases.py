@@ -89,33 +89,41 @@ def test_decisions_reach_later_phases_typed(tmp_path: Path) -> None:
     assert set(context.earlier) == {"range_test", "learning_rate", "momentum", "weight_decay"}
 
 
-def overfitting(trials: list[TrialRecord], worse: str) -> list[TrialRecord]:
-    """The recorded learning-rate runs with a training loss far below the validation loss (they overfit),
-    and the run labelled ``worse`` 0.05 behind, out of any tie."""
+def behind(trials: list[TrialRecord], worse: str, overfit: bool) -> list[TrialRecord]:
+    """The recorded learning-rate runs with the run labelled ``worse`` 0.05 behind, out of any tie — and,
+    with ``overfit``, a training loss far below the validation loss (they overfit)."""
     out = []
     for r in trials:
-        rows = [dict(row, train_loss=0.01) for row in r.rows]
+        rows = [dict(row, train_loss=0.01) if overfit else dict(row) for row in r.rows]
         if f"{r.config['policy.max_lr']:.4g}" == worse:
             rows[-1]["val_loss"] += 0.05
         out.append(replace(r, rows=rows))
     return out
 
 
+@pytest.mark.parametrize("overfit", [True, False])
 @pytest.mark.parametrize("setting", [True, False])
-def test_where_the_smaller_lr_overfits_the_weight_decay_keeps_max_lr_times_weight_decay(setting: bool, tmp_path: Path) -> None:
-    """The demo's learning-rate runs, made to overfit, with 0.7992 out of the tie: 0.3996 is chosen, half the
-    max_lr the weight decay (3.2e-05) was judged at, so the final training gets 6.4e-05 — unless
-    ``search.learning_rate.balance_weight_decay`` is off. Later phases train with it: it is an override."""
+def test_where_the_lr_falls_the_weight_decay_keeps_max_lr_times_weight_decay(
+    setting: bool, overfit: bool, tmp_path: Path
+) -> None:
+    """The demo's learning-rate runs with 0.7992 out of the tie: 0.3996 is chosen, half the max_lr the
+    weight decay (3.2e-05) was judged at, so the final training gets 6.4e-05 — whether or not the runs
+    overfit, unless ``search.learning_rate.balance_weight_decay`` is off. Later phases train with it: it
+    is an override."""
     demo = load_demo()
     preset, context, _ = replay(demo, "learning_rate", tmp_path)
     preset = load_preset(preset_to_dict(preset), {"search.learning_rate.balance_weight_decay": setting})
-    result, _ = phase_named("learning_rate").decide(preset, overfitting(records(demo, "learning_rate"), "0.7992"), context)
+    trials = behind(records(demo, "learning_rate"), "0.7992", overfit)
+    result, _ = phase_named("learning_rate").decide(preset, trials, context)
     assert result.values["refined_max_lr"] == pytest.approx(0.3996, abs=1e-4)
     assert preset.weight_decay == pytest.approx(3.2e-5)
     if setting:
         assert result.values["balanced_weight_decay"] == pytest.approx(6.4e-5)
         assert result.overrides["weight_decay"] == pytest.approx(6.4e-5)
-        assert "the weight decay 3.2e-05 was judged at max_lr 0.7992, 2× the chosen, and the lowest run overfits" in result.reason
+        assert (
+            "the weight decay 3.2e-05 was judged at max_lr 0.7992, 2× the chosen: weight decay 6.4e-05 keeps "
+            "max_lr × weight decay as judged" in result.reason
+        )
     else:
         assert "balanced_weight_decay" not in result.values
         assert "weight_decay" not in result.overrides
@@ -123,9 +131,20 @@ def test_where_the_smaller_lr_overfits_the_weight_decay_keeps_max_lr_times_weigh
     assert typed.balanced_weight_decay == (pytest.approx(6.4e-5) if setting else None)
     # without this search's weight_decay phase there is no judged weight decay to balance
     alone = replace(context, earlier={k: v for k, v in context.earlier.items() if k != "weight_decay"})
-    unjudged, _ = phase_named("learning_rate").decide(preset, overfitting(records(demo, "learning_rate"), "0.7992"), alone)
+    unjudged, _ = phase_named("learning_rate").decide(preset, trials, alone)
     assert "weight_decay" not in unjudged.overrides
     assert "balanced_weight_decay" not in unjudged.values
+
+
+def test_where_the_lr_stays_at_the_range_tests_the_weight_decay_stays(tmp_path: Path) -> None:
+    """The demo's recorded learning-rate runs choose the range test's own max_lr: the weight decay was
+    judged there, and stays."""
+    demo = load_demo()
+    preset, context, _ = replay(demo, "learning_rate", tmp_path)
+    result, _ = phase_named("learning_rate").decide(preset, records(demo, "learning_rate"), context)
+    assert result.values["refined_max_lr"] == pytest.approx(0.7992, abs=1e-4)
+    assert "balanced_weight_decay" not in result.values
+    assert "weight_decay" not in result.overrides
 
 
 def test_the_learning_rate_phase_tries_fractions_of_the_range_tests_max_lr(tmp_path: Path) -> None:

@@ -330,24 +330,25 @@ def test_a_tie_goes_to_the_larger_lr_only_where_the_lowest_run_overfits() -> Non
     assert tie_side(0.50, math.nan, 0.03) == ("largest", "")  # no training loss reported: the larger, as before
 
 
-def test_the_weight_decay_keeps_max_lr_times_weight_decay_where_the_smaller_lr_overfits() -> None:
+def test_the_weight_decay_keeps_max_lr_times_weight_decay_where_the_lr_falls() -> None:
     """The suite's AdamW digits MLP (2026-12-06): weight decay 0.032 was judged at the range test's max_lr
-    0.1387; the learning_rate phase chose 0.01734, 8× smaller, and its run overfits (validation loss 0.096
-    against training loss 0.010). Scaled by 8 the weight decay is 0.256 — retrained, 0.032 gave 98.28 %,
-    0.1 98.78 %, 0.32 98.89 %. Where the runs do not overfit, or the LR did not fall, it stays."""
+    0.1387; the learning_rate phase chose 0.01734, 8× smaller. Scaled by 8 the weight decay is 0.256 —
+    retrained, 0.032 gave 98.28 %, 0.1 98.78 %, 0.256 98.94 %. The MNIST-1D CNN: 3.2e-5 judged at 0.8,
+    0.4 chosen → 6.4e-5 (98.83 → 98.98 %). Where the LR did not fall, it stays."""
     from tunekit.core.decisions import balanced_weight_decay
 
-    wd, why = balanced_weight_decay(0.032, 0.1387, 0.01734, overfits=True)
+    wd, why = balanced_weight_decay(0.032, 0.1387, 0.01734)
     assert wd == pytest.approx(0.032 * 0.1387 / 0.01734)
     assert wd * 0.01734 == pytest.approx(0.032 * 0.1387)  # the product as judged
     assert why == (
-        "the weight decay 0.032 was judged at max_lr 0.1387, 8× the chosen, and the lowest run overfits: "
+        "the weight decay 0.032 was judged at max_lr 0.1387, 8× the chosen: "
         "weight decay 0.26 keeps max_lr × weight decay as judged"
     )
-    assert balanced_weight_decay(0.032, 0.1387, 0.01734, overfits=False) == (0.032, "")  # no sign: less regularisation
-    assert balanced_weight_decay(0.032, 0.1387, 0.1387, overfits=True) == (0.032, "")  # the LR it was judged at
-    assert balanced_weight_decay(0.032, 0.1387, 0.2774, overfits=True) == (0.032, "")  # a larger LR regularises more
-    assert balanced_weight_decay(0.0, 0.1387, 0.01734, overfits=True) == (0.0, "")  # no weight decay chosen: none added
+    assert balanced_weight_decay(3.2e-5, 0.8, 0.4)[0] == pytest.approx(6.4e-5)
+    assert balanced_weight_decay(0.032, 0.1387, 0.1387) == (0.032, "")  # the LR it was judged at
+    assert balanced_weight_decay(0.032, 0.1387, 0.2774) == (0.032, "")  # a larger LR regularises more
+    assert balanced_weight_decay(0.0, 0.1387, 0.01734) == (0.0, "")  # no weight decay chosen: none added
+    assert balanced_weight_decay(0.032, 0.1387, 0.0) == (0.032, "")  # no LR: nothing to scale by
 
 
 def test_on_the_smaller_side_the_smallest_lr_within_the_band_wins() -> None:

@@ -20,11 +20,11 @@ forty) and costs where they do not (the BatchNorm CNNs: ahead after three epochs
 twenty). On the smaller side, halving goes on while the smallest LR tried still ties.
 ``min_lr`` stays ``max_lr / div``.
 
-Where the lowest run overfits and the chosen LR is below the range test's max_lr — the LR the
-weight_decay phase judged at — the weight decay is scaled up by their ratio, keeping max_lr × weight
-decay (:func:`~tunekit.core.decisions.balanced_weight_decay`; ``search.learning_rate.balance_weight_decay``):
-weight decay is the knob balanced against the LR's regularisation (Remark 6), and the overfitting runs
-lack what the smaller LR gave up. The decision's ``balanced_weight_decay`` is that value (absent when unchanged).
+Where the chosen LR is below the range test's max_lr — the LR the weight_decay phase judged at —
+the weight decay is scaled up by their ratio, keeping max_lr × weight decay
+(:func:`~tunekit.core.decisions.balanced_weight_decay`; ``search.learning_rate.balance_weight_decay``):
+weight decay is the knob balanced against the LR's regularisation (Remark 6), and the smaller LR
+gives up regularisation the weight decay was judged with. The decision's ``balanced_weight_decay`` is that value (absent when unchanged).
 
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
 """
@@ -127,7 +127,7 @@ class LearningRate(Phase):
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
         overrides: dict[str, float] = {"policy.max_lr": chosen}
-        balanced, balance = _balanced(preset, context, chosen, overfits=side == "largest" and bool(why))
+        balanced, balance = _balanced(preset, context, chosen)
         if balance:
             overrides["weight_decay"] = balanced
         decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up, balanced if balance else None)
@@ -157,12 +157,12 @@ class LearningRate(Phase):
         return candidate_lrs(_policy(preset).max_lr, section.factors, valley)
 
 
-def _balanced(preset: Preset, context: PhaseContext, chosen: float, overfits: bool) -> tuple[float, str]:
+def _balanced(preset: Preset, context: PhaseContext, chosen: float) -> tuple[float, str]:
     """The weight decay to train with at max_lr ``chosen``, and why ("" when unchanged): rebalanced only where
     this search's weight_decay phase judged it (at the max_lr these runs scale) and the setting is on."""
     if context.earlier.get("weight_decay") is None or not search_section(preset).learning_rate.balance_weight_decay:
         return preset.weight_decay, ""
-    return balanced_weight_decay(preset.weight_decay, _policy(preset).max_lr, chosen, overfits)
+    return balanced_weight_decay(preset.weight_decay, _policy(preset).max_lr, chosen)
 
 
 def _policy(preset: Preset) -> OneCyclePolicy:

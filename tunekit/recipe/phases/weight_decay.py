@@ -5,7 +5,7 @@ best weight decay g, else the range tests' grid. ``strategy: full`` trains each 
 scratch for ``epochs``; ``strategy: snapshot`` trains one base run on the final schedule until
 its validation loss runs horizontal, then continues every value ``epochs`` more from its snapshot
 (:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs. Where the
-learning_rate phase then chooses a smaller LR and its runs overfit, it scales this value up to keep
+learning_rate phase then chooses a smaller LR, it scales this value up to keep
 max_lr × weight decay (:func:`~tunekit.core.decisions.balanced_weight_decay`).
 """
 
