@@ -461,13 +461,14 @@ class LearningRateSearch(ShortRuns):
     """Short 1cycle runs at fractions of the range test's max_lr (and its valley), halved further while the
     smallest has the lowest validation loss (or, where the lowest run does not overfit, still ties it); the
     largest LR within noise of the lowest is chosen where the lowest run overfits, else the smallest — and
-    where it overfits, the weight decay is scaled to keep max_lr × weight decay as the weight_decay phase judged it."""
+    where it is below the range test's, the weight decay is scaled to keep max_lr × weight decay as the
+    weight_decay phase judged it."""
 
     factors: tuple[float, ...] = (1.0, 0.5, 0.25)  # multiples of the range test's max_lr, run together
     lowest_factor: float = Field(default=1 / 32, gt=0.0, le=1.0)  # halve below the factors to this, while the smallest is lowest
     valley: bool = False  # also try the range test's "valley" LR (fastai's rule on the same curve)
     tolerance: float = Field(default=0.0, ge=0.0)  # losses within this fraction of the best count as a tie (and the runs' noise)
-    # where the runs overfit at an LR below the one the weight_decay phase judged at, scale the weight decay up
+    # where the LR chosen is below the one the weight_decay phase judged at, scale the weight decay up
     # to keep max_lr × weight decay (the regularisation the smaller LR gives up); false: keep the phase's value
     balance_weight_decay: bool = True
 
