@@ -41,7 +41,9 @@ SEARCH = {
 #: with the LR's short runs and momentum's, whose candidate at the preset's momentum is the LR phase's chosen run
 SHORT_RUNS = {
     **SEARCH,
-    "learning_rate": {"factors": [1.0, 0.5], "lowest_factor": 0.5, "epochs": 2, **TINY_SHORT_RUNS},
+    # the weight decay kept as the bisection chose it, whichever LR wins: the momentum phase's run at 0.95 is then
+    # always the learning_rate phase's, and is read back from the bucket (a rebalanced one would train again)
+    "learning_rate": {"factors": [1.0, 0.5], "lowest_factor": 0.5, "epochs": 2, "balance_weight_decay": False, **TINY_SHORT_RUNS},
     "momentum": {"candidates": [0.95, 0.9], "epochs": 2, **TINY_SHORT_RUNS},
 }
 

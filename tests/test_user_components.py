@@ -272,7 +272,12 @@ def test_the_shipped_classifier_is_searched_and_decided_on_validation(wine: dict
     assert preset["model"]["factory"] == "acme_ml.models:mlp"
     assert preset["dataset"]["factory"] == "acme_ml.data:wine"
     assert preset["policy"]["max_lr"] == pytest.approx(decided["learning_rate"]["refined_max_lr"])
-    assert preset["weight_decay"] == pytest.approx(decided["weight_decay"]["weight_decay"])
+    # the bisection's weight decay, or — where the LR fell below the range test's — rebalanced to keep max_lr × wd
+    trained_wd = decided["learning_rate"].get("balanced_weight_decay", decided["weight_decay"]["weight_decay"])
+    assert trained_wd * decided["learning_rate"]["refined_max_lr"] == pytest.approx(
+        decided["weight_decay"]["weight_decay"] * decided["range_test"]["max_lr"]
+    )
+    assert preset["weight_decay"] == pytest.approx(trained_wd)
     # classification: accuracy on the test split, two replicates; wine is easy
     assert summary["metric_name"] == "acc"
     assert len(summary["accuracies"]) == 2
@@ -301,7 +306,7 @@ def test_best_returns_the_chosen_configuration_with_the_users_factories(wine: di
     assert best["model"]["kwargs"]["dropout"] == 0.1
     assert best["dataset"]["factory"] == "acme_ml.data:wine"
     assert best["policy"]["max_lr"] == pytest.approx(summary["phases"]["learning_rate"]["values"]["refined_max_lr"])
-    assert best["weight_decay"] == pytest.approx(summary["phases"]["weight_decay"]["values"]["weight_decay"])
+    assert best["weight_decay"] == pytest.approx(summary["preset"]["weight_decay"])  # as trained (rebalanced or not)
     assert best["runtime_env"]["working_dir"] == str(USERPKG)
 
 
