@@ -15,9 +15,11 @@ This notebook runs `tunekit.search` on the embedded MNIST-1D preset and then rea
 value was chosen — the way Leslie Smith's paper (arXiv:1803.09820, Sec. 5) tells you to read it:
 
 1. **LR range test** (Sec. 4.1): one per candidate weight decay; `max_lr` is the largest LR before the validation loss turns up.
-2. **Momentum** (Sec. 4.3): short 1cycle runs, cyclical momentum from 0.99 / 0.97 / 0.95 / 0.9 down to 0.85.
-3. **Weight decay** (Sec. 4.4): exponent bisection, here from one snapshot (snapshot-restart, Fig. 12).
-4. **Final**: 1cycle with the chosen values, replicated over seeds and inits (App. A.1).
+2. **Weight decay** (Sec. 4.4): exponent bisection at that `max_lr`, here from one snapshot (snapshot-restart, Fig. 12).
+3. **Learning rate**: short 1cycle runs at fractions of the range test's `max_lr`; where a smaller one is
+   chosen, the weight decay is scaled up to keep max_lr × weight decay (Remark 6: regularisation balanced).
+4. **Momentum** (Sec. 4.3): short 1cycle runs, cyclical momentum from 0.99 / 0.97 / 0.95 / 0.9 down to 0.85.
+5. **Final**: 1cycle with the chosen values, replicated over seeds and inits (App. A.1).
 
 It needs no GPU and no download. With `TUNEKIT_WALKTHROUGH_QUICK=1` (the test suite sets it) it runs a
 tiny version in about a minute; without it, the real preset (about 3 minutes on 2 CPU cores)."""
@@ -77,7 +79,8 @@ display(Markdown(result.phases["range_test"].reason))"""
 
 One run trains until its validation loss is horizontal; continuations from that snapshot try each weight
 decay (numbered in the order the bisection proposed them). It runs at the range test's max_lr, before the
-learning rate is refined, so that the LR is refined at the weight decay the final training uses."""
+learning rate is refined: where the learning_rate phase then chooses a smaller LR, it scales this weight
+decay up by their ratio, so that the final training keeps the max_lr × weight decay judged here."""
     ),
     new_code_cell(
         """wd = result.phases["weight_decay"]
@@ -90,9 +93,10 @@ display(Markdown(wd.reason))"""
 
 Short runs, read by the shape of their validation loss (horizontal, still falling = underfitting,
 rising = overfitting, diverging). They run at the learning rate the learning_rate phase refined
-(short 1cycle runs at fractions of the range test's max_lr). Where both phases' runs are as long (the
-defaults on MNIST-1D), the candidate at the preset's momentum (0.95) is the learning_rate phase's run
-at that LR: it is read from there, not trained again, and the reason below names it."""
+(short 1cycle runs at fractions of the range test's max_lr) and the weight decay it kept or scaled.
+Where a learning_rate run trained the same configuration for as long (the candidate at the preset's
+momentum, where the weight decay was not scaled), it is read from there, not trained again, and the
+reason below names it."""
     ),
     new_code_cell(
         """runs = phase_records(result.directory, "momentum")
