@@ -86,6 +86,59 @@ def test_the_same_section_on_digits_gets_enough_steps_and_evaluations() -> None:
     assert alone.preset.search.momentum.epochs == 10
 
 
+def adamw_on_digits(**range_test: Any) -> dict[str, Any]:
+    """The benchmark suite's AdamW digits MLP: range tests from 1e-4 to 0.3 at an AdamW weight-decay grid."""
+    return {
+        "name": "digits-mlp-adamw",
+        "dataset": {"name": "digits"},
+        "model": {"name": "mlp"},
+        "optimizer": {"name": "adamw"},
+        "train": {"epochs": 30, "batch_size": 64, "seed": 0},
+        "policy": {"name": "one_cycle", "max_lr": 3e-3, "div": 10},
+        "weight_decay": 1e-3,
+        "search": {
+            "range_test": {"min_lr": 1e-4, "max_lr": 0.3, "epochs": 10, "weight_decays": [1e-2, 1e-3, 1e-4, 0], **range_test}
+        },
+    }
+
+
+def test_an_adamw_plan_leaves_out_the_weight_decays_its_range_tests_cannot_see(tmp_path: Path) -> None:
+    from tunekit.recipe import PhaseContext
+
+    preset = load_preset(adamw_on_digits())
+    plan = plan_search(preset, ["range_test", "weight_decay"], train_samples=1293)
+    # 120 steps from 1e-4 to 0.3: the LRs sum to 18; decoupled weight decay 1e-4 removes 0.18 % of the weights
+    assert plan.sizes["range_test"].steps == 120
+    assert plan.sizes["range_test"].trials == "3"
+    assert plan.sizes["range_test"].trial_epochs == 3 * 6
+    assert "weight decay 0.0001 (0.18%) not run" in plan.table()
+    assert list(plan.preset.search.range_test.weight_decays) == [1e-2, 1e-3, 1e-4, 0]  # the section is left as written
+    searcher = RangeTest().plan(plan.preset, PhaseContext(str(tmp_path), train_samples=plan.train_samples)).searcher
+    assert [c["weight_decay"] for c in searcher.candidates.values()] == [1e-2, 1e-3, 0]
+    # SGD's L2 term is not a fixed share of the weights: its grid runs whole; and the setting turns it off
+    for overrides in ({"optimizer.name": "sgd"}, {"search.range_test.min_shrink": 0}):
+        whole = plan_search(load_preset(adamw_on_digits(), overrides), ["range_test", "weight_decay"], train_samples=1293)
+        assert whole.sizes["range_test"].trials == "4"
+        assert "not run" not in whole.table()
+    # a longer test sees more: at 3 000 steps 1e-4 removes 4 % of the weights
+    longer = plan_search(load_preset(adamw_on_digits(steps=3000)), ["range_test", "weight_decay"], train_samples=1293)
+    assert longer.sizes["range_test"].trials == "4"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_an_adamw_search_runs_the_range_tests_it_planned_and_says_which_it_left_out(tmp_path: Path) -> None:
+    from tunekit.recipe import phase_records, search
+
+    result = search(adamw_on_digits(), name="a", storage=str(tmp_path), phases=["range_test"], track=False, progress=False)
+    ran = sorted(float(r.config["weight_decay"]) for r in phase_records(str(tmp_path / "a"), "range_test"))
+    assert ran == [0.0, 1e-3, 1e-2]
+    decided = result.phases["range_test"]
+    assert sorted(decided.evidence) == ["0", "0.001", "0.01"]
+    assert "weight decay 0.0001 (0.18%) not run" in decided.reason
+    assert 0.01 < decided.values["max_lr"] < 0.3
+
+
 def test_sizing_twice_changes_nothing() -> None:
     preset = load_preset(on_digits())
     once = plan_search(preset, ["range_test", "momentum", "weight_decay", "final"], train_samples=1293)

@@ -399,6 +399,10 @@ class RangeTestSearch(_Strict):
     )  # at most this share of the final training (steps excepted; null: no cap)
     momentum: tuple[float, float] = (0.95, 0.85)
     weight_decays: tuple[float, ...] = (1e-3, 1e-4, 1e-5, 0.0)
+    # AdamW (decoupled decay) only: a weight decay that removes less than this share of the weights over the
+    # whole test is not run, its curve being weight decay 0's (tunekit.core.decisions.visible_weight_decays);
+    # 0: run every one
+    min_shrink: float = Field(default=0.01, ge=0.0, lt=1.0)
     # "grid": one range test per weight decay above (Fig. 10); "preset": one, at the preset's weight_decay;
     # "auto": "preset" when the weight_decay phase runs later in the same search (it ranks weight decays on
     # short 1cycle runs), else "grid" — cheaper, but the suite measured it less accurate (BENCHMARKS.md)

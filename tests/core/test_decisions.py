@@ -351,6 +351,43 @@ def test_the_weight_decay_keeps_max_lr_times_weight_decay_where_the_lr_falls() -
     assert balanced_weight_decay(0.032, 0.1387, 0.0) == (0.032, "")  # no LR: nothing to scale by
 
 
+def test_a_decoupled_weight_decay_a_range_test_cannot_see_is_not_run() -> None:
+    """The suite's AdamW digits MLP: range tests of 120 steps ramping 1e-4 → 0.3 (the LRs sum to 18.0).
+    Weight decay 1e-4 removes 0.18 % of the weights over the test — its lowest loss was 0.566 against
+    weight decay 0's 0.571 — and is not run; 1e-3 removes 1.8 % and 1e-2 16.5 %: both run."""
+    from tunekit.core.decisions import decoupled_shrink, visible_weight_decays
+
+    lr_sum = 120 * (1e-4 + 0.3) / 2
+    assert decoupled_shrink(1e-4, lr_sum) == pytest.approx(0.0018, rel=0.01)
+    assert decoupled_shrink(1e-2, lr_sum) == pytest.approx(0.165, abs=5e-4)
+    assert decoupled_shrink(0.0, lr_sum) == 0.0
+    visible = visible_weight_decays([1e-2, 1e-3, 1e-4, 0.0], lr_sum, 0.01)
+    assert visible.kept == [1e-2, 1e-3, 0.0]  # the grid's order
+    assert list(visible.skipped) == [1e-4]
+    assert visible.skipped[1e-4] == pytest.approx(decoupled_shrink(1e-4, lr_sum))
+    assert visible.note.startswith("weight decay 0.0001 (0.18%) not run")
+    assert "min_shrink 1%" in visible.note
+    assert "raise" not in visible.note  # 1e-3 and 1e-2 are seen
+    # off: every one runs
+    assert visible_weight_decays([1e-2, 1e-3, 1e-4, 0.0], lr_sum, 0.0) == visible_weight_decays(
+        [1e-2, 1e-3, 1e-4, 0.0], 1e9, 0.01
+    )
+    assert visible_weight_decays([1e-2, 1e-3, 1e-4, 0.0], lr_sum, 0.0).kept == [1e-2, 1e-3, 1e-4, 0.0]
+
+
+def test_where_no_weight_decay_of_the_grid_is_seen_the_largest_still_runs_and_the_note_says_raise_them() -> None:
+    """The paper's SGD grid (1e-3 … 0) under AdamW over the same test: every nonzero one is under 1 %."""
+    from tunekit.core.decisions import visible_weight_decays
+
+    lr_sum = 120 * (1e-4 + 0.3) / 2 / 2  # half as many steps: 1e-3 removes 0.9 %
+    visible = visible_weight_decays([1e-3, 1e-4, 1e-5, 0.0], lr_sum, 0.01)
+    assert visible.kept == [1e-3, 0.0]  # a weight decay against none, not weight decay 0 alone
+    assert sorted(visible.skipped) == [1e-5, 1e-4]
+    assert "raise search.range_test.weight_decays" in visible.note
+    without_zero = visible_weight_decays([1e-4, 1e-5], lr_sum, 0.01)
+    assert (without_zero.kept, list(without_zero.skipped)) == ([1e-4], [1e-5])
+
+
 def test_on_the_smaller_side_the_smallest_lr_within_the_band_wins() -> None:
     """The digits CNN's short runs (suite, 2026-12-06): 1.386 has the lowest loss; 0.6932 and 0.3466 lie
     within their bands of it, 2.773 does not. The larger side keeps 1.386; the smaller takes 0.3466."""

@@ -95,6 +95,36 @@ def test_range_test_trace_is_linear_with_decreasing_momentum() -> None:
     np.testing.assert_allclose(moms, np.linspace(0.95, 0.85, 50), rtol=1e-9)
 
 
+def test_adamw_over_a_range_test_removes_the_share_of_the_weights_the_range_test_phase_counts() -> None:
+    """What :func:`~tunekit.core.decisions.visible_weight_decays` relies on, on tunekit's own AdamW and range
+    test schedule: with no gradient at all, the weights lose ``decoupled_shrink(wd, sum of the LRs)``."""
+    from tunekit.core.decisions import decoupled_shrink
+
+    steps, lo, hi = 120, 1e-4, 0.3  # the suite's AdamW digits range test
+    policy = load_preset(
+        {
+            "name": "t",
+            "dataset": {"name": "digits"},
+            "model": {"name": "mlp"},
+            "optimizer": {"name": "adamw"},
+            "policy": {"name": "range_test", "min_lr": lo, "max_lr": hi, "epochs": steps / 20, "momentum": [0.95, 0.85]},
+        }
+    ).policy
+    for wd in (1e-4, 1e-3, 1e-2):
+        param = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+        opt = build_optimizer([param], load_preset("mnist1d", {"optimizer.name": "adamw"}).optimizer, policy, wd)
+        sched = build_schedule(opt, policy, 20, 1)
+        lr_sum = 0.0
+        for _ in range(steps):
+            lr_sum += opt.param_groups[0]["lr"]
+            param.grad = torch.zeros_like(param)  # Adam's own step is then 0: what is left is the decay
+            opt.step()
+            sched.step()
+        assert lr_sum == pytest.approx(steps * (lo + hi) / 2, rel=1e-6)  # the phase's sum of a linear ramp
+        removed = 1.0 - float(param.detach()[0])
+        assert removed == pytest.approx(decoupled_shrink(wd, lr_sum), rel=0.01)
+
+
 def test_iteration_schedule_state_round_trips() -> None:
     preset = load_preset(
         {

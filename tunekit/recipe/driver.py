@@ -207,6 +207,7 @@ class Driver:
             earlier={name: phase_named(name).typed(result) for name, result in self.state.done.items()},
             shared_storage=self.state.shared_storage,
             trained=trained_before(phase, self.state.directory, self.state.done),
+            train_samples=self.state.train_samples,
         )
         plan = phase.plan(preset, context)
         records = self._fit(phase.name, index, plan)

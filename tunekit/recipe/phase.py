@@ -42,6 +42,7 @@ class PhaseContext:
     shared_storage: bool = False  # a local-looking storage is a mount every node sees
     # what → the complete trial of an earlier phase (those the phase's ``reuses`` names) that trained it
     trained: Mapping[str, TrialRecord] = field(default_factory=dict)
+    train_samples: int | None = None  # what the phases were sized for (None: not counted)
 
 
 @dataclass

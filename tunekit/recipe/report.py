@@ -198,7 +198,7 @@ def _figure_of(name: str, preset: Any, state: SearchState, earlier: Mapping[str,
     lower = phase.evidence_scale == "loss" or judge.mode == "min"
     try:
         trained = trained_before(phase, state.directory, state.done)
-        context = PhaseContext(state.directory, judge, dict(earlier), state.shared_storage, trained)
+        context = PhaseContext(state.directory, judge, dict(earlier), state.shared_storage, trained, state.train_samples)
         reused = phase.plan(preset, context).reused if trained else []  # as the driver judged them
         figure = phase.decide(preset, phase_records(state.directory, name) + reused, context).figure
     except Exception as exc:  # a moved or partial folder: the decision stands, its plot is missing

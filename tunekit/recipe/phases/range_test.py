@@ -11,6 +11,11 @@ validation loss turns up, ``min_lr = max_lr / div``.
 weight_decay phase runs later in the same search (which ranks weight decays on short 1cycle runs),
 else the grid. One test costs a third to a half less search on small data, but on the benchmark
 suite it chose less well on three of five tasks (BENCHMARKS.md), so the grid stays the default.
+
+With AdamW's decoupled weight decay, a grid weight decay that removes less than
+``search.range_test.min_shrink`` (1 %) of the weights over the whole test is not run: its curve is
+weight decay 0's to within noise (:func:`~tunekit.core.decisions.visible_weight_decays`). The plan
+and the decision's reason name it.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tunekit.core.decisions import choose_lr_range
+from tunekit.core.decisions import VisibleDecays, choose_lr_range
 from tunekit.core.judge import Judge, number
 from tunekit.core.lr_range import RangeTestError
+from tunekit.core.sizing import RangeTestSize
 from tunekit.presets import OneCyclePolicy, Preset, preset_to_dict, range_test_preset
 from tunekit.recipe.errors import SearchError
 from tunekit.recipe.phase import Decided, Phase, PhaseContext, PhasePlan, PhaseSize, final_epochs, result_of, search_section
@@ -45,14 +51,12 @@ class RangeTest(Phase):
     decision_type: ClassVar[type] = RangeTestDecision
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
-        from tunekit.core.sizing import size_range_test
-
-        rt = search_section(preset).range_test
-        lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points", "max_fraction"})
-        sized = size_range_test(train_samples, preset.train.batch_size, final_epochs=final_epochs(preset), **lengths)
-        trials = len(_weight_decays(preset))
+        sized = _sized(preset, train_samples)
+        decays = _weight_decays(preset, train_samples)
+        trials = len(decays.kept)
         overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
-        return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, sized.note)
+        note = "; ".join(n for n in (sized.note, decays.note) if n)
+        return PhaseSize(overrides, str(trials), sized.epochs, sized.steps, sized.points, trials * sized.epochs, note)
 
     def judge(self, preset: Preset) -> Judge:
         # a range test is read as one curve of validation loss against the LR, not ranked at a step
@@ -62,7 +66,7 @@ class RangeTest(Phase):
         from tunekit.searchers import CandidateSearcher
 
         test = range_test_preset(preset)
-        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset)}
+        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset, context.train_samples).kept}
         # no scheduler: a range test runs past its minimum until its curve diverges (the loop's own stop)
         return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
 
@@ -84,11 +88,12 @@ class RangeTest(Phase):
             **preset_to_dict(preset.model_copy(update={"policy": policy}))["policy"],
             "max_lr": choice.max_lr,
         }
+        skipped = _weight_decays(preset, context.train_samples).note
         result = result_of(
             self,
             RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay, choice.ranges[choice.weight_decay].valley_lr),
             overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
-            reason=choice.reason + (f"; failed: {_failures(failed)}" if failed else ""),
+            reason=choice.reason + (f"; failed: {_failures(failed)}" if failed else "") + (f"; {skipped}" if skipped else ""),
             evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},
             failed=failed,
         )
@@ -110,12 +115,31 @@ class RangeTest(Phase):
         return Decided(result, figure)
 
 
-def _weight_decays(preset: Preset) -> list[float]:
-    """The weight decays the range tests run at (``search.range_test.sweep``; "auto" unresolved is the grid)."""
-    from tunekit.core.decisions import range_test_weight_decays
+def _sized(preset: Preset, train_samples: int) -> RangeTestSize:
+    """One range test's length and evaluations on ``train_samples`` samples."""
+    from tunekit.core.sizing import size_range_test
 
     rt = search_section(preset).range_test
-    return range_test_weight_decays(rt.sweep, rt.weight_decays, preset.weight_decay)
+    lengths = rt.model_dump(include={"epochs", "steps", "eval_every", "min_steps", "max_steps", "points", "max_fraction"})
+    return size_range_test(train_samples, preset.train.batch_size, final_epochs=final_epochs(preset), **lengths)
+
+
+def _weight_decays(preset: Preset, train_samples: int | None) -> VisibleDecays:
+    """The weight decays the range tests run at (``search.range_test.sweep``; "auto" unresolved is the grid),
+    less those AdamW's decoupled decay would leave unseen over a test of this length (not counted: all)."""
+    from tunekit.core.decisions import range_test_weight_decays, visible_weight_decays
+
+    rt = search_section(preset).range_test
+    grid = range_test_weight_decays(rt.sweep, rt.weight_decays, preset.weight_decay)
+    if rt.sweep == "preset" or train_samples is None or not _decoupled(preset):
+        return VisibleDecays(grid, {}, "")
+    lr_sum = _sized(preset, train_samples).steps * (rt.min_lr + rt.max_lr) / 2  # the LR ramps linearly
+    return visible_weight_decays(grid, lr_sum, rt.min_shrink)
+
+
+def _decoupled(preset: Preset) -> bool:
+    """Whether the weight decay is decoupled (tunekit's AdamW; a user's own loop brings its own optimizer)."""
+    return preset.loop is None and preset.optimizer.name == "adamw"
 
 
 def _failures(failed: dict[str, str]) -> str:
