@@ -52,7 +52,7 @@ class RangeTest(Phase):
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
         sized = _sized(preset, train_samples)
-        decays = _weight_decays(preset, train_samples)
+        decays = _weight_decays(preset, sized)
         trials = len(decays.kept)
         overrides = {"search.range_test.epochs": sized.epochs, "search.range_test.eval_every": sized.eval_every}
         note = "; ".join(n for n in (sized.note, decays.note) if n)
@@ -66,7 +66,7 @@ class RangeTest(Phase):
         from tunekit.searchers import CandidateSearcher
 
         test = range_test_preset(preset)
-        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset, context.train_samples).kept}
+        candidates = {f"{wd:g}": {"weight_decay": wd} for wd in _weight_decays(preset, _sized_for(preset, context)).kept}
         # no scheduler: a range test runs past its minimum until its curve diverges (the loop's own stop)
         return PhasePlan(test, CandidateSearcher(candidates, {"preset": preset_to_dict(test)}, context.judge))
 
@@ -88,7 +88,7 @@ class RangeTest(Phase):
             **preset_to_dict(preset.model_copy(update={"policy": policy}))["policy"],
             "max_lr": choice.max_lr,
         }
-        skipped = _weight_decays(preset, context.train_samples).note
+        skipped = _weight_decays(preset, _sized_for(preset, context)).note
         result = result_of(
             self,
             RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay, choice.ranges[choice.weight_decay].valley_lr),
@@ -124,17 +124,21 @@ def _sized(preset: Preset, train_samples: int) -> RangeTestSize:
     return size_range_test(train_samples, preset.train.batch_size, final_epochs=final_epochs(preset), **lengths)
 
 
-def _weight_decays(preset: Preset, train_samples: int | None) -> VisibleDecays:
+def _sized_for(preset: Preset, context: PhaseContext) -> RangeTestSize | None:
+    """The size the plan gave the range tests (None: the samples were not counted)."""
+    return None if context.train_samples is None else _sized(preset, context.train_samples)
+
+
+def _weight_decays(preset: Preset, sized: RangeTestSize | None) -> VisibleDecays:
     """The weight decays the range tests run at (``search.range_test.sweep``; "auto" unresolved is the grid),
-    less those AdamW's decoupled decay would leave unseen over a test of this length (not counted: all)."""
+    less those AdamW's decoupled decay would leave unseen over a test of ``sized`` length (None: all)."""
     from tunekit.core.decisions import range_test_weight_decays, visible_weight_decays
 
     rt = search_section(preset).range_test
     grid = range_test_weight_decays(rt.sweep, rt.weight_decays, preset.weight_decay)
-    if rt.sweep == "preset" or train_samples is None or not _decoupled(preset):
+    if sized is None or not _decoupled(preset):
         return VisibleDecays(grid, {}, "")
-    lr_sum = _sized(preset, train_samples).steps * (rt.min_lr + rt.max_lr) / 2  # the LR ramps linearly
-    return visible_weight_decays(grid, lr_sum, rt.min_shrink)
+    return visible_weight_decays(grid, sized.steps * (rt.min_lr + rt.max_lr) / 2, rt.min_shrink)  # a linear ramp
 
 
 def _decoupled(preset: Preset) -> bool:
