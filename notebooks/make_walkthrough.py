@@ -17,7 +17,8 @@ value was chosen — the way Leslie Smith's paper (arXiv:1803.09820, Sec. 5) tel
 1. **LR range test** (Sec. 4.1): one per candidate weight decay; `max_lr` is the largest LR before the validation loss turns up.
 2. **Weight decay** (Sec. 4.4): exponent bisection at that `max_lr`, here from one snapshot (snapshot-restart, Fig. 12).
 3. **Learning rate**: short 1cycle runs at fractions of the range test's `max_lr`; where a smaller one is
-   chosen, the weight decay is scaled up to keep max_lr × weight decay (Remark 6: regularisation balanced).
+   chosen, the weight decay is scaled up to keep max_lr × weight decay (Remark 6: regularisation balanced),
+   and one more run at the chosen LR checks that scaled weight decay against the judged one.
 4. **Momentum** (Sec. 4.3): short 1cycle runs, cyclical momentum from 0.99 / 0.97 / 0.95 / 0.9 down to 0.85.
 5. **Final**: 1cycle with the chosen values, replicated over seeds and inits (App. A.1).
 
@@ -95,8 +96,8 @@ Short runs, read by the shape of their validation loss (horizontal, still fallin
 rising = overfitting, diverging). They run at the learning rate the learning_rate phase refined
 (short 1cycle runs at fractions of the range test's max_lr) and the weight decay it kept or scaled.
 Where a learning_rate run trained the same configuration for as long (the candidate at the preset's
-momentum, where the weight decay was not scaled), it is read from there, not trained again, and the
-reason below names it."""
+momentum: the chosen LR's own run, or the check of the weight decay it chose), it is read from there,
+not trained again, and the reason below names it."""
     ),
     new_code_cell(
         """runs = phase_records(result.directory, "momentum")

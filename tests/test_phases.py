@@ -136,6 +136,34 @@ def test_where_the_lr_falls_the_weight_decay_keeps_max_lr_times_weight_decay(
     assert "balanced_weight_decay" not in unjudged.values
 
 
+@pytest.mark.parametrize(("behind_by", "trained"), [(0.0, 6.4e-5), (0.05, 3.2e-5)], ids=["balance-holds", "judged-wins"])
+def test_the_learning_rate_phase_trains_the_weight_decay_its_check_chose(
+    behind_by: float, trained: float, tmp_path: Path
+) -> None:
+    """As above, 0.3996 chosen and 6.4e-05 rebalanced; one more recorded run at 0.3996 and 6.4e-05 checks it against the
+    chosen LR's own run at 3.2e-05. Where it ends level, the balance holds; 0.05 behind, beyond the runs' band, the
+    judged weight decay is trained. Either way the checks are not LR candidates, and the evidence, the reason and the
+    figure show them."""
+    demo = load_demo()
+    preset, context, _ = replay(demo, "learning_rate", tmp_path)
+    trials = behind(records(demo, "learning_rate"), "0.7992", overfit=False)
+    own = next(r for r in trials if f"{r.config['policy.max_lr']:.4g}" == "0.3996")
+    rows = [dict(row) for row in own.rows]
+    rows[-1]["val_loss"] += behind_by
+    check = replace(own, trial_id="check", config={**own.config, "weight_decay": 6.4e-5}, rows=rows)
+    result, figure = phase_named("learning_rate").decide(preset, [*trials, check], context)
+    assert result.values["refined_max_lr"] == pytest.approx(0.3996, abs=1e-4)
+    assert result.overrides.get("weight_decay", preset.weight_decay) == pytest.approx(trained)
+    assert result.values.get("balanced_weight_decay") == (pytest.approx(6.4e-5) if trained > 3.2e-5 else None)
+    assert result.evidence["0.3996, wd 6.4e-05"] == pytest.approx(rows[-1]["val_loss"])
+    assert "0.3996, wd 3.2e-05" not in result.evidence  # the chosen LR's own run is there once, as 0.3996
+    winner = "6.4e-05: its validation loss" if trained > 3.2e-5 else "3.2e-05 has the lowest validation loss"
+    assert f"checked at max_lr 0.3996: weight decay {winner}" in result.reason
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert any("max_lr=0.3996 (" in text and text.endswith("← chosen") for text in legend)
+    assert any("max_lr=0.3996, wd 6.4e-05" in text for text in legend)
+
+
 def test_where_the_lr_stays_at_the_range_tests_the_weight_decay_stays(tmp_path: Path) -> None:
     """The demo's recorded learning-rate runs choose the range test's own max_lr: the weight decay was
     judged there, and stays."""

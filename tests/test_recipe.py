@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -115,7 +116,8 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     wd_run = last_result(directory, "weight_decay", weight_decay=wd["weight_decay"])
     assert not wd_run.get("stopped_by")
     assert wd_run["epoch"] == wd_run["epochs_total"] == 2
-    trained_lrs = [t["config"]["policy.max_lr"] for t in trial_configs(directory, "learning_rate")]
+    lr_trials = [t["config"] for t in trial_configs(directory, "learning_rate")]
+    trained_lrs = [t["policy.max_lr"] for t in lr_trials if "weight_decay" not in t]  # not the weight-decay checks
     assert rt["max_lr"] not in trained_lrs
     assert f"policy.max_lr={rt['max_lr']:.3g} (weight_decay trial " in phases["learning_rate"]["reason"]
     assert "not trained again" in phases["learning_rate"]["reason"]
@@ -125,13 +127,25 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert lr["refined_max_lr"] in tried_lrs
     assert lr["refined_max_lr"] > min(tried_lrs) or len(tried_lrs) == 6
     assert lr["lr_factor"] == pytest.approx(lr["refined_max_lr"] / rt["max_lr"])
-    # the weight decay the final training uses: the bisection's where the LR stayed at the range test's max_lr,
-    # else rebalanced to keep max_lr × weight decay (and the reason says so)
+    # the weight decay the final training uses: the bisection's where the LR stayed at the range test's max_lr;
+    # else the one rebalanced to keep max_lr × weight decay, checked by a run at the chosen LR (the LR and momentum
+    # runs are as long) against that LR's own run at the bisection's — where it loses, their geometric mean runs
+    # too — the largest within noise of the lowest loss (and the reason says so)
     balanced = lr["refined_max_lr"] < rt["max_lr"]
-    assert ("balanced_weight_decay" in lr) == balanced
-    trained_wd = lr.get("balanced_weight_decay", wd["weight_decay"])
-    assert trained_wd * lr["refined_max_lr"] == pytest.approx(wd["weight_decay"] * rt["max_lr"])
+    rebalanced = wd["weight_decay"] * rt["max_lr"] / lr["refined_max_lr"]
+    checks = [t for t in lr_trials if "weight_decay" in t]
+    assert [t["policy.max_lr"] for t in checks] == pytest.approx([lr["refined_max_lr"]] * len(checks))
+    checked = [t["weight_decay"] for t in checks]
+    assert checked in (
+        [],
+        [pytest.approx(rebalanced)],
+        [pytest.approx(rebalanced), pytest.approx(math.sqrt(rebalanced * wd["weight_decay"]))],
+    )
+    assert bool(checked) == balanced
     assert ("keeps max_lr × weight decay as judged" in phases["learning_rate"]["reason"]) == balanced
+    assert ("; checked at max_lr " in phases["learning_rate"]["reason"]) == balanced
+    trained_wd = lr.get("balanced_weight_decay", wd["weight_decay"])
+    assert trained_wd == pytest.approx(wd["weight_decay"]) or trained_wd in [pytest.approx(w) for w in checked]
     # the bisection ran first, around the range tests' best weight decay, at the range test's max_lr
     wd_trials = trial_configs(directory, "weight_decay")
     tried = [t["config"]["weight_decay"] for t in wd_trials]
@@ -140,18 +154,13 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert [t["config"]["preset"]["policy"]["max_lr"] for t in wd_trials] == pytest.approx([rt["max_lr"]] * len(wd_trials))
     # the LR was refined at the weight decay the bisection chose
     assert {t["config"]["preset"]["weight_decay"] for t in trial_configs(directory, "learning_rate")} == {wd["weight_decay"]}
-    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the weight decay trained with; where that
-    # is the bisection's, 0.95 → 0.85, the preset's cycle, is the run the LR was chosen by (trained by the
-    # learning_rate phase, or by weight_decay's): read, not trained again. A rebalanced weight decay is another
-    # training: both candidates train
+    # momentum trials ran at the refined LR (min_lr = max_lr / div) and the weight decay trained with: 0.95 → 0.85,
+    # the preset's cycle, is a run an earlier phase trained just so — the run the LR was chosen by (by the
+    # learning_rate phase, or by weight_decay's) or, where the weight decay changed, its check: read, not trained again
     momenta = sorted(t["config"]["momentum"] for t in trial_configs(directory, "momentum"))
-    if balanced:
-        assert momenta == [[0.9, 0.85], [0.95, 0.85]]
-        assert "not trained again" not in phases["momentum"]["reason"]
-    else:
-        assert momenta == [[0.9, 0.85]]
-        assert "not trained again" in phases["momentum"]["reason"]
-        assert "momentum=[0.95,0.85] (" in phases["momentum"]["reason"]
+    assert momenta == [[0.9, 0.85]]
+    assert "not trained again" in phases["momentum"]["reason"]
+    assert "momentum=[0.95,0.85] (" in phases["momentum"]["reason"]
     assert set(phases["momentum"]["evidence"]) == {"0.95", "0.9"}
     for trial in trial_configs(directory, "momentum"):
         policy = trial["config"]["preset"]["policy"]
@@ -182,17 +191,17 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert chosen["policy"]["max_lr"] == pytest.approx(lr["refined_max_lr"])
     assert chosen["weight_decay"] == pytest.approx(trained_wd)
     # compute is accounted per phase, where each run trained: 2 range tests of at most 4 epochs (one ends
-    # where its curve diverged), the LR runs trained there and 1 momentum run × 2 epochs (2 where the weight
-    # decay was rebalanced: then the run at 0.95 is not the learning_rate phase's)
+    # where its curve diverged), the LR runs and weight-decay checks trained there and 1 momentum run × 2 epochs
+    # (the run at 0.95 is the learning_rate phase's)
     ramps = [json.loads(p.read_text().splitlines()[-1]) for p in (directory / "range_test").glob("*/result.json")]
     assert len(ramps) == 2
     assert all(r["trial_epochs"] == pytest.approx(4.0) or r["diverged"] for r in ramps)
     assert any(r["diverged"] and r["trial_epochs"] < 4.0 for r in ramps)  # a range test ended once over
     assert phases["range_test"]["trial_epochs"] == pytest.approx(sum(r["trial_epochs"] for r in ramps))
-    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * len(trained_lrs))
-    assert phases["learning_rate"]["trials"] == len(trained_lrs)
+    assert phases["learning_rate"]["trial_epochs"] == pytest.approx(2.0 * (len(trained_lrs) + len(checks)))
+    assert phases["learning_rate"]["trials"] == len(trained_lrs) + len(checks)
     assert phases["momentum"]["trial_epochs"] == pytest.approx(2.0 * len(momenta))
-    assert phases["momentum"]["trials"] == len(momenta) == (2 if balanced else 1)
+    assert phases["momentum"]["trials"] == len(momenta) == 1
     assert phases["final"]["trial_epochs"] == pytest.approx(6.0)
 
 
@@ -270,7 +279,11 @@ def test_the_report_page_is_on_the_parent_run_and_drawn_again_from_the_folder(re
     momentum = summary["phases"]["momentum"]
     best_first = sorted(momentum["evidence"], key=momentum["evidence"].get)
     table = kept[kept.index('id="phase-momentum"') :]
-    assert table.index(f"<td>{best_first[0]}") < table.index(f"<td>{best_first[1]}")
+    cell = [re.search(rf"<td>{re.escape(label)}(?![0-9])", table) for label in best_first]  # 0.9 is not 0.95's start
+    first, second = cell
+    assert first is not None
+    assert second is not None
+    assert first.start() < second.start()
     assert f"{momentum['values']['momentum_max']:g} (chosen)" in table
     assert f"test accuracy {100 * summary['accuracy_mean']:.2f} %" in kept
     # `tunekit report --html` draws the same page from the folder, without MLflow
@@ -303,10 +316,9 @@ def test_report_has_one_row_per_trial(reference: dict[str, Any], tmp_path: Path)
     assert frame[frame["phase"] == "final"][["test_loss", "test_acc"]].notna().all().all()
     assert (frame["status"] == "DONE").all()
     momentum = frame[frame["phase"] == "momentum"]
-    # one row per trial the phase trained: at the bisection's weight decay 0.95 is an earlier phase's row; at a
-    # rebalanced one it is trained here
-    rebalanced = "balanced_weight_decay" in summary["phases"]["learning_rate"]["values"]
-    assert sorted(json.loads(m)[0] for m in momentum["momentum"]) == ([0.9, 0.95] if rebalanced else [0.9])
+    # one row per trial the phase trained: 0.95 is an earlier phase's row (the learning_rate phase trained it, at the
+    # weight decay it chose)
+    assert sorted(json.loads(m)[0] for m in momentum["momentum"]) == [0.9]
     assert frame.groupby("phase")["trial_epochs"].sum()["range_test"] == pytest.approx(
         summary["phases"]["range_test"]["trial_epochs"]
     )
@@ -461,6 +473,49 @@ def test_snapshot_and_batch_size_phases(tmp_path: Path, ray_session: None) -> No
     assert final["config"]["preset"]["policy"]["max_lr"] == pytest.approx(batch["batch_max_lr"])
     assert final["config"]["preset"]["weight_decay"] == wd
     assert summary["mlflow_run_id"] is None
+
+
+def test_the_rebalanced_weight_decay_is_checked_by_real_runs_and_read_back_by_the_momentum_phase(
+    tmp_path: Path, ray_session: None
+) -> None:
+    """LR runs at ½ and ¼ of the preset's max_lr only, so the LR chosen is below the one the weight decay was
+    judged at and the weight decay is rebalanced; the LR and momentum runs are as long (2 epochs), so the check
+    runs: the rebalanced weight decay at the chosen LR, then their geometric mean where it lost. The momentum
+    phase reads the run at the preset's momentum and the chosen weight decay back, and trains 0.9 alone."""
+    preset = write_preset(
+        tmp_path,
+        search={"learning_rate": {"factors": [0.5, 0.25], "lowest_factor": 0.25, "epochs": 2, **TINY_SHORT_RUNS}},
+    )
+    result = cli(
+        "search", str(preset), "--phases", "weight_decay,learning_rate,momentum", "--storage", str(tmp_path / "runs"),
+        "--name", "check", "--json", "--no-tracking",
+    )  # fmt: skip
+    summary = json.loads(result.stdout)
+    directory, phases = Path(summary["directory"]), summary["phases"]
+    judged, lr = phases["weight_decay"]["values"]["weight_decay"], phases["learning_rate"]["values"]
+    judged_at = yaml.safe_load(preset.read_text())["policy"]["max_lr"]
+    configs = [t["config"] for t in trial_configs(directory, "learning_rate")]
+    lrs = sorted(c["policy.max_lr"] for c in configs if "weight_decay" not in c)
+    assert lrs == pytest.approx([judged_at / 4, judged_at / 2])
+    assert lr["refined_max_lr"] in [pytest.approx(x) for x in lrs]
+    rebalanced = judged * judged_at / lr["refined_max_lr"]
+    checks = [c for c in configs if "weight_decay" in c]
+    assert [c["policy.max_lr"] for c in checks] == pytest.approx([lr["refined_max_lr"]] * len(checks))
+    checked = [c["weight_decay"] for c in checks]
+    assert checked[0] == pytest.approx(rebalanced)
+    assert checked[1:] in ([], [pytest.approx(math.sqrt(judged * rebalanced))])
+    reason = phases["learning_rate"]["reason"]
+    assert f"; checked at max_lr {lr['refined_max_lr']:.4g}: weight decay " in reason
+    assert f"{lr['refined_max_lr']:.4g}, wd {rebalanced:.3g}" in phases["learning_rate"]["evidence"]
+    trained = lr.get("balanced_weight_decay", judged)
+    assert trained == pytest.approx(judged) or trained in [pytest.approx(w) for w in checked]
+    assert len(checked) == (1 if trained == pytest.approx(rebalanced) else 2)  # the middle runs only where it lost
+    # the momentum phase trained 0.9 alone, at the weight decay chosen; 0.95 is a learning_rate run read back
+    (momentum,) = trial_configs(directory, "momentum")
+    assert momentum["config"]["momentum"] == [0.9, 0.85]
+    assert momentum["config"]["preset"]["weight_decay"] == pytest.approx(trained)
+    assert "momentum=[0.95,0.85] (learning_rate trial " in phases["momentum"]["reason"]
+    assert phases["momentum"]["trials"] == 1
 
 
 @pytest.mark.parametrize(

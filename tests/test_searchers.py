@@ -297,6 +297,49 @@ def test_the_learning_rate_searchers_tie_side_follows_the_lowest_runs_overfittin
     assert searcher.side()[0] == ("smallest" if gap < 0 else "largest")
 
 
+@pytest.mark.parametrize(
+    ("balanced_loss", "middle_loss", "proposed", "chosen"),
+    [
+        (0.455, None, [(0.4, None), (0.2, None), (0.1, None), (0.2, 4e-3)], 4e-3),  # ties the judged: the balance holds
+        (0.60, 0.47, [(0.4, None), (0.2, None), (0.1, None), (0.2, 4e-3), (0.2, 2e-3)], 2e-3),  # the middle ties
+        (0.60, 0.55, [(0.4, None), (0.2, None), (0.1, None), (0.2, 4e-3), (0.2, 2e-3)], 1e-3),  # only the judged
+    ],
+    ids=["balance-holds", "middle-ties", "judged-wins"],
+)
+def test_the_learning_rate_searcher_checks_the_rebalanced_weight_decay_at_the_chosen_lr(
+    balanced_loss: float, middle_loss: float | None, proposed: list[tuple[float, float | None]], chosen: float
+) -> None:
+    """Weight decay 1e-3 judged at max_lr 0.8; the runs choose 0.2 (¼), so the rebalanced one is 4e-3. Once the LR is
+    bracketed it runs at 0.2; it ties the chosen LR's own run (0.45 ± √2 × 0.02) or, clearly worse, the geometric
+    mean 2e-3 runs too; the largest weight decay within the band of the lowest is chosen."""
+    searcher = LearningRateSearcher(
+        [0.4], floor=0.05, base_config={}, judge=Judge("val_loss", "min", window=1), balance=(1e-3, 0.8)
+    )
+    losses = {0.4: 0.50, 0.2: 0.45, 0.1: 0.52}
+    tried: list[tuple[float, float | None]] = []
+    while (config := searcher.suggest(f"t{len(tried)}")) != Searcher.FINISHED:
+        assert isinstance(config, dict), "one run at a time here: nothing is left running"
+        lr, wd = float(config["policy.max_lr"]), config.get("weight_decay")
+        tried.append((lr, wd))
+        loss = losses[lr] if wd is None else (balanced_loss if wd > 3e-3 else middle_loss)
+        row = {"val_loss": loss, "train_loss": loss + 0.02, "val_loss_se": 0.02, "training_iteration": 3}
+        searcher.on_trial_result(f"t{len(tried) - 1}", row)
+        searcher.on_trial_complete(f"t{len(tried) - 1}", row)
+    assert [(lr, wd and pytest.approx(wd)) for lr, wd in tried] == proposed
+    assert searcher.lrs()[searcher.choice().best] == 0.2  # type: ignore[index]  # the checks are not LR candidates
+    assert searcher.weight_decays()[searcher.weight_decay_choice().best] == pytest.approx(chosen)  # type: ignore[index]
+
+
+def test_the_learning_rate_searcher_checks_nothing_where_the_lr_did_not_fall() -> None:
+    searcher = LearningRateSearcher(
+        [0.8, 0.4], floor=0.05, base_config={}, judge=Judge("val_loss", "min", window=1), balance=(1e-3, 0.8)
+    )
+    for i, loss in enumerate((0.40, 0.50)):
+        assert isinstance(searcher.suggest(f"t{i}"), dict)
+        searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "val_loss_se": 0.02, "training_iteration": 3})
+    assert searcher.suggest("t2") == Searcher.FINISHED  # 0.8 is the LR judged at: the weight decay stays
+
+
 def test_the_learning_rate_searcher_runs_its_first_candidates_together() -> None:
     searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={})
     first = [searcher.suggest(f"t{i}") for i in range(3)]

@@ -475,6 +475,10 @@ class LearningRateSearch(ShortRuns):
     # where the LR chosen is below the one the weight_decay phase judged at, scale the weight decay up
     # to keep max_lr × weight decay (the regularisation the smaller LR gives up); false: keep the phase's value
     balance_weight_decay: bool = True
+    # check the rebalanced weight decay on runs at the chosen LR, against that LR's own run at the judged one (and,
+    # where it is clearly worse, their geometric mean): auto where the momentum phase's runs are as long as these —
+    # it reads the run at the chosen weight decay back, so a balance that holds costs no run; always; never
+    balance_check: Literal["auto", "always", "never"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> LearningRateSearch:

@@ -351,6 +351,27 @@ def test_the_weight_decay_keeps_max_lr_times_weight_decay_where_the_lr_falls() -
     assert balanced_weight_decay(0.032, 0.1387, 0.0) == (0.032, "")  # no LR: nothing to scale by
 
 
+def test_the_rebalanced_weight_decay_is_checked_and_the_exponent_bisected_once_where_it_loses() -> None:
+    """The suite's digits CNN: weight decay 0.0032 judged at max_lr 2.773, 0.1733 chosen, so 0.0512 (× 16).
+    The rebalanced one runs first; where the tie rule then chooses it, the check is done (the MNIST-1D CNN's
+    6.4e-5 reached 0.091 against 3.2e-5's 0.092); where it chooses the judged one, the geometric mean
+    √(0.0032 · 0.0512) = 0.0128 runs once more, and then nothing."""
+    from tunekit.core.decisions import next_balance_check
+
+    judged, balanced = 0.0032, 0.0032 * 2.773 / 0.1733
+    assert next_balance_check(judged, balanced, [judged], judged) == pytest.approx(0.0512, rel=1e-3)
+    assert next_balance_check(judged, balanced, [judged, balanced], balanced) is None  # the balance holds
+    middle = next_balance_check(judged, balanced, [judged, balanced], judged)
+    assert middle == pytest.approx(math.sqrt(judged * balanced))
+    assert middle == pytest.approx(0.0128, rel=1e-3)
+    assert math.log10(middle) == pytest.approx((math.log10(judged) + math.log10(balanced)) / 2)  # the exponent's middle
+    for chosen in (judged, middle, balanced):
+        assert next_balance_check(judged, balanced, [judged, balanced, middle], chosen) is None  # bisected once
+    assert next_balance_check(judged, judged, [judged], judged) is None  # not rebalanced: nothing to check
+    assert next_balance_check(0.0, 0.0, [0.0], 0.0) is None
+    assert next_balance_check(judged, balanced, [judged, balanced], None) is None  # nothing chosen: no more runs
+
+
 def test_a_decoupled_weight_decay_a_range_test_cannot_see_is_not_run() -> None:
     """The suite's AdamW digits MLP: range tests of 120 steps ramping 1e-4 → 0.3 (the LRs sum to 18.0).
     Weight decay 1e-4 removes 0.18 % of the weights over the test — its lowest loss was 0.566 against

@@ -263,6 +263,36 @@ def balanced_weight_decay(weight_decay: float, judged_at: float, chosen: float) 
     )
 
 
+def next_balance_check(judged: float, balanced: float, tried: Collection[float], chosen: float | None) -> float | None:
+    """The next weight decay the learning_rate phase trains at its chosen LR to check the rebalanced one
+    (:func:`balanced_weight_decay`), or None once the check is done.
+
+    The scaling is a rule, not a measurement: the paper balances the regularisations (Remark 6) but
+    gives no law for how weight decay trades against the LR. Where both can be trained at the chosen
+    LR for the same short cycle, the runs say whether it holds: ``balanced`` first, against
+    ``judged`` (the chosen LR's own run, at the weight decay the weight_decay phase judged). ``chosen``
+    is the tie rule's choice among the weight decays ``tried`` so far (:func:`choose_lr`, the largest
+    within noise of the lowest loss); where it is ``balanced``, the balance holds and nothing more
+    runs. Where the balanced one is clearly worse, the exponent is bisected once: the geometric mean
+    √(judged · balanced). On the suite's digits CNN the weight decay judged at max_lr 2.77 (0.0032),
+    scaled 16× for the chosen 0.173, reached a validation loss of 0.31 where the judged one reached
+    0.05, and retrained 0.17 points lower (BENCHMARKS.md); on the MNIST-1D CNN the pair tied.
+    Nothing runs where the weight decay was not rebalanced, and once the tie rule fails to choose."""
+    if math.isclose(balanced, judged) or judged <= 0:
+        return None
+    if not any(math.isclose(balanced, t) for t in tried):
+        return balanced
+    if chosen is None or math.isclose(chosen, balanced):
+        return None
+    middle = math.sqrt(judged * balanced)
+    return None if any(math.isclose(middle, t) for t in tried) else middle
+
+
+def weight_decay_label(weight_decay: float) -> str:
+    """How a weight decay the learning_rate phase checks is named (its trials' labels, its evidence and plot)."""
+    return f"wd {weight_decay:.3g}"
+
+
 def lr_label(lr: float) -> str:
     """How a learning-rate candidate is named (in trial configs, the phase's evidence and its plot)."""
     return f"{lr:.4g}"

@@ -7,6 +7,7 @@ overrides, ranked by the core rule at the end), not copies of each other;
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from ray.tune.search import Searcher
@@ -16,12 +17,15 @@ from tunekit.core.decisions import (
     Candidate,
     Choice,
     TieSide,
+    balanced_weight_decay,
     choose_candidate,
     choose_lr,
     lr_label,
+    next_balance_check,
     next_lower_lr,
     walk_next,
     walk_start,
+    weight_decay_label,
 )
 from tunekit.core.judge import Judge, number, tie_side_of
 from tunekit.searchers.base import REUSED, TunekitSearcher
@@ -216,8 +220,13 @@ class LearningRateSearcher(CandidateSearcher):
         lrs: the first candidates (``policy.max_lr``), run together.
         floor: no candidate below this LR.
         tolerance: ``search.learning_rate.tolerance`` (the tie rule's relative band).
+        balance: (the weight decay the runs train with, the max_lr it was judged at): once the LR is
+            chosen, check the weight decay rebalanced for it (:func:`~tunekit.core.decisions.next_balance_check`)
+            with runs at the chosen LR; None: no check.
         base_config, judge: see :class:`~tunekit.searchers.base.TunekitSearcher`.
     """
+
+    balance: tuple[float, float] | None = None  # a class default for states saved before the check existed
 
     def __init__(
         self,
@@ -226,10 +235,12 @@ class LearningRateSearcher(CandidateSearcher):
         base_config: dict[str, Any] | None = None,
         judge: Judge | None = None,
         tolerance: float = 0.0,
+        balance: tuple[float, float] | None = None,
     ) -> None:
         super().__init__({lr_label(lr): {"policy.max_lr": lr} for lr in lrs}, base_config, judge, what="max_lr")
         self.floor = floor
         self.tolerance = tolerance
+        self.balance = balance
 
     def extend(self) -> None:
         lrs = self.lrs()
@@ -241,10 +252,50 @@ class LearningRateSearcher(CandidateSearcher):
         if label is not None and label not in self.candidates:
             self.candidates[label] = {"policy.max_lr": lower}
             self.todo.append(label)
+        elif self.balance is not None:
+            self._check_balance(self.balance)
+
+    def _check_balance(self, balance: tuple[float, float]) -> None:
+        """Queue the next weight decay to train at the chosen LR, while the rebalanced one is not settled."""
+        best = self.choice().best
+        if best is None:
+            return
+        judged, judged_at = balance
+        chosen = self.lrs()[best]
+        tried = self.weight_decays()
+        decided = self.weight_decay_choice().best
+        following = next_balance_check(
+            judged, balanced_weight_decay(judged, judged_at, chosen)[0], list(tried.values()), tried.get(decided or "")
+        )
+        label = weight_decay_label(following) if following is not None else None
+        if label is not None and label not in self.candidates:
+            self.candidates[label] = {"policy.max_lr": chosen, "weight_decay": following}
+            self.todo.append(label)
 
     def lrs(self) -> dict[str, float]:
-        """Label → LR of every candidate so far."""
-        return {label: float(overrides["policy.max_lr"]) for label, overrides in self.candidates.items()}
+        """Label → LR of every LR candidate so far (not the weight-decay checks at the chosen one)."""
+        return {
+            label: float(overrides["policy.max_lr"])
+            for label, overrides in self.candidates.items()
+            if "weight_decay" not in overrides
+        }
+
+    def weight_decays(self) -> dict[str, float]:
+        """Label → weight decay of the runs at the chosen LR: its own (at the judged weight decay) and the checks."""
+        if self.balance is None:
+            return {}
+        checks = {label: float(o["weight_decay"]) for label, o in self.candidates.items() if "weight_decay" in o}
+        return {weight_decay_label(self.balance[0]): self.balance[0], **checks}
+
+    def weight_decay_choice(self) -> Choice:
+        """The tie rule's choice among the weight decays trained at the chosen LR so far: the largest within noise
+        of the lowest (the phase decides the same from the records)."""
+        values = self.weight_decays()
+        if not values:
+            return Choice(None, [], "no weight decay checked")
+        own = weight_decay_label(self.balance[0]) if self.balance else ""
+        done, curves, errors = self._judged({label: self.choice().best or "" if label == own else label for label in values})
+        return choose_lr(done, values, curves, 0.0, errors, what="weight decay")[0]
 
     def side(self) -> tuple[TieSide, str]:
         """Which way a tie goes, read from the run with the lowest validation loss so far, and why."""
@@ -255,11 +306,25 @@ class LearningRateSearcher(CandidateSearcher):
     def choice(self) -> Choice:
         """What the phase decides from these runs (the LR on the tie side within the band of the lowest loss)."""
         lrs = self.lrs()
-        done = [self.scores[label] for label in self.scores if label in lrs]
-        kept = [t for t in self.finished if not self.scores[self.trial_values[t]].failed]  # as the phase reads them
-        curves = [[float(row[self.judge.metric]) for row in self.rows.get(t, []) if self.judge.metric in row] for t in kept]
-        errors = {self.trial_values[t]: number((self.rows.get(t) or [{}])[-1].get("val_loss_se")) for t in kept}
+        done, curves, errors = self._judged({label: label for label in lrs})
         return choose_lr(done, lrs, curves, self.tolerance, errors, side=self.side()[0])[0]
+
+    def _judged(self, runs: dict[str, str]) -> tuple[list[Candidate], list[list[float]], dict[str, float]]:
+        """For label → the candidate whose run it reads, as the phase reads the records: the finished ones judged
+        (under the label), the validation curves of those that did not fail (their noise) and each one's last
+        ``val_loss_se``."""
+        trials = {self.trial_values[t]: t for t in self.finished}
+        scored = list(self.scores)  # in the order they finished, as before the checks
+        finished = sorted(
+            (run for run in runs.items() if run[1] in trials and run[1] in self.scores), key=lambda run: scored.index(run[1])
+        )
+        ran = {label: trials[own] for label, own in finished}
+        done = [replace(self.scores[runs[label]], label=label) for label in ran]
+        kept = [label for label in ran if not self.scores[runs[label]].failed]
+        metric = self.judge.metric
+        curves = [[float(row[metric]) for row in self.rows.get(ran[label], []) if metric in row] for label in kept]
+        errors = {label: number((self.rows.get(ran[label]) or [{}])[-1].get("val_loss_se")) for label in kept}
+        return done, curves, errors
 
     def _best_label(self) -> str | None:
         lrs = self.lrs()

@@ -24,17 +24,25 @@ Where the chosen LR is below the range test's max_lr — the LR the weight_decay
 the weight decay is scaled up by their ratio, keeping max_lr × weight decay
 (:func:`~tunekit.core.decisions.balanced_weight_decay`; ``search.learning_rate.balance_weight_decay``):
 weight decay is the knob balanced against the LR's regularisation (Remark 6), and the smaller LR
-gives up regularisation the weight decay was judged with. The decision's ``balanced_weight_decay`` is that value (absent when unchanged).
+gives up regularisation the weight decay was judged with. The scaling is a rule, not a measurement, so
+the runs check it (``search.learning_rate.balance_check``): once the LR is chosen, one more run at it trains the
+rebalanced weight decay, judged against the chosen LR's own run at the judged one by the same tie rule
+(the largest weight decay within noise of the lowest loss wins); where it is clearly worse, one at their
+geometric mean (the exponent bisected once) — :func:`~tunekit.core.decisions.next_balance_check`. By default
+(``auto``) the check runs where the momentum phase's runs are as long as these: the momentum phase then reads the
+run at the chosen weight decay back, so a balance that holds costs no run. On the suite's digits CNN the
+weight decay scaled 16× reached a validation loss six times the judged one's. The decision's
+``balanced_weight_decay`` is the weight decay chosen (absent when unchanged).
 
 ``search.range_test.rule: paper`` keeps the paper's rule: this phase then does not run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
-from tunekit.core.decisions import balanced_weight_decay, lr_label
+from tunekit.core.decisions import Choice, balanced_weight_decay, lr_label, weight_decay_label
 from tunekit.core.judge import Judge, tie_side_of
 from tunekit.presets import OneCyclePolicy, Preset
 from tunekit.recipe.errors import SearchError
@@ -81,7 +89,19 @@ def candidate_lrs(max_lr: float, factors: tuple[float, ...], valley: float | Non
 
 
 def _label(record: TrialRecord) -> str:
-    return lr_label(float(record.config["policy.max_lr"]))
+    """An LR run's label (its max_lr); a weight-decay check's, its max_lr and weight decay (``0.1733, wd 0.0128``)."""
+    lr = lr_label(float(record.config["policy.max_lr"]))
+    return f"{lr}, {weight_decay_label(float(record.config['weight_decay']))}" if _is_check(record) else lr
+
+
+def _weight_decay(record: TrialRecord) -> str:
+    """A run's label among the weight decays checked at the chosen LR."""
+    return f"{float(record.config['weight_decay']):.3g}"
+
+
+def _is_check(record: TrialRecord) -> bool:
+    """A run at the chosen LR with another weight decay, checking the rebalanced one (not an LR candidate)."""
+    return "weight_decay" in record.config
 
 
 class LearningRate(Phase):
@@ -100,8 +120,12 @@ class LearningRate(Phase):
             )
 
     def size(self, preset: Preset, train_samples: int) -> PhaseSize:
-        lr = search_section(preset).learning_rate
+        section = search_section(preset)
+        lr = section.learning_rate
         count = len(lr.factors) + (1 if lr.valley else 0) + lr.extensions()
+        sized = short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", "", count)
+        momentum = short_run_size(preset, train_samples, section.momentum, "search.momentum.epochs", "", 0)
+        count += 2 if _checks_balance(preset, sized.epochs, momentum.epochs) else 0  # the rebalanced and the middle
         return short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", f"≤ {count}", count)
 
     def judge(self, preset: Preset) -> Judge:
@@ -113,32 +137,43 @@ class LearningRate(Phase):
         section = search_section(preset).learning_rate
         base = trial_base(preset, epochs=section.epochs)
         floor = section.lowest_factor * _policy(preset).max_lr
-        searcher = LearningRateSearcher(self._lrs(preset, context), floor, base, context.judge, section.tolerance)
+        momentum_epochs = search_section(preset).momentum.epochs
+        checked = context.earlier.get("weight_decay") is not None and _checks_balance(preset, section.epochs, momentum_epochs)
+        balance = (preset.weight_decay, _policy(preset).max_lr) if checked else None
+        searcher = LearningRateSearcher(self._lrs(preset, context), floor, base, context.judge, section.tolerance, balance)
         return PhasePlan(preset, searcher, loss_shape_scheduler(), reused=reuse_trained(searcher, context.trained))
 
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         section = search_section(preset).learning_rate
-        candidates = judged(records, _label, context.judge)
-        lrs = {_label(r): float(r.config["policy.max_lr"]) for r in records}
+        runs = [r for r in records if not _is_check(r)]
+        candidates = judged(runs, _label, context.judge)
+        lrs = {_label(r): float(r.config["policy.max_lr"]) for r in runs}
         lowest = context.judge.choose(candidates, "max_lr").best  # the lowest loss: its run says which way a tie goes
-        side, why = tie_side_of(next((r.last for r in records if _label(r) == lowest and not r.error), {}))
-        choice, band = tie_choice(records, _label, candidates, lrs, section.tolerance, "max_lr", side)
+        side, why = tie_side_of(next((r.last for r in runs if _label(r) == lowest and not r.error), {}))
+        choice, band = tie_choice(runs, _label, candidates, lrs, section.tolerance, "max_lr", side)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
         overrides: dict[str, float] = {"policy.max_lr": chosen}
         balanced, balance = _balanced(preset, context, chosen)
-        if balance:
+        own = next(r for r in runs if _label(r) == choice.best)
+        checks = [replace(own, config={**own.config, "weight_decay": preset.weight_decay})] + [r for r in records if _is_check(r)]
+        checked = _checked(checks, context) if len(checks) > 1 else None
+        if checked is not None:
+            balanced, balance = checked[0], f"{balance}; checked at max_lr {lr_label(chosen)}: {checked[1].reason}"
+        shown = candidates + judged(checks[1:], _label, context.judge)  # the evidence and the figure show the checks too
+        if balance and balanced != preset.weight_decay:
             overrides["weight_decay"] = balanced
-        decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up, balanced if balance else None)
+        kept = balanced if "weight_decay" in overrides else None
+        decision = LearningRateDecision(chosen, chosen / _policy(preset).div, chosen / turn_up, kept)
         result = result_of(
             self,
             decision,
             overrides=overrides,
             reason=f"{choice.reason}; {why + '; ' if why else ''}{balance + '; ' if balance else ''}"
             f"min_lr = max_lr / {_policy(preset).div:g}",
-            evidence={c.label: c.loss for c in candidates},
-            failed=failures_of(candidates),
+            evidence={c.label: c.loss for c in shown},
+            failed=failures_of(shown),
         )
         ranked = context.judge.choose(candidates, "max_lr").order  # by score alone: the tie rule may choose another
         sign = {"largest": ", the lowest run overfits", "smallest": ", the lowest run does not overfit"}[side] if why else ""
@@ -147,7 +182,7 @@ class LearningRate(Phase):
             f"the {side} max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}){sign}; "
             f"halved while the smallest {'is lowest' if side == 'largest' else 'ties'}"
         )
-        figure = curves_figure_of(records, _label, title, candidates=candidates, order=ranked, chosen=choice.best, name="max_lr")
+        figure = curves_figure_of(records, _label, title, candidates=shown, order=ranked, chosen=choice.best, name="max_lr")
         return Decided(result, figure)
 
     def _lrs(self, preset: Preset, context: PhaseContext) -> list[float]:
@@ -163,6 +198,25 @@ def _balanced(preset: Preset, context: PhaseContext, chosen: float) -> tuple[flo
     if context.earlier.get("weight_decay") is None or not search_section(preset).learning_rate.balance_weight_decay:
         return preset.weight_decay, ""
     return balanced_weight_decay(preset.weight_decay, _policy(preset).max_lr, chosen)
+
+
+def _checks_balance(preset: Preset, epochs: float, momentum_epochs: float) -> bool:
+    """Whether the phase checks the weight decay it rebalances (``search.learning_rate.balance_check``): ``auto``
+    where the momentum phase's runs last as long as these (``epochs``), so it reads the check's run back."""
+    section = search_section(preset).learning_rate
+    if not section.balance_weight_decay or section.balance_check == "never":
+        return False
+    return section.balance_check == "always" or epochs == momentum_epochs
+
+
+def _checked(runs: list[TrialRecord], context: PhaseContext) -> tuple[float, Choice] | None:
+    """The weight decay the runs at the chosen LR choose (the first is its own, at the judged weight decay): the
+    largest within noise of the lowest validation loss, as the searcher chose which to run, and the choice.
+    None when none can be chosen (every run failed)."""
+    weight_decays = {_weight_decay(r): float(r.config["weight_decay"]) for r in runs}
+    candidates = judged(runs, _weight_decay, context.judge)
+    choice = tie_choice(runs, _weight_decay, candidates, weight_decays, 0.0, "weight decay")[0]
+    return None if choice.best is None else (weight_decays[choice.best], choice)
 
 
 def _policy(preset: Preset) -> OneCyclePolicy:
