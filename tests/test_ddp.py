@@ -232,25 +232,39 @@ def test_two_workers_draw_the_one_worker_loss_curve(tmp_path: Path) -> None:
 
 
 class _CrashingMLP(MLP):
-    """MNIST-1D's MLP whose rank 1 dies (``os._exit``) at training step ``crash_at``, once (``marker``)."""
+    """MNIST-1D's MLP whose rank 1 dies (``os._exit``) at training step ``crash_at``, once (``marker``), after Tune
+    recorded epoch ``after`` (a ``result.json`` under ``reported`` says so)."""
 
-    def __init__(self, marker: str, crash_at: int, width: int = 32) -> None:
+    def __init__(self, marker: str, crash_at: int, reported: str, after: int, width: int = 32) -> None:
         super().__init__(10, (1, 40), width)
         self.marker, self.crash_at, self.steps = marker, crash_at, 0
+        self.reported, self.after = Path(reported), after
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
             self.steps += 1
             if self.steps == self.crash_at and dist.get_rank() == 1 and not os.path.exists(self.marker):
-                time.sleep(5)  # the epochs before reach Tune first (Ray Train collects reports every 2 s)
+                # the epochs before reach Tune first: Ray Train collects reports every 2 s, later on a loaded machine
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not _recorded(self.reported, self.after):
+                    time.sleep(0.5)
                 Path(self.marker).touch()
                 os._exit(1)
         return super().forward(x)
 
 
-def crashing_mlp(marker: str, crash_at: int, width: int = 32) -> nn.Module:
+def _recorded(folder: Path, epoch: int) -> bool:
+    """Whether a trial's ``result.json`` under ``folder`` has a row for ``epoch``."""
+    for path in folder.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+        if any(row.get("epoch") == epoch for row in rows):
+            return True
+    return False
+
+
+def crashing_mlp(marker: str, crash_at: int, reported: str, after: int, width: int = 32) -> nn.Module:
     """A model factory (``model: {factory: tests.test_ddp:crashing_mlp}``)."""
-    return _CrashingMLP(marker, crash_at, width)
+    return _CrashingMLP(marker, crash_at, reported, after, width)
 
 
 @pytest.mark.slow
@@ -261,7 +275,8 @@ def test_a_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path
 
     marker = tmp_path / "rank1-died"
     # 22 steps an epoch: rank 1 dies 3 steps into epoch 3, after epoch 2's checkpoint
-    model = {"factory": "tests.test_ddp:crashing_mlp", "kwargs": {"marker": str(marker), "crash_at": 2 * 22 + 3}}
+    kwargs = {"marker": str(marker), "crash_at": 2 * 22 + 3, "reported": str(tmp_path / "crash"), "after": 2}
+    model = {"factory": "tests.test_ddp:crashing_mlp", "kwargs": kwargs}
     result = _tune(ddp_preset(model=model, train={"epochs": 4, "batch_size": 64}), tmp_path, "crash",
                    failure_config=tune.FailureConfig(max_failures=1))  # fmt: skip
     assert marker.exists(), "rank 1 never died"
