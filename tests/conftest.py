@@ -5,6 +5,7 @@ them, so a module's fixtures are built once, and each process starts its own Ray
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,19 +67,35 @@ def crash_once(config: dict[str, Any]) -> None:
         trainable._report = real_report
 
 
+def reported(folder: Path, epoch: int) -> bool:
+    """Whether a trial's ``result.json`` under ``folder`` has a row for ``epoch``."""
+    for path in folder.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+        if any(row.get("epoch") == epoch for row in rows):
+            return True
+    return False
+
+
 def run_crashing_once(preset: Any, folder: Path, name: str, crash_after: int) -> Any:
-    """One Tune trial of ``preset`` that crashes once after epoch ``crash_after`` and is retried (max_failures=1);
+    """One Tune trial of ``preset`` that crashes once after epoch ``crash_after`` and is retried (max_failures=1),
+    with tunekit's callback that keeps a retried trial's results (:class:`tunekit.retry.ResultsKeptOnRetry`);
     its ``Result``, after checking that the crash happened."""
     from ray import tune
 
     from tunekit.presets import preset_to_dict
+    from tunekit.retry import ResultsKeptOnRetry
 
     marker = folder / f"{name}-crashed"
+    config = {"marker": str(marker), "crash_after": crash_after}
     tuner = tune.Tuner(
         tune.with_resources(crash_once, {"cpu": 1}),
-        param_space={"preset": preset_to_dict(preset), "marker": str(marker), "crash_after": crash_after},
+        param_space={"preset": preset_to_dict(preset), **config},
         run_config=tune.RunConfig(
-            name=name, storage_path=str(folder), failure_config=tune.FailureConfig(max_failures=1), verbose=0
+            name=name,
+            storage_path=str(folder),
+            callbacks=[ResultsKeptOnRetry()],
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
         ),
     )
     result = tuner.fit()[0]

@@ -27,7 +27,7 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-from tests.conftest import tiny_preset_dict
+from tests.conftest import reported, tiny_preset_dict
 from tunekit.presets import PresetError, load_preset, preset_to_dict
 from tunekit.train.data import LoaderData, TensorData, crop_flip
 from tunekit.train.models import MLP
@@ -246,20 +246,11 @@ class _CrashingMLP(MLP):
             if self.steps == self.crash_at and dist.get_rank() == 1 and not os.path.exists(self.marker):
                 # the epochs before reach Tune first: Ray Train collects reports every 2 s, later on a loaded machine
                 deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and not _recorded(self.reported, self.after):
+                while time.monotonic() < deadline and not reported(self.reported, self.after):
                     time.sleep(0.5)
                 Path(self.marker).touch()
                 os._exit(1)
         return super().forward(x)
-
-
-def _recorded(folder: Path, epoch: int) -> bool:
-    """Whether a trial's ``result.json`` under ``folder`` has a row for ``epoch``."""
-    for path in folder.glob("*/result.json"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
-        if any(row.get("epoch") == epoch for row in rows):
-            return True
-    return False
 
 
 def crashing_mlp(marker: str, crash_at: int, reported: str, after: int, width: int = 32) -> nn.Module:

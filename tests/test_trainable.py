@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from ray import tune
+from torch import nn
 
-from tests.conftest import run_crashing_once, tiny_preset_dict
+from tests.conftest import reported, run_crashing_once, tiny_preset_dict
 from tunekit.presets import load_preset
 from tunekit.runner import run_trial
+from tunekit.train.models import CNN1D
 from tunekit.trainable import load_state, preset_from_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
@@ -49,6 +54,55 @@ def test_retry_resumes_from_checkpoint_and_matches_the_unbroken_run(tmp_path: Pa
     for row in unbroken.history[2:]:
         assert resumed.loc[row["epoch"], "val_loss"] == pytest.approx(row["val_loss"], rel=1e-6)
     assert result.metrics["test_loss"] == pytest.approx(unbroken.metrics["test_loss"], rel=1e-6)
+
+
+class _CrashingCNN(CNN1D):
+    """The tiny preset's CNN, which (in a trial) waits until Tune has copied its trial's (empty) ``result.json`` to the storage
+    folder ``storage``, then trains and dies at training step ``crash_at`` once, writing to ``marker`` whether
+    the storage's copy had epoch 2's row then (``fresh``), did not (``stale``) or was not there (``missing``)."""
+
+    def __init__(self, marker: str, storage: str, crash_at: int) -> None:
+        super().__init__(10, (1, 40), 16)
+        self.marker, self.storage, self.crash_at, self.steps = Path(marker), Path(storage), crash_at, 0
+        deadline = time.monotonic() + 120
+        in_trial = tune.get_context().get_trial_id() is not None  # not tunekit's check of the preset, before the run
+        while in_trial and not self.marker.exists() and not any(self.storage.glob("*/result.json")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Tune did not copy the trial's result.json to {self.storage} in 120 s")
+            time.sleep(0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            self.steps += 1
+            if self.steps == self.crash_at and not self.marker.exists():
+                copied = any(self.storage.glob("*/result.json"))
+                self.marker.write_text("fresh" if reported(self.storage, 2) else "stale" if copied else "missing")
+                raise RuntimeError(f"simulated crash at step {self.crash_at}")
+        return super().forward(x)
+
+
+def crashing_cnn(marker: str, storage: str, crash_at: int) -> nn.Module:
+    """A model factory (``model: {factory: tests.test_trainable:crashing_cnn}``)."""
+    return _CrashingCNN(marker, storage, crash_at)
+
+
+def test_a_retry_keeps_the_epochs_reported_since_tunes_last_copy_to_the_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tune copies its staging folder to the storage every 30 s here; the first attempt trains once its trial's
+    # (empty) result.json has been copied, and dies early in epoch 3 (22 or 23 steps an epoch), before the next copy
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "30")
+    marker = tmp_path / "crashed"
+    model = {"factory": "tests.test_trainable:crashing_cnn",
+             "kwargs": {"marker": str(marker), "storage": str(tmp_path / "stale"), "crash_at": 2 * 23 + 1}}  # fmt: skip
+    preset = load_preset(tiny_preset_dict(model=model), {"epochs": 4})
+    outcome = run_trial(preset, storage=str(tmp_path), name="stale", track=False)
+    assert marker.read_text() == "stale", "the storage's copy was not behind when the trial crashed: no race here"
+    # Tune restores a retried trial's results from the storage's copy, which lacked epochs 1 and 2; tunekit's
+    # callback copied them there first: the results file has every epoch once (the retry, from the epoch-2
+    # checkpoint, trained 3 and 4 only)
+    assert outcome.error is None
+    assert [row["epoch"] for row in outcome.history] == [1, 2, 3, 4]
 
 
 def test_continuation_trial_restores_snapshot_and_uses_new_weight_decay(tmp_path: Path) -> None:

@@ -406,6 +406,7 @@ def run_trial(
     from ray import tune
 
     from tunekit.core.storage import check_shared_storage
+    from tunekit.retry import ResultsKeptOnRetry
     from tunekit.trainable import trainable
 
     root = storage_path(storage, writing=True)  # before anything starts
@@ -414,7 +415,7 @@ def run_trial(
     check_shared_storage(root, alive_nodes(), shared_storage)  # before anything is written
     name = name or claim_name(root, None, default_name(preset.name))  # a folder of its own, even started alongside another
     phase = "range_test" if preset.policy.name == "range_test" else "train"
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [ResultsKeptOnRetry()]  # a retry keeps the epochs reported before the crash
     log = logger = None
     if track:
         from tunekit.tracking import MLflowTrialLogger

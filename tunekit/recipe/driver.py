@@ -309,6 +309,7 @@ class Driver:
 
         from tunekit.data_parallel import concurrent_trials
         from tunekit.recipe.progress import Progress
+        from tunekit.retry import ResultsKeptOnRetry
         from tunekit.searchers import limited
         from tunekit.storage import tune_filesystem
         from tunekit.trainable import trainable
@@ -322,7 +323,7 @@ class Driver:
             callbacks.append(self.log.callback(phase))
         progress = Progress(phase, index, len(self.state.phases), self.progress, storage=self.state.directory)
         progress.reused(plan.reused)
-        callbacks.append(progress)
+        callbacks += [progress, ResultsKeptOnRetry()]
         return tune.Tuner(
             trainable(plan.preset),
             tune_config=tune.TuneConfig(
