@@ -126,7 +126,7 @@ class LearningRate(Phase):
         sized = short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", "", count)
         momentum = short_run_size(preset, train_samples, section.momentum, "search.momentum.epochs", "", 0)
         count += 2 if _checks_balance(preset, sized.epochs, momentum.epochs) else 0  # the rebalanced and the middle
-        return short_run_size(preset, train_samples, lr, "search.learning_rate.epochs", f"≤ {count}", count)
+        return replace(sized, trials=f"≤ {count}", trial_epochs=count * sized.epochs)
 
     def judge(self, preset: Preset) -> Judge:
         return Judge("val_loss", "min", window=1)  # the validation loss at the end of the short cycle, as momentum
