@@ -22,6 +22,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
+from ray.tune.callback import Callback  # after the environment above: Ray reads it as it is imported
 
 #: Sizing floors low enough for the tiny presets' deliberately short phases (the defaults would lengthen them),
 #: and the ceiling at the final training itself: their final trainings are a few epochs, and a fifth would cut the phases the tests size by hand.
@@ -78,22 +79,22 @@ def reported(folder: Path, epoch: int) -> bool:
 
 def run_crashing_once(preset: Any, folder: Path, name: str, crash_after: int) -> Any:
     """One Tune trial of ``preset`` that crashes once after epoch ``crash_after`` and is retried (max_failures=1),
-    with tunekit's callback that keeps a retried trial's results (:class:`tunekit.retry.ResultsKeptOnRetry`);
-    its ``Result``, after checking that the crash happened."""
+    with the result loggers tunekit gives every Tuner (:func:`tunekit.retry.result_loggers`) — and, as the retry
+    starts, the storage's copy of the trial's results emptied (:class:`StorageCopyInFlight`); its ``Result``,
+    after checking that the crash happened."""
     from ray import tune
 
     from tunekit.presets import preset_to_dict
-    from tunekit.retry import ResultsKeptOnRetry
+    from tunekit.retry import result_loggers
 
     marker = folder / f"{name}-crashed"
-    config = {"marker": str(marker), "crash_after": crash_after}
     tuner = tune.Tuner(
         tune.with_resources(crash_once, {"cpu": 1}),
-        param_space={"preset": preset_to_dict(preset), **config},
+        param_space={"preset": preset_to_dict(preset), "marker": str(marker), "crash_after": crash_after},
         run_config=tune.RunConfig(
             name=name,
             storage_path=str(folder),
-            callbacks=[ResultsKeptOnRetry()],
+            callbacks=[StorageCopyInFlight(), *result_loggers()],
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=0,
         ),
@@ -101,6 +102,24 @@ def run_crashing_once(preset: Any, folder: Path, name: str, crash_after: int) ->
     result = tuner.fit()[0]
     assert marker.exists(), "the trial never crashed"
     return result
+
+
+class StorageCopyInFlight(Callback):
+    """Tune callback: as a crashed trial's retry starts, just before Tune's result loggers read its
+    ``result.json`` and ``progress.csv`` back from the storage, the storage's copies are empty — as Tune's
+    background copy of the driver's folder leaves them between opening and writing (a CI run of 2026-12-07
+    lost a retried trial's epoch 1 to such a copy)."""
+
+    def __init__(self) -> None:
+        self.retried: set[str] = set()
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.retried.add(trial.trial_id)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.retried:
+            for name in ("result.json", "progress.csv"):
+                Path(trial.storage.trial_fs_path, name).write_bytes(b"")
 
 
 @pytest.fixture

@@ -98,8 +98,8 @@ def test_a_retry_keeps_the_epochs_reported_since_tunes_last_copy_to_the_storage(
     preset = load_preset(tiny_preset_dict(model=model), {"epochs": 4})
     outcome = run_trial(preset, storage=str(tmp_path), name="stale", track=False)
     assert marker.read_text() == "stale", "the storage's copy was not behind when the trial crashed: no race here"
-    # Tune restores a retried trial's results from the storage's copy, which lacked epochs 1 and 2; tunekit's
-    # callback copied them there first: the results file has every epoch once (the retry, from the epoch-2
+    # Tune's loggers restore a retried trial's results from the storage's copy, which lacked epochs 1 and 2;
+    # tunekit's kept the driver's longer copy: the results file has every epoch once (the retry, from the epoch-2
     # checkpoint, trained 3 and 4 only)
     assert outcome.error is None
     assert [row["epoch"] for row in outcome.history] == [1, 2, 3, 4]

@@ -1,50 +1,59 @@
 """A retried trial keeps the results it reported before it crashed.
 
 Tune's driver writes each trial's results (``result.json``, ``progress.csv``) into a staging folder and copies
-that folder to the storage with the experiment's state, at most every ``TUNE_GLOBAL_CHECKPOINT_S`` (10 s and
-more by default). When a crashed trial is retried from its checkpoint, Tune first replaces the staging copy of
-those files by the storage's — which lacks whatever was reported since the last copy. A trial that crashed
-a few seconds after its epoch-2 checkpoint came back with the rows of epochs 3 and 4 only: its first epochs
-were gone from the curve every phase reads. :class:`ResultsKeptOnRetry` copies the trial's staging folder to
-the storage as the retry is decided, before Tune reads it back, so the curve keeps every epoch it reported.
+that folder to the storage in the background with the experiment's state, at most every
+``TUNE_GLOBAL_CHECKPOINT_S`` (10 s and more by default). When a crashed trial is retried from its checkpoint,
+Tune's result loggers first replace the staging copy of those files by the storage's. The storage's copy can
+be behind: it lacks whatever was reported since the last copy, and a copy still in flight may have left it
+stale or half-written. Two CI runs of 2026-12-07 lost that way the first epochs of a retried trial's curve
+(``[3, 4]`` instead of ``[1, 2, 3, 4]``; ``[2, …, 20]`` instead of ``[1, …, 20]``), the curve every phase reads.
+
+:func:`result_loggers` are Tune's own JSON and CSV loggers, except that they keep the driver's copy when it
+is at least as long as the storage's: both files only ever grow by appended rows, and the storage's copy
+is made from the driver's, so the longer copy is the newer one. A driver that has no copy of its own (an
+experiment resumed on another machine) still reads the storage's back, as Tune does.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
+from pathlib import Path
 from typing import Any
 
-from ray.tune.callback import Callback
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 
-def persist_trial_files(trial: Any) -> None:
-    """Copy what Tune's driver has written for ``trial`` (its staging folder) to the trial's folder on the
-    storage now; on a failure to copy, one warning (the retry goes on with what the storage holds)."""
-    import pyarrow.fs
-
-    storage = trial.storage
-    staging = storage.trial_driver_staging_path
-    if not os.path.isdir(staging):
-        return
+def storage_copy_is_newer(trial: Any, file_name: str) -> bool:
+    """Whether the storage's copy of ``file_name`` in ``trial``'s folder should replace the driver's: the
+    driver has none, or the storage's is longer. When the storage cannot say (unreachable), the driver's
+    own copy is kept."""
+    local = Path(trial.local_path, file_name)
+    if not local.is_file():
+        return True
+    remote = Path(trial.storage.trial_fs_path, file_name).as_posix()
     try:
-        pyarrow.fs.copy_files(
-            staging,
-            storage.trial_fs_path,
-            source_filesystem=pyarrow.fs.LocalFileSystem(),
-            destination_filesystem=storage.storage_filesystem,
-        )
-    except Exception as error:  # never let bookkeeping end a search
-        warnings.warn(
-            f"trial {trial.trial_id}: could not copy its results to {storage.trial_fs_path} before the retry "
-            f"({type(error).__name__}: {error}); the epochs reported since Tune's last copy may be missing from its curve",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+        info = trial.storage.storage_filesystem.get_file_info(remote)
+    except Exception:  # the storage cannot be asked: the driver's copy is what there is
+        return False
+    return info.size is not None and info.size > local.stat().st_size
 
 
-class ResultsKeptOnRetry(Callback):
-    """Tune callback: a trial that is retried after a crash keeps the results it reported before (see the module)."""
+class _KeepsTheNewerCopy:
+    """Mixin for Tune's result loggers: read the storage's copy back only if it is the newer one."""
 
-    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        persist_trial_files(trial)
+    def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+        if storage_copy_is_newer(trial, file_name):
+            super()._restore_from_remote(file_name, trial)  # type: ignore[misc]
+
+
+class JsonResults(_KeepsTheNewerCopy, JsonLoggerCallback):
+    """Tune's ``result.json`` logger; a retried trial keeps the rows it reported before its crash."""
+
+
+class CsvResults(_KeepsTheNewerCopy, CSVLoggerCallback):
+    """Tune's ``progress.csv`` logger; a retried trial keeps the rows it reported before its crash."""
+
+
+def result_loggers() -> list[Any]:
+    """The result loggers every Tuner tunekit builds carries instead of Tune's defaults (Tune adds its own
+    only where none of the kind is given); put them after any callback that adds to a result."""
+    return [JsonResults(), CsvResults()]

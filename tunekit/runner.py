@@ -406,7 +406,7 @@ def run_trial(
     from ray import tune
 
     from tunekit.core.storage import check_shared_storage
-    from tunekit.retry import ResultsKeptOnRetry
+    from tunekit.retry import result_loggers
     from tunekit.trainable import trainable
 
     root = storage_path(storage, writing=True)  # before anything starts
@@ -415,7 +415,7 @@ def run_trial(
     check_shared_storage(root, alive_nodes(), shared_storage)  # before anything is written
     name = name or claim_name(root, None, default_name(preset.name))  # a folder of its own, even started alongside another
     phase = "range_test" if preset.policy.name == "range_test" else "train"
-    callbacks: list[Any] = [ResultsKeptOnRetry()]  # a retry keeps the epochs reported before the crash
+    callbacks: list[Any] = []
     log = logger = None
     if track:
         from tunekit.tracking import MLflowTrialLogger
@@ -444,7 +444,7 @@ def run_trial(
         run_config=tune.RunConfig(
             name=name,
             storage_path=root,
-            callbacks=callbacks,
+            callbacks=[*callbacks, *result_loggers()],  # a retry keeps the epochs reported before its crash
             failure_config=tune.FailureConfig(max_failures=max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=keep_checkpoints),
             verbose=0,

@@ -309,7 +309,7 @@ class Driver:
 
         from tunekit.data_parallel import concurrent_trials
         from tunekit.recipe.progress import Progress
-        from tunekit.retry import ResultsKeptOnRetry
+        from tunekit.retry import result_loggers
         from tunekit.searchers import limited
         from tunekit.storage import tune_filesystem
         from tunekit.trainable import trainable
@@ -323,7 +323,7 @@ class Driver:
             callbacks.append(self.log.callback(phase))
         progress = Progress(phase, index, len(self.state.phases), self.progress, storage=self.state.directory)
         progress.reused(plan.reused)
-        callbacks += [progress, ResultsKeptOnRetry()]
+        callbacks += [progress, *result_loggers()]  # a retry keeps the epochs reported before its crash
         return tune.Tuner(
             trainable(plan.preset),
             tune_config=tune.TuneConfig(
