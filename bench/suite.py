@@ -7,12 +7,12 @@ the hyper-parameters, all of them driving tunekit's own trainable, so the traini
 
 * ``tunekit`` — ``tunekit.recipe.search`` with every phase that applies to the preset except
   ``final`` (read from the phase registry, so phases added later run too);
-* ``optuna_asha`` — Ray Tune + ``OptunaSearch`` (TPE, seed 0) + ``ASHAScheduler`` over LR
+* ``optuna_asha`` — Ray Tune + ``OptunaSearch`` (TPE, seeded) + ``ASHAScheduler`` over LR
   (log-uniform over the task's range-test span), momentum or β1 (0.8–0.99, cycling down to the
   preset's ``search.momentum.min``) and weight decay (log-uniform 1e-7–1e-2, under 1e-6 is 0); each
   trial a 1cycle run of the task's peer epochs; the best trial by validation loss among those that
   ran all epochs;
-* ``random_asha`` — the same space, scheduler and budget, random search (seed 0);
+* ``random_asha`` — the same space, scheduler and budget, random search (seeded);
 * ``fastai`` — ``lr_find`` (training loss, exponential 1e-7 → 10), its ``valley`` suggestion, then
   ``fit_one_cycle``'s defaults (AdamW with weight decay 1e-2, cosine, div 25).
 
@@ -27,7 +27,11 @@ Wall times: the peers' Tune experiments (and the common retraining) reuse Ray's 
 process per trial (its runner's choice), 3–5 s each on an idle two-core machine and several
 times that on a busy one. Trial-epochs, not wall time, are what the cost floor compares.
 
-    python bench/suite.py [--quick] [--tasks a,b] [--contenders a,b] [--json] [--out DIR]
+    python bench/suite.py [--quick] [--tasks a,b] [--contenders a,b] [--search-seed N] [--json] [--out DIR]
+
+``--search-seed N`` (default 0) seeds every contender's search — Optuna's and random search's samplers and
+the training of every search trial, tunekit's and fastai's included — and leaves the final trainings' seeds
+as they are: the same command with 1 and 2 shows how much of a task's verdict is one draw of the searches.
 
 ``--out DIR`` writes ``suite.json``, ``suite.md`` and ``suite.png`` (metric against trial-epochs,
 one subplot per task). Progress goes to stderr. ``--quick`` (smaller data, 12 peer trials, shorter
@@ -49,7 +53,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,7 @@ class Settings:
     quick: bool = False
     reduction_factor: int = 3  # ASHA's
     concurrency: int = 2  # trials at a time
+    search_seed: int = 0  # every contender's search: the searchers' seed and the search trials' train.seed
 
 
 # five seeds: with three, fastai's choice on digits-cnn misclassified the same 2 of 360 test images every
@@ -167,9 +172,9 @@ def search_algorithm(kind: str, settings: Settings) -> Any:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        sampler = optuna.samplers.TPESampler(seed=0)
+        sampler = optuna.samplers.TPESampler(seed=settings.search_seed)
         return ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=settings.concurrency)
-    return BasicVariantGenerator(random_state=0, max_concurrent=settings.concurrency)
+    return BasicVariantGenerator(random_state=settings.search_seed, max_concurrent=settings.concurrency)
 
 
 def tune_space(space: PeerSpace) -> dict[str, Any]:
@@ -336,11 +341,17 @@ def contender_summary(choice: Choice, budget: Budget) -> dict[str, Any]:
     }
 
 
+def searched_with_seed(preset: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``preset`` as every contender's search trains it: with ``train.seed`` ``seed`` (the final trainings
+    override it with theirs); the seed the task's preset has already (0) leaves it as the task built it."""
+    return preset if seed == preset.get("train", {}).get("seed", 0) else with_overrides(preset, {"train.seed": seed})
+
+
 def run_task(task: Task, contenders: Sequence[str], settings: Settings, storage: str) -> dict[str, Any]:
     """Every contender chooses on ``task``, every choice is retrained; the task's summary."""
     started = time.perf_counter()
     budget = task.budget(settings.quick)
-    preset = task.build(settings.quick)
+    preset = searched_with_seed(task.build(settings.quick), settings.search_seed)
     loaded = load_preset(preset)
     metric = loaded.metric_name or "loss"
     say(f"{task.name}: {task.why}")
@@ -388,8 +399,8 @@ def heading(record: dict[str, Any]) -> str:
     """What was run, in one line."""
     settings, tasks = record["settings"], record["tasks"]
     return (
-        f"{len(tasks)} tasks, {settings['concurrency']} trials at a time, {settings['peer_trials']} trials per peer; every "
-        f"choice retrained {len(settings['seeds'])} seeds, reported on the test split; total {record['total_wall_s'] / 60:.1f} min"
+        f"{len(tasks)} tasks, {settings['concurrency']} trials at a time, {settings['peer_trials']} trials per peer, "
+        f"search seed {settings.get('search_seed', 0)}; every choice retrained {len(settings['seeds'])} seeds, reported on the test split; total {record['total_wall_s'] / 60:.1f} min"
     )
 
 
@@ -430,12 +441,21 @@ def main(argv: Sequence[str] | None = None, stem: str = "suite") -> None:
     parser.add_argument(
         "--contenders", default=",".join(CONTENDERS), help="comma-separated subset (the floors need tunekit and a peer)"
     )
+    parser.add_argument(
+        "--search-seed",
+        type=int,
+        default=0,
+        help="seed of every contender's search: Optuna's and random search's, and the training seed of every search trial "
+        "(the final trainings keep their own seeds); run 1 and 2 besides the default 0 to see how much a verdict is one draw",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole record as JSON instead of the table")
     parser.add_argument("--out", type=Path, help=f"also write {stem}.json, {stem}.md and {stem}.png into this folder")
     args = parser.parse_args(argv)
     tasks = [TASKS[name] for name in parse_list(args.tasks, list(TASKS), "--tasks", parser)]
     contenders = parse_list(args.contenders, CONTENDERS, "--contenders", parser)
-    record = run_suite(tasks, contenders, QUICK if args.quick else FULL)
+    if args.search_seed < 0:
+        parser.error(f"--search-seed: {args.search_seed} is negative; give a seed ≥ 0")
+    record = run_suite(tasks, contenders, replace(QUICK if args.quick else FULL, search_seed=args.search_seed))
     if args.out:
         write_outputs(record, args.out, stem)
     print(json.dumps(record) if args.json else report(record))

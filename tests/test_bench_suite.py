@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +16,19 @@ from typing import Any
 import pytest
 
 from bench.peers import PeerSpace, peer_overrides, peer_space
-from bench.suite import best_config, final_preset, report, tunekit_phases, with_overrides, write_outputs
+from bench.suite import (
+    FULL,
+    best_config,
+    final_preset,
+    main,
+    report,
+    search_algorithm,
+    searched_with_seed,
+    tune_space,
+    tunekit_phases,
+    with_overrides,
+    write_outputs,
+)
 from bench.suite_report import (
     average_floors,
     best_peer,
@@ -253,3 +266,37 @@ def test_the_outputs_hold_the_table_the_floors_and_the_quick_caveat(tmp_path: Pa
     assert "* `a` (30 final epochs): because" in md
     assert "| a | tunekit | acc 98.00 % ± 1.00 |" in md
     assert (tmp_path / "out" / "suite.png").is_file()
+
+
+# ----------------------------------------------------------------------------- the search seed
+
+
+def test_the_search_seed_reaches_every_contenders_search() -> None:
+    from ray import tune
+
+    built = TASKS["digits-cnn"].build(False)
+    assert searched_with_seed(built, 0) is built  # the default run searches exactly as before
+    seeded = searched_with_seed(built, 2)
+    assert load_preset(seeded).train.seed == 2  # tunekit's and fastai's search trials, the peers' trials
+    assert with_overrides(seeded, {"train.seed": 0}) == with_overrides(built, {})  # nothing else moved
+    space = tune_space(peer_space(load_preset(built)))
+    tune.register_trainable("seeded_peer", lambda config: None)
+
+    def first_lr(kind: str, seed: int) -> float:
+        searcher = search_algorithm(kind, replace(FULL, search_seed=seed))
+        if kind == "optuna_asha":
+            searcher.set_search_properties("val_loss", "min", space)
+            return float(searcher.suggest("t0")["lr"])
+        searcher.add_configurations({"peers": {"run": "seeded_peer", "config": space, "num_samples": 2}})
+        return float(searcher.next_trial().config["lr"])
+
+    for kind in ("optuna_asha", "random_asha"):
+        assert first_lr(kind, 1) == first_lr(kind, 1), kind  # seeded: the same draw again
+        assert first_lr(kind, 1) != first_lr(kind, 0), kind  # and the seed is what moves it
+
+
+def test_a_negative_search_seed_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["--search-seed", "-1"])
+    assert raised.value.code == 2
+    assert "--search-seed: -1 is negative; give a seed ≥ 0" in capsys.readouterr().err
