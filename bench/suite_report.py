@@ -225,11 +225,16 @@ def table(tasks: Sequence[Summary]) -> str:
     return "\n".join(text_table([HEADER, *rows(tasks)]))
 
 
+def markdown_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """A header and rows of text cells as a Markdown table (a ``|`` inside a cell escaped)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
 def markdown(tasks: Sequence[Summary]) -> str:
     """The suite's table in Markdown."""
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(tasks)]
-    return "\n".join(lines)
+    return markdown_table(HEADER, rows(tasks))
 
 
 def floor_lines(tasks: Sequence[Summary]) -> list[str]:

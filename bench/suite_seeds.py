@@ -24,7 +24,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: bench.* from the repository root
 
-from bench.suite_report import AVERAGING, Summary, average_floors, fmt_metric, fmt_spread, score_summary, task_floors
+from bench.suite_report import (
+    AVERAGING,
+    Summary,
+    average_floors,
+    fmt_metric,
+    fmt_spread,
+    markdown_table,
+    score_summary,
+    task_floors,
+)
 
 
 def by_seed(records: Sequence[Summary]) -> dict[int, dict[str, Summary]]:
@@ -47,9 +56,9 @@ def combine(seeds: dict[int, dict[str, Summary]]) -> list[dict[str, Any]]:
     first, *others = seeds.values()
     combined = []
     for name, task in first.items():
-        runs = [first[name], *(tasks[name] for tasks in others if name in tasks)]
-        if len(runs) < len(seeds):
+        if not all(name in tasks for tasks in others):
             continue
+        runs = [tasks[name] for tasks in seeds.values()]
         contenders = {}
         for contender in task["contenders"]:
             if not all(contender in run["contenders"] for run in runs):
@@ -80,8 +89,7 @@ def markdown(combined: Sequence[Summary]) -> str:
     """The side-by-side table in Markdown."""
     seeds = combined[0]["seeds"] if combined else []
     header = ("task", "contender", *(f"search seed {s}" for s in seeds), "over the seeds (± SE across)", "trial-epochs")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows(combined)])
+    return markdown_table(header, rows(combined))
 
 
 def floor_lines(seeds: dict[int, dict[str, Summary]], combined: Sequence[Summary]) -> list[str]:
