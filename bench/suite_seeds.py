@@ -36,6 +36,20 @@ from bench.suite_report import (
 )
 
 
+def read_record(path: Path) -> Summary:
+    """One ``suite.json``; a ValueError naming ``path`` when it is not one."""
+    fix = "give the suite.json that bench/suite.py --out wrote"
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; {fix}")
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON ({error}); {fix}") from None
+    if not isinstance(record, dict) or not {"settings", "tasks"} <= record.keys():
+        raise ValueError(f"{path} has no settings and tasks; {fix}")
+    return record
+
+
 def by_seed(records: Sequence[Summary]) -> dict[int, dict[str, Summary]]:
     """Each search seed's task summaries, by task name; a task run twice with one seed is an error."""
     seeds: dict[int, dict[str, Summary]] = {}
@@ -111,11 +125,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("records", nargs="+", type=Path, help="suite.json files written by bench/suite.py --out")
     parser.add_argument("--out", type=Path, help="also write the table and the floors to this Markdown file")
     args = parser.parse_args(argv)
-    for path in args.records:
-        if not path.is_file():
-            parser.error(f"records: {path} is not a file; give the suite.json that bench/suite.py --out wrote")
     try:
-        seeds = by_seed([json.loads(path.read_text()) for path in args.records])
+        seeds = by_seed([read_record(path) for path in args.records])
     except ValueError as error:
         parser.error(f"records: {error}")
     combined = combine(seeds)

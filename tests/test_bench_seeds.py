@@ -76,9 +76,14 @@ def test_the_command_writes_the_table_and_says_what_is_wrong_in_one_line(
     main([*map(str, paths), "--out", str(tmp_path / "seeds.md")])
     assert "| a | optuna_asha |" in (tmp_path / "seeds.md").read_text()
     capsys.readouterr()
+    not_json, not_a_record = tmp_path / "notes.json", tmp_path / "other.json"
+    not_json.write_text("not json")
+    not_a_record.write_text('{"tasks": []}')
     for argv, message in [
         ([str(tmp_path / "missing.json")], "is not a file; give the suite.json that bench/suite.py --out wrote"),
         ([str(paths[0]), str(paths[0])], "task a appears twice with search seed 0"),
+        ([str(not_json)], "is not JSON (Expecting value: line 1 column 1 (char 0)); give the suite.json"),
+        ([str(not_a_record)], "has no settings and tasks; give the suite.json that bench/suite.py --out wrote"),
     ]:
         with pytest.raises(SystemExit) as raised:
             main(argv)
