@@ -288,6 +288,27 @@ def test_the_snapshot_searcher_proposes_what_ran_and_its_best_is_the_phases_deci
     assert plan.searcher.best_value == result.values["weight_decay"]
 
 
+def test_range_tests_that_tie_give_the_median_turn_up_and_the_weight_decay_search_starts_from_them(tmp_path: Path) -> None:
+    """The recorded demo ran with ``ties: lowest`` (1e-5's test alone: max_lr 0.799). Its four tests' lowest losses
+    (0.862 ± 0.052, 0.902 ± 0.15, 0.914 ± 0.049, 0.951 ± 0.073) all lie within noise of 1e-5's: read with today's
+    default, the bounds come from the median of their max_lrs (0.799, 0.899, 0.999, 0.999: of the two middles,
+    the larger), and the weight decay bisection starts from the four weight decays instead of around 1e-5."""
+    demo = load_demo()
+    demo["preset"]["search"]["range_test"]["ties"] = "median"
+    preset, context, earlier = replay(demo, "weight_decay", tmp_path)
+    rt = earlier["range_test"]
+    assert rt.max_lr == pytest.approx(0.9992565)
+    assert rt.range_test_weight_decay == 1e-5  # the lowest loss still sets the weight decay the next phases start at
+    assert rt.tied_weight_decays == [1e-5, 0.0, 1e-4, 1e-3]
+    plan = WeightDecay().plan(preset, context)
+    assert plan.searcher.bisection.initial == [1e-3, 1e-4, 1e-5, 0.0]
+    # read literally (the recording's setting), the bisection starts half a decade either side of 1e-5
+    demo["preset"]["search"]["range_test"]["ties"] = "lowest"
+    preset, context, earlier = replay(demo, "weight_decay", tmp_path)
+    assert earlier["range_test"].tied_weight_decays is None
+    assert WeightDecay().plan(preset, context).searcher.bisection.initial == [3.2e-6, 1e-5, 3.2e-5]
+
+
 def batch_trial(batch: int, accuracies: list[float], stopped_by: str = "") -> dict[str, Any]:
     rows = [
         {

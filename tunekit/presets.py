@@ -417,6 +417,11 @@ class RangeTestSearch(_Strict):
     # "refine": the turn-up LR is a candidate the learning_rate phase checks against smaller ones;
     # "paper": max_lr is the turn-up LR itself (Sec. 4.1), and the learning_rate phase does not run
     rule: Literal["refine", "paper"] = "refine"
+    # where tests at several weight decays reach lowest losses within noise of each other (they cannot rank those
+    # weight decays), "median": the bounds come from the median of their max_lrs, and the weight_decay phase starts
+    # its bisection from those weight decays; "lowest": the test with the lowest loss alone gives the bounds and
+    # the weight_decay phase starts around its weight decay (Fig. 10, read literally)
+    ties: Literal["median", "lowest"] = "median"
 
     @model_validator(mode="after")
     def _check(self) -> RangeTestSearch:

@@ -15,8 +15,10 @@ from tunekit.core.decisions import (
     choose_candidate,
     choose_lr_range,
     mean_std,
+    median_reading,
     replicate_overrides,
     score_curve,
+    tied_range_tests,
 )
 from tunekit.core.lr_range import RangeTestError
 
@@ -59,6 +61,71 @@ def test_the_weight_decay_reaching_the_lowest_loss_gives_the_bounds() -> None:
     assert {wd: r.min_loss for wd, r in choice.ranges.items()} == {1e-4: 0.5, 1e-3: 0.6, 0.0: 0.7}
     assert "1e-04" in choice.reason or "0.0001" in choice.reason
     assert "turns up at 0.9" in choice.reason
+
+
+def test_range_tests_tie_within_two_standard_errors_of_the_difference_of_their_minima() -> None:
+    """The hand curves' tolerances are 0.075, 0.07 and 0.065 (the relative rule: no point noise). 1e-3's lowest
+    loss is 0.1 above 1e-4's, within √(0.075² + 0.07²) = 0.1026: they tie; 0's is 0.2 above, outside
+    √(0.075² + 0.065²) = 0.0992: it does not. The bounds come from the median of the tied max_lrs (0.8 and 0.5:
+    of two middles, the larger), 1e-4's own; the weight decay stays the lowest loss's."""
+    curves = {wd: (HAND_LRS, losses) for wd, losses in HAND_CURVES.items()}
+    choice = choose_lr_range(curves)
+    assert choice.tied == [1e-4, 1e-3]
+    assert (choice.source, choice.max_lr, choice.weight_decay) == (1e-4, 0.8, 1e-4)
+    assert "1e-04" not in choice.reason  # weight decays are written with :g
+    assert "weight decays 0.0001, 0.001 reached lowest losses within noise of each other" in choice.reason
+    assert "lowest loss 0.5 ± 0.075" in choice.reason  # each test's lowest loss with its tolerance
+    # 1e-3's curve 0.05 lower still: 0.55 against 0.5 is a tie, 0.65 (0.15 above) is not
+    lower = {**HAND_CURVES, 1e-3: [v - 0.05 if i in (2, 3, 4) else v for i, v in enumerate(HAND_CURVES[1e-3])]}
+    higher = {**HAND_CURVES, 1e-3: [v + 0.05 if i in (2, 3, 4) else v for i, v in enumerate(HAND_CURVES[1e-3])]}
+    assert choose_lr_range({wd: (HAND_LRS, y) for wd, y in lower.items()}).tied == [1e-4, 1e-3]
+    # read literally (ties="lowest"), the lowest loss's test alone, with the sentence it always had
+    literal = choose_lr_range(curves, ties="lowest")
+    assert (literal.tied, literal.source, literal.max_lr) == ([1e-4], 1e-4, 0.8)
+    assert "wd 0.001: lowest loss 0.6, max_lr 0.5" in literal.reason
+    separated = choose_lr_range({wd: (HAND_LRS, y) for wd, y in higher.items()})
+    assert separated.tied == [1e-4]
+    assert separated.reason.startswith(
+        "weight decay 0.0001 reached the lowest validation loss; its range test gives max_lr = 0.8"
+    )
+
+
+def test_where_tests_tie_an_outlying_turn_up_is_not_read() -> None:
+    """Three smooth curves whose lowest losses differ by 0.02 (each tolerance ≈ 0.1, 5 % of a fall of ≈ 2):
+    the lowest one turns up far later than the other two. One curve's turn-up is one draw; the median of the
+    three is read, the middle curve's — not the lowest loss's outlier."""
+    curves = {
+        0.0: (LRS.tolist(), u_curve(2.0, 0.20, LRS)),  # the lowest loss, the latest turn-up
+        1e-4: (LRS.tolist(), u_curve(0.5, 0.21, LRS)),
+        1e-3: (LRS.tolist(), u_curve(0.8, 0.22, LRS)),
+    }
+    choice = choose_lr_range(curves)
+    reads = {wd: r.max_lr for wd, r in choice.ranges.items()}
+    assert reads[1e-4] < reads[1e-3] < reads[0.0]  # three different turn-ups
+    assert choice.weight_decay == 0.0
+    assert choice.tied == [0.0, 1e-4, 1e-3]
+    assert choice.source == 1e-3
+    assert choice.max_lr == reads[1e-3]
+    assert choice.min_lr == pytest.approx(reads[1e-3] / 10)
+    assert "weight decay 0.001's test" in choice.reason
+    # the same curves an order of magnitude apart in loss: the lowest is read alone, as before
+    apart = {**curves, 1e-4: (LRS.tolist(), u_curve(0.5, 1.5, LRS)), 1e-3: (LRS.tolist(), u_curve(0.8, 1.6, LRS))}
+    alone = choose_lr_range(apart)
+    assert alone.tied == [0.0]
+    assert (alone.source, alone.max_lr) == (0.0, reads[0.0])
+
+
+def test_the_median_reading_takes_the_larger_of_two_middles_and_the_best_among_equals() -> None:
+    curves = {wd: (HAND_LRS, losses) for wd, losses in HAND_CURVES.items()}
+    ranges = choose_lr_range(curves).ranges  # max_lr: 1e-4 → 0.8, 1e-3 → 0.5, 0 → 0.8
+    assert median_reading(ranges, [1e-3]) == 1e-3
+    assert median_reading(ranges, [1e-3, 1e-4]) == 1e-4  # 0.5 and 0.8: the larger
+    assert median_reading(ranges, [0.0, 1e-3, 1e-4]) == 0.0  # 0.8 is the median; 0 comes first of the two
+    assert median_reading(ranges, [1e-4, 1e-3, 0.0]) == 1e-4
+    assert tied_range_tests(ranges, [1e-4, 1e-3, 0.0]) == [1e-4, 1e-3]
+    assert tied_range_tests(ranges, [0.0, 1e-3, 1e-4]) == [0.0, 1e-3, 1e-4]  # measured from the first given
+    with pytest.raises(ValueError, match="no weight decay"):
+        median_reading(ranges, [])
 
 
 def test_min_lr_follows_the_factor_of_the_policy() -> None:

@@ -5,7 +5,8 @@ the same function serves a search that ran straight through, one resumed after a
 ``tunekit report``:
 
 * :func:`choose_lr_range` — the range tests at several weight decays (Fig. 10) → ``max_lr``,
-  ``min_lr`` and a first ranking of the weight decays; :func:`range_test_sweep` and
+  ``min_lr`` and a first ranking of the weight decays (:func:`tied_range_tests`: those the tests cannot tell
+  apart; :func:`median_reading`: whose turn-up is read then); :func:`range_test_sweep` and
   :func:`range_test_weight_decays` — at which weight decays they run (the grid, or the preset's alone),
   and :func:`visible_weight_decays` — which of them AdamW's decoupled decay would leave unseen over the
   test (:func:`decoupled_shrink`);
@@ -405,22 +406,62 @@ class RangeChoice:
     min_lr: float
     weight_decay: float  # the weight decay whose test reached the lowest loss
     ranking: list[float]  # weight decays, best first
+    source: float  # the weight decay whose test gives the bounds
     ranges: dict[float, LRRange] = field(default_factory=dict)
     failures: dict[float, str] = field(default_factory=dict)
     reason: str = ""
+    tied: list[float] = field(default_factory=list)  # the weight decays within noise of the best, best first
+
+    @property
+    def read_from(self) -> LRRange:
+        """The reading the bounds come from."""
+        return self.ranges[self.source]
+
+
+def tied_range_tests(ranges: Mapping[float, LRRange], ranking: Sequence[float]) -> list[float]:
+    """The weight decays whose range test reached a lowest loss within noise of the best one's, best first.
+
+    Two tests tie where their lowest losses differ by no more than ``√(tol_best² + tol_other²)``: each
+    curve's tolerance (:func:`~tunekit.core.lr_range.analyse_range_test`) is two of its point noises (or a
+    share of its fall, if larger), so this is two standard errors of the difference of two noisy minima,
+    the band the short-run phases tie within. Tests that tie cannot rank their weight decays, nor say whose
+    turn-up to read. The best (``ranking[0]``) is always in the list; unreadable tests never are."""
+    readable = [wd for wd in ranking if wd in ranges]
+    if not readable:
+        return []
+    best = ranges[readable[0]]
+    return [wd for wd in readable if ranges[wd].min_loss - best.min_loss <= math.hypot(best.tolerance, ranges[wd].tolerance)]
+
+
+def median_reading(ranges: Mapping[float, LRRange], weight_decays: Sequence[float]) -> float:
+    """The weight decay whose test's ``max_lr`` is the median of those of ``weight_decays`` (of two middle
+    ones, the larger: the learning_rate phase brackets a ceiling from above, never beyond it); among tests
+    with that ``max_lr``, the first in ``weight_decays`` (best first)."""
+    if not weight_decays:
+        raise ValueError("no weight decay to read a median max_lr from")
+    lrs = sorted(ranges[wd].max_lr for wd in weight_decays)
+    median = lrs[len(lrs) // 2]
+    return next(wd for wd in weight_decays if ranges[wd].max_lr == median)
 
 
 def choose_lr_range(
     curves: Mapping[float, tuple[Floats, Floats]],
     min_lr_factor: float = 10.0,
     chance_loss: float | None = None,
+    ties: Literal["median", "lowest"] = "median",
 ) -> RangeChoice:
     """Read one range test per weight decay and pick the bounds (Sec. 4.1, 4.4 and Fig. 10).
 
     Each curve (LRs, validation losses) is read by :func:`~tunekit.core.lr_range.analyse_range_test`.
-    The weight decays are ranked by the lowest validation loss their test reached; the bounds are
-    those of the best one's test (a weight decay that reaches a lower loss usually also
-    tolerates a larger LR, Fig. 10).
+    The weight decays are ranked by the lowest validation loss their test reached. Where the best one's
+    is clearly the lowest, the bounds are those of its test (a weight decay that reaches a lower loss
+    usually also tolerates a larger LR, Fig. 10). Where other tests reached lowest losses within noise
+    of it (:func:`tied_range_tests`), the tests cannot tell those weight decays apart, and one curve's
+    turn-up is one draw: the bounds are read from the test whose ``max_lr`` is the median of theirs
+    (:func:`median_reading`), and ``tied`` lists them, for the weight decay search to start from. On the
+    benchmark suite the tests tied on most tasks, and a single curve's reading moved with the search seed
+    (the diabetes regression: max_lr 0.152 from one test, where the two it tied with read 0.001). With
+    ``ties="lowest"`` the lowest loss's test alone gives the bounds, ties or not (Fig. 10 read literally).
 
     Raises:
         RangeTestError: no curve could be read (all too short, or all NaN).
@@ -437,18 +478,30 @@ def choose_lr_range(
         raise RangeTestError(f"no range test could be read ({detail})")
     ranking = sorted(ranges, key=lambda wd: (ranges[wd].min_loss, -ranges[wd].max_lr)) + sorted(failures)
     best = ranking[0]
-    chosen = ranges[best]
+    tied = tied_range_tests(ranges, ranking) if ties == "median" else [best]
+    source = median_reading(ranges, tied)
+    chosen = ranges[source]
+
+    def lowest(r: LRRange) -> str:  # with its tolerance where ties are read: what the tie band is made of
+        return f"{r.min_loss:.4g} ± {r.tolerance:.2g}" if ties == "median" else f"{r.min_loss:.4g}"
+
     listed = "; ".join(
-        f"wd {wd:g}: lowest loss {ranges[wd].min_loss:.4g}, max_lr {ranges[wd].max_lr:.3g}" for wd in ranking if wd in ranges
+        f"wd {wd:g}: lowest loss {lowest(ranges[wd])}, max_lr {ranges[wd].max_lr:.3g}" for wd in ranking if wd in ranges
     )
     turn = f", the loss turns up at {chosen.turn_up_lr:.3g}" if chosen.turn_up_lr is not None else ""
-    reason = (
-        f"weight decay {best:g} reached the lowest validation loss; its range test gives max_lr = {chosen.max_lr:.3g}{turn} "
-        f"and min_lr = max_lr / {min_lr_factor:g} = {chosen.min_lr:.3g} ({listed})"
-    )
+    bounds = f"max_lr = {chosen.max_lr:.3g}{turn} and min_lr = max_lr / {min_lr_factor:g} = {chosen.min_lr:.3g}"
+    if len(tied) > 1:
+        names = ", ".join(f"{wd:g}" for wd in tied)
+        reason = (
+            f"the range tests at weight decays {names} reached lowest losses within noise of each other, so they "
+            f"cannot rank these weight decays: the bounds come from the median of their max_lrs, weight decay "
+            f"{source:g}'s test: {bounds} ({listed})"
+        )
+    else:
+        reason = f"weight decay {best:g} reached the lowest validation loss; its range test gives {bounds} ({listed})"
     if failures:
         reason += "; unreadable: " + "; ".join(f"wd {wd:g} ({why})" for wd, why in failures.items())
-    return RangeChoice(chosen.max_lr, chosen.min_lr, best, ranking, ranges, failures, reason)
+    return RangeChoice(chosen.max_lr, chosen.min_lr, best, ranking, source, ranges, failures, reason, tied)
 
 
 def range_test_sweep(sweep: str, weight_decay_follows: bool) -> str:

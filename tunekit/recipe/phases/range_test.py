@@ -4,7 +4,11 @@ Each trial ramps the LR linearly from ``search.range_test.min_lr`` to ``max_lr``
 validation loss every few iterations (on a fixed subset of the validation split), until its curve
 has diverged (``stop_when_diverged``; :func:`tunekit.core.lr_range.range_test_over`). The bounds come
 from the curve of the weight decay that reached the lowest loss: ``max_lr`` just before its
-validation loss turns up, ``min_lr = max_lr / div``.
+validation loss turns up, ``min_lr = max_lr / div``. Where other tests reached lowest losses within noise
+of it, the tests cannot rank those weight decays: the bounds come from the test whose ``max_lr`` is the
+median of theirs, and the weight_decay phase starts its bisection from those weight decays
+(:func:`~tunekit.core.decisions.tied_range_tests`; ``search.range_test.ties: lowest`` reads the lowest
+loss's test alone, as before).
 
 ``search.range_test.sweep`` says at which weight decays: ``grid`` (the default) one test per
 ``weight_decays``; ``preset`` one, at the preset's weight decay; ``auto`` one when the
@@ -44,6 +48,9 @@ class RangeTestDecision:
     min_lr: float
     range_test_weight_decay: float
     valley_lr: float | None = None  # fastai's "valley" on the same curve (a candidate of the learning_rate phase)
+    # the weight decays whose tests tied within noise, best first (the weight_decay phase starts from them);
+    # None where one test reached clearly the lowest loss
+    tied_weight_decays: list[float] | None = None
 
 
 class RangeTest(Phase):
@@ -81,7 +88,8 @@ class RangeTest(Phase):
             raise SearchError(f"phase range_test: every range test failed ({_failures(failed)}){_fix(failed)}")
         chance = next((number(r.last.get("chance_loss")) for r in records if r.rows), None)
         try:
-            choice = choose_lr_range(curves, min_lr_factor=policy.div, chance_loss=chance)
+            ties = search_section(preset).range_test.ties
+            choice = choose_lr_range(curves, min_lr_factor=policy.div, chance_loss=chance, ties=ties)
         except RangeTestError as exc:
             raise SearchError(f"phase range_test: {exc}; {_advice(records)}") from None
         new_policy: dict[str, Any] = {
@@ -91,7 +99,13 @@ class RangeTest(Phase):
         skipped = _weight_decays(preset, _sized_for(preset, context)).note
         result = result_of(
             self,
-            RangeTestDecision(choice.max_lr, choice.min_lr, choice.weight_decay, choice.ranges[choice.weight_decay].valley_lr),
+            RangeTestDecision(
+                choice.max_lr,
+                choice.min_lr,
+                choice.weight_decay,
+                choice.read_from.valley_lr,
+                choice.tied if len(choice.tied) > 1 else None,
+            ),
             overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
             reason=choice.reason + (f"; failed: {_failures(failed)}" if failed else "") + (f"; {skipped}" if skipped else ""),
             evidence={f"{wd:g}": choice.ranges[wd].min_loss for wd in choice.ranges},
@@ -102,12 +116,13 @@ class RangeTest(Phase):
             {named[wd]: curves[wd] for wd in sorted(curves)},
             choice.max_lr,
             choice.min_lr,
-            chosen=named[choice.weight_decay],
+            chosen=named[choice.source],
             ranking={named[wd]: choice.ranges[wd].min_loss for wd in choice.ranking if wd in choice.ranges},
-            turn_up=choice.ranges[choice.weight_decay].turn_up_lr,
+            turn_up=choice.read_from.turn_up_lr,
             title="LR range test: max_lr is the last LR before the validation loss turns up\n"
             + (
-                "one test per weight decay; the bounds come from the one that reached the lowest loss"
+                "one test per weight decay; the bounds come from the one that reached the lowest loss, or where "
+                "several tie within noise, from the median of their max_lrs"
                 if len(curves) > 1
                 else "one test, at the preset's weight decay (the weight_decay phase searches it)"
             ),

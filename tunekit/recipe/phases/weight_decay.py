@@ -1,7 +1,8 @@
 """Phase 2 — weight decay by exponent bisection (Sec. 4.4, Sec. 5 item 4, Fig. 12), at the range test's max_lr.
 
-Starts from ``search.weight_decay.candidates``, else {g/√10, g, g·√10} around the range tests'
-best weight decay g, else the range tests' grid. ``strategy: full`` trains each value from
+Starts from ``search.weight_decay.candidates``, else from the weight decays whose range tests tied within
+noise (they could not rank them), else {g/√10, g, g·√10} around the range tests' best weight decay g,
+else the range tests' grid. ``strategy: full`` trains each value from
 scratch for ``epochs``; ``strategy: snapshot`` trains one base run on the final schedule until
 its validation loss runs horizontal, then continues every value ``epochs`` more from its snapshot
 (:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs. Where the
@@ -136,10 +137,13 @@ class WeightDecay(Phase):
 
 
 def _start(preset: Preset, range_test: RangeTestDecision | None) -> dict[str, Any]:
-    """Where the bisection starts: the preset's candidates, around the range tests' best, or their grid."""
+    """Where the bisection starts: the preset's candidates, the weight decays the range tests could not rank,
+    around the range tests' best, or their grid."""
     search = search_section(preset)
     if search.weight_decay.candidates is not None:
         return {"grid": list(search.weight_decay.candidates)}
+    if range_test is not None and range_test.tied_weight_decays:
+        return {"grid": sorted(range_test.tied_weight_decays, reverse=True)}
     if range_test is not None and range_test.range_test_weight_decay > 0:
         return {"guess": range_test.range_test_weight_decay}  # {g/√10, g, g·√10}
     return {"grid": list(search.range_test.weight_decays)}
