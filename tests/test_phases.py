@@ -309,6 +309,23 @@ def test_range_tests_that_tie_give_the_median_turn_up_and_the_weight_decay_searc
     assert WeightDecay().plan(preset, context).searcher.bisection.initial == [3.2e-6, 1e-5, 3.2e-5]
 
 
+def test_weight_decay_prefer_largest_keeps_the_largest_weight_decay_the_validation_sample_cannot_tell_from_the_lowest(
+    tmp_path: Path,
+) -> None:
+    """The recorded continuations (which ran with ``prefer: lowest``) given a validation-loss standard error of 0.02
+    each: 5.7e-5's median loss, 0.1825, is 0.0198 above 3.2e-5's 0.1627, within the standard error of their
+    difference (0.02·√2 = 0.0283), so ``prefer: largest`` keeps 5.7e-5; 1e-4's 0.218 is 0.055 above, outside it."""
+    demo = load_demo()
+    preset, context, _ = replay(demo, "weight_decay", tmp_path)
+    trials = [replace(r, rows=[dict(row, val_loss_se=0.02) for row in r.rows]) for r in records(demo, "weight_decay")]
+    lowest, _ = WeightDecay().decide(preset, trials, context)
+    assert lowest.values["weight_decay"] == 3.2e-5
+    largest = load_preset(preset_to_dict(preset), {"search.weight_decay.prefer": "largest"})
+    result, _ = WeightDecay().decide(largest, trials, context)
+    assert result.values["weight_decay"] == 5.7e-5
+    assert "weight decay 5.7e-05: its validation loss 0.1825 is within 0.0283 of the lowest (0.1627 at 3.2e-05)" in result.reason
+
+
 def batch_trial(batch: int, accuracies: list[float], stopped_by: str = "") -> dict[str, Any]:
     rows = [
         {

@@ -508,6 +508,10 @@ class WeightDecaySearch(ShortRuns):
     # stop bisecting once the best value's neighbours are this close, in decades: 0.5 stops at the
     # half-decade grid (1e-4, 3.2e-4, 1e-3); 0.25 goes on to quarter decades (1.8e-4, 5.7e-4)
     resolution: float = Field(default=0.5, gt=0.0)
+    # lowest: the lowest validation loss wins; largest: the largest weight decay whose loss ties the lowest (within
+    # the sampling band and the runs' noise, the learning_rate phase's tie rule), as the learning_rate phase's
+    # balance check chooses
+    prefer: Literal["lowest", "largest"] = "largest"
 
 
 class DropoutSearch(ShortRuns):

@@ -30,6 +30,7 @@ from tunekit.recipe.phase import (
     result_of,
     search_section,
     short_run_size,
+    tie_choice,
     trial_base,
 )
 from tunekit.recipe.phases.range_test import RangeTestDecision
@@ -105,8 +106,14 @@ class WeightDecay(Phase):
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         from tunekit.plots import bisection_figure
 
-        candidates = judged([r for r in records if not is_base_run(r.config)], _label, context.judge)
-        choice = context.judge.choose(candidates, "weight decay")
+        ws = search_section(preset).weight_decay
+        runs = [r for r in records if not is_base_run(r.config)]
+        candidates = judged(runs, _label, context.judge)
+        if ws.prefer == "largest":
+            decays = {c.label: float(c.label) for c in candidates}
+            choice = tie_choice(runs, _label, candidates, decays, 0.0, "weight decay")[0]
+        else:
+            choice = context.judge.choose(candidates, "weight decay")
         if choice.best is None:
             raise SearchError(f"phase weight_decay: {choice.reason}")
         best = float(choice.best)
