@@ -233,6 +233,22 @@ def judged(records: Sequence[TrialRecord], label: Callable[[TrialRecord], str], 
     return [judge.candidate(label(r), r.rows, r.error) for r in records]
 
 
+def preferred_choice(
+    records: Sequence[TrialRecord],
+    label: Callable[[TrialRecord], str],
+    judge: Judge,
+    prefer: Literal["lowest", "largest"],
+    what: str,
+) -> tuple[list[Candidate], Choice]:
+    """A phase's candidates (each label a number) and its choice among them: the lowest validation loss
+    (``prefer="lowest"``), or the largest value whose loss ties it (``"largest"``: :func:`tie_choice`)."""
+    candidates = judged(records, label, judge)
+    if prefer == "largest":
+        values = {c.label: float(c.label) for c in candidates}
+        return candidates, tie_choice(records, label, candidates, values, 0.0, what)[0]
+    return candidates, judge.choose(candidates, what)
+
+
 def tie_choice(
     records: Sequence[TrialRecord],
     label: Callable[[TrialRecord], str],

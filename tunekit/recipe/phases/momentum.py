@@ -29,13 +29,12 @@ from tunekit.recipe.phase import (
     PhaseSize,
     curves_figure_of,
     failures_of,
-    judged,
     loss_shape_scheduler,
+    preferred_choice,
     result_of,
     reuse_trained,
     search_section,
     short_run_size,
-    tie_choice,
     trial_base,
 )
 from tunekit.recipe.records import TrialRecord
@@ -81,12 +80,7 @@ class Momentum(Phase):
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         ms = search_section(preset).momentum
         low = ms.min
-        candidates = judged(records, _label, context.judge)
-        if ms.prefer == "largest":
-            momenta = {c.label: float(c.label) for c in candidates}
-            choice = tie_choice(records, _label, candidates, momenta, 0.0, "max momentum")[0]
-        else:
-            choice = context.judge.choose(candidates, "max momentum")
+        candidates, choice = preferred_choice(records, _label, context.judge, ms.prefer, "max momentum")
         if choice.best is None:
             raise SearchError(f"phase momentum: {choice.reason}; lower search.range_test.max_lr or check the data")
         best = float(choice.best)

@@ -25,12 +25,11 @@ from tunekit.recipe.phase import (
     PhasePlan,
     PhaseSize,
     failures_of,
-    judged,
     loss_shape_scheduler,
+    preferred_choice,
     result_of,
     search_section,
     short_run_size,
-    tie_choice,
     trial_base,
 )
 from tunekit.recipe.phases.range_test import RangeTestDecision
@@ -106,14 +105,9 @@ class WeightDecay(Phase):
     def decide(self, preset: Preset, records: list[TrialRecord], context: PhaseContext) -> Decided:
         from tunekit.plots import bisection_figure
 
-        ws = search_section(preset).weight_decay
         runs = [r for r in records if not is_base_run(r.config)]
-        candidates = judged(runs, _label, context.judge)
-        if ws.prefer == "largest":
-            decays = {c.label: float(c.label) for c in candidates}
-            choice = tie_choice(runs, _label, candidates, decays, 0.0, "weight decay")[0]
-        else:
-            choice = context.judge.choose(candidates, "weight decay")
+        prefer = search_section(preset).weight_decay.prefer
+        candidates, choice = preferred_choice(runs, _label, context.judge, prefer, "weight decay")
         if choice.best is None:
             raise SearchError(f"phase weight_decay: {choice.reason}")
         best = float(choice.best)
