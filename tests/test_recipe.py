@@ -87,6 +87,11 @@ def decisions(state: SearchState) -> dict[str, dict[str, Any]]:
     return {phase: done.values for phase, done in state.done.items()}
 
 
+def trained_weight_decay(phases: dict[str, Any]) -> float:
+    """The weight decay the final training uses: the learning_rate phase's rebalanced one, else the bisection's."""
+    return float(phases["learning_rate"]["values"].get("balanced_weight_decay", phases["weight_decay"]["values"]["weight_decay"]))
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> dict[str, Any]:
     """One uninterrupted search through the CLI (--json), shared by the tests below."""
@@ -144,7 +149,7 @@ def test_every_phase_decides_and_the_decisions_chain(reference: dict[str, Any]) 
     assert bool(checked) == balanced
     assert ("keeps max_lr × weight decay as judged" in phases["learning_rate"]["reason"]) == balanced
     assert ("; checked at max_lr " in phases["learning_rate"]["reason"]) == balanced
-    trained_wd = lr.get("balanced_weight_decay", wd["weight_decay"])
+    trained_wd = trained_weight_decay(phases)
     assert trained_wd == pytest.approx(wd["weight_decay"]) or trained_wd in [pytest.approx(w) for w in checked]
     # the bisection ran first, around the range tests' best weight decay, at the range test's max_lr
     wd_trials = trial_configs(directory, "weight_decay")
@@ -235,8 +240,7 @@ def test_the_search_is_in_mlflow(reference: dict[str, Any]) -> None:
     assert plots == {f"plots/{p}.png" for p in phases}
     # `tunekit best` hands back the chosen configuration
     best_yaml = yaml.safe_load(cli("best", "--run", parent.info.run_id, "--tracking-uri", summary["tracking_uri"]).stdout)
-    trained_wd = phases["learning_rate"]["values"].get("balanced_weight_decay", phases["weight_decay"]["values"]["weight_decay"])
-    assert best_yaml["weight_decay"] == pytest.approx(trained_wd)
+    assert best_yaml["weight_decay"] == pytest.approx(trained_weight_decay(phases))
 
 
 def page_sections(page: str) -> dict[str, tuple[str, list[bytes]]]:

@@ -510,7 +510,7 @@ class WeightDecaySearch(ShortRuns):
     resolution: float = Field(default=0.5, gt=0.0)
     # lowest: the lowest validation loss wins; largest: the largest weight decay whose loss ties the lowest (within
     # the sampling band and the runs' noise, the learning_rate phase's tie rule), as the learning_rate phase's
-    # balance check chooses
+    # balance check chooses; a snapshot continuation's noise is how far its judged epochs jump from one to the next
     prefer: Literal["lowest", "largest"] = "largest"
 
 

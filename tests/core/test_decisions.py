@@ -70,7 +70,7 @@ def test_range_tests_tie_within_two_standard_errors_of_the_difference_of_their_m
     of two middles, the larger), 1e-4's own; the weight decay stays the lowest loss's."""
     curves = {wd: (HAND_LRS, losses) for wd, losses in HAND_CURVES.items()}
     choice = choose_lr_range(curves)
-    assert choice.tied == [1e-4, 1e-3]
+    assert choice.tied == choice.unranked == [1e-4, 1e-3]
     assert (choice.source, choice.max_lr, choice.weight_decay) == (1e-4, 0.8, 1e-4)
     assert "1e-04" not in choice.reason  # weight decays are written with :g
     assert "weight decays 0.0001, 0.001 reached lowest losses within noise of each other" in choice.reason
@@ -85,6 +85,7 @@ def test_range_tests_tie_within_two_standard_errors_of_the_difference_of_their_m
     assert "wd 0.001: lowest loss 0.6, max_lr 0.5" in literal.reason
     separated = choose_lr_range({wd: (HAND_LRS, y) for wd, y in higher.items()})
     assert separated.tied == [1e-4]
+    assert separated.unranked is None  # the best stood apart
     assert separated.reason.startswith(
         "weight decay 0.0001 reached the lowest validation loss; its range test gives max_lr = 0.8"
     )
@@ -222,6 +223,27 @@ def test_tie_band_reads_noise_only_from_curves_long_enough_to_show_it() -> None:
     rng = np.random.default_rng(0)
     noisy = [list(0.1 + 0.01 * rng.standard_normal(20)) for _ in range(3)]
     assert 0.01 < tie_band(0.1, noisy, relative=0.02) < 0.04
+
+
+def test_tie_band_over_a_judge_window_reads_the_epoch_to_epoch_jumps_of_those_epochs() -> None:
+    """Snapshot continuations are judged by the median of their last three epochs; how far those epochs jump is
+    how far two medians land apart. Three points a, b, c give σ = 1.4826·|a − 2b + c| / (2√2) (the MAD of
+    the two successive differences, as a σ of the points); the band is twice the median σ over the runs."""
+    from tunekit.core.decisions import tie_band
+
+    def sigma(a: float, b: float, c: float) -> float:
+        return 1.4826 * abs(a - 2 * b + c) / (2 * math.sqrt(2))
+
+    jumpy = [[0.9, 0.31, 0.22, 0.31], [0.41, 0.46, 0.28], [0.62, 0.36, 0.16]]  # an epoch before the window: not read
+    expected = 2 * statistics.median([sigma(0.31, 0.22, 0.31), sigma(0.41, 0.46, 0.28), sigma(0.62, 0.36, 0.16)])
+    assert tie_band(0.2, jumpy, relative=0.0, window=3) == pytest.approx(expected)
+    # the median σ is the first run's window: |0.31 − 0.44 + 0.31| = 0.18 (the others: 0.23 and 0.06)
+    assert expected == pytest.approx(0.18 * 1.4826 / math.sqrt(2), rel=1e-6)
+    # a straight fall over the window is a trend, not noise; without a window the halves are too short to read
+    assert tie_band(0.2, [[0.5, 0.4, 0.3], [0.6, 0.5, 0.4]], relative=0.01, window=3) == pytest.approx(0.002)
+    assert tie_band(0.2, jumpy, relative=0.01) == pytest.approx(0.002)
+    # fewer than three epochs in the window: nothing to read the jumps from
+    assert tie_band(0.2, [[0.4, 0.1], [0.3, 0.5]], relative=0.0, window=2) == 0.0
 
 
 def test_the_largest_lr_within_the_band_wins_and_bad_shapes_never_tie() -> None:

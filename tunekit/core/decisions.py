@@ -146,14 +146,29 @@ def failure_advice(errors: Sequence[str]) -> str:
 
 
 def tie_band(
-    best_loss: float, curves: Sequence[Floats], relative: float, noise_multiple: float = 2.0, min_points: int = 5
+    best_loss: float,
+    curves: Sequence[Floats],
+    relative: float,
+    noise_multiple: float = 2.0,
+    min_points: int = 5,
+    window: int | None = None,
 ) -> float:
     """How far above ``best_loss`` a loss still counts as equal: ``relative``·|best|, or ``noise_multiple``
     times the runs' own point noise (the median over ``curves`` of :func:`~tunekit.core.curves.robust_noise`
     of each curve's second half), whichever is larger. A half of fewer than ``min_points`` points shows
-    its trend, not its noise (three epochs of a falling 1cycle): then only ``relative`` counts."""
-    halves = [list(c)[-(len(c) // 2) :] for c in curves]
-    noises = [robust_noise(h) for h in halves if len(h) >= min_points]
+    its trend, not its noise (three epochs of a falling 1cycle): then only ``relative`` counts.
+
+    ``window``: the runs are judged by the median of their last ``window`` epochs (a
+    :class:`~tunekit.core.judge.Judge` window: snapshot continuations in the noisy middle of a 1cycle); their
+    noise is then read from those epochs, from three on — how far they jump from one epoch to the next is how
+    far the median they give may land from another run's (``robust_noise`` of so few points reads successive
+    differences, which a straight trend does not inflate). The median of several epochs is steadier than one,
+    so the band is wide for it: a tie is called a little early, and goes to the larger value."""
+    if window is None:
+        parts, least = [list(c)[-(len(c) // 2) :] for c in curves], min_points
+    else:
+        parts, least = [list(c)[-window:] for c in curves], 3
+    noises = [robust_noise(p) for p in parts if len(p) >= least]
     sigma = statistics.median(noises) if noises else 0.0
     return max(relative * abs(best_loss), noise_multiple * sigma) if math.isfinite(best_loss) else 0.0
 
@@ -319,17 +334,19 @@ def choose_lr(
     errors: Mapping[str, float] | None = None,
     what: str = "max_lr",
     side: TieSide = "largest",
+    window: int | None = None,
 ) -> tuple[Choice, float]:
     """The learning_rate phase's rule: the largest (``side``) LR whose validation loss is within a band of the
     lowest: ``tolerance`` of it, the runs' own noise (:func:`tie_band`), or the standard error of its
     difference to the lowest (:func:`sampling_band` of ``errors``: label → the run's ``val_loss_se``),
     whichever is widest. Returns the choice and the chosen LR's band. ``lrs`` may hold another
     hyper-parameter named ``what`` (the momentum phase's ``prefer: largest`` reads momenta so);
-    ``side="smallest"`` takes the smallest within the band instead (:func:`tie_side`)."""
+    ``side="smallest"`` takes the smallest within the band instead (:func:`tie_side`); ``window``: the runs are
+    judged by the median of their last ``window`` epochs, whose noise the band reads (:func:`tie_band`)."""
     best = choose_candidate(candidates, what).best  # the lowest loss, as the tie rule ranks it
     if best is None:
         return choose_largest_within(candidates, lrs, what, 0.0, side=side), 0.0
-    base = tie_band(min(c.loss for c in candidates), curves, tolerance)
+    base = tie_band(min(c.loss for c in candidates), curves, tolerance, window=window)
     known = errors or {}
     bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
     bands[best] = base  # the lowest against itself: no sampling difference
@@ -416,6 +433,12 @@ class RangeChoice:
     def read_from(self) -> LRRange:
         """The reading the bounds come from."""
         return self.ranges[self.source]
+
+    @property
+    def unranked(self) -> list[float] | None:
+        """The weight decays the tests could not rank (:attr:`tied`, where more than the best); None where the best
+        stood apart."""
+        return self.tied if len(self.tied) > 1 else None
 
 
 def tied_range_tests(ranges: Mapping[float, LRRange], ranking: Sequence[float]) -> list[float]:

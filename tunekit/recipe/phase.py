@@ -241,11 +241,13 @@ def preferred_choice(
     what: str,
 ) -> tuple[list[Candidate], Choice]:
     """A phase's candidates (each label a number) and its choice among them: the lowest validation loss
-    (``prefer="lowest"``), or the largest value whose loss ties it (``"largest"``: :func:`tie_choice`)."""
+    (``prefer="lowest"``), or the largest value whose loss ties it (``"largest"``: :func:`tie_choice`; where the
+    judge scores the median of several epochs, the band reads those epochs' noise)."""
     candidates = judged(records, label, judge)
     if prefer == "largest":
         values = {c.label: float(c.label) for c in candidates}
-        return candidates, tie_choice(records, label, candidates, values, 0.0, what)[0]
+        window = judge.window if judge.window > 1 else None
+        return candidates, tie_choice(records, label, candidates, values, 0.0, what, window=window)[0]
     return candidates, judge.choose(candidates, what)
 
 
@@ -257,15 +259,17 @@ def tie_choice(
     tolerance: float,
     what: str,
     side: TieSide = "largest",
+    window: int | None = None,
 ) -> tuple[Choice, float]:
     """:func:`~tunekit.core.decisions.choose_lr` on a phase's records: the largest of ``values`` (label →
     value) whose validation loss ties the lowest (the smallest, with ``side="smallest"``), read from the
     runs that did not raise — their validation-loss curves (their own noise) and each one's last
-    ``val_loss_se`` (the split's)."""
+    ``val_loss_se`` (the split's); ``window``: the runs are judged by the median of their last ``window``
+    epochs, and their noise is read from those (:func:`~tunekit.core.decisions.tie_band`)."""
     ran = [r for r in records if not r.error]
     curves = [r.curve("epoch", "val_loss")[1] for r in ran]
     errors = {label(r): number(r.last.get("val_loss_se")) for r in ran}
-    return choose_lr(candidates, values, curves, tolerance, errors, what=what, side=side)
+    return choose_lr(candidates, values, curves, tolerance, errors, what=what, side=side, window=window)
 
 
 def failures_of(candidates: Sequence[Candidate]) -> dict[str, str]:

@@ -104,7 +104,7 @@ class RangeTest(Phase):
                 choice.min_lr,
                 choice.weight_decay,
                 choice.read_from.valley_lr,
-                choice.tied if len(choice.tied) > 1 else None,
+                choice.unranked,
             ),
             overrides={"policy": new_policy, "weight_decay": choice.weight_decay},
             reason=choice.reason + (f"; failed: {_failures(failed)}" if failed else "") + (f"; {skipped}" if skipped else ""),

@@ -5,7 +5,10 @@ noise (they could not rank them), else {g/√10, g, g·√10} around the range t
 else the range tests' grid. ``strategy: full`` trains each value from
 scratch for ``epochs``; ``strategy: snapshot`` trains one base run on the final schedule until
 its validation loss runs horizontal, then continues every value ``epochs`` more from its snapshot
-(:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs. Where the
+(:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs. With ``prefer: largest``
+(the default) the largest weight decay whose loss ties the lowest wins: within the validation sample's band,
+or twice the noise of the judged epochs — in the climbing middle of the cycle a continuation's epochs jump by
+more than the weight decays differ (:func:`~tunekit.core.decisions.tie_band` with the judge's window). Where the
 learning_rate phase then chooses a smaller LR, it scales this value up to keep
 max_lr × weight decay (:func:`~tunekit.core.decisions.balanced_weight_decay`).
 """
