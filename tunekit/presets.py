@@ -510,7 +510,8 @@ class WeightDecaySearch(ShortRuns):
     resolution: float = Field(default=0.5, gt=0.0)
     # lowest: the lowest validation loss wins; largest: the largest weight decay whose loss ties the lowest (within
     # the sampling band and the runs' noise, the learning_rate phase's tie rule), as the learning_rate phase's
-    # balance check chooses; a snapshot continuation's noise is how far its judged epochs jump from one to the next
+    # balance check chooses; a snapshot continuation's noise is how far its judged epochs jump from one to the next,
+    # and its shape over them (as noisy) keeps no continuation out of a tie
     prefer: Literal["lowest", "largest"] = "largest"
 
 

@@ -246,6 +246,27 @@ def test_tie_band_over_a_judge_window_reads_the_epoch_to_epoch_jumps_of_those_ep
     assert tie_band(0.2, [[0.4, 0.1], [0.3, 0.5]], relative=0.0, window=2) == 0.0
 
 
+def test_runs_judged_over_a_window_tie_whatever_their_few_epochs_are_diagnosed() -> None:
+    """Snapshot continuations of three epochs in the LR's climb: 1e-4's rose steadily (0.309, 0.341, 0.358) and
+    is diagnosed overfitting. Judged on one epoch, another class never ties; over a window, its shape is read on
+    the same noisy epochs as its median, so it ties (0.341 within 0.229 of 0.208) and, the largest, wins. A
+    diverged run never ties."""
+    from tunekit.core.decisions import choose_lr
+
+    cands = [
+        Candidate("1e-05", 0.208, Shape.HORIZONTAL),
+        Candidate("3.2e-05", 0.336, Shape.HORIZONTAL),
+        Candidate("0.0001", 0.341, Shape.OVERFITTING),
+        Candidate("0.001", math.inf, Shape.DIVERGING),
+    ]
+    values = {c.label: float(c.label) for c in cands}
+    curves = [[0.384, 0.187, 0.208], [0.336, 0.175, 0.475], [0.309, 0.341, 0.358]]
+    windowed, band = choose_lr(cands, values, curves, 0.0, what="weight decay", window=3)
+    assert (windowed.best, round(band, 3)) == ("0.0001", 0.229)
+    # judged on one epoch, with a band as wide (the loss's own size): the overfitting run stays out
+    assert choose_lr(cands, values, curves, 1.0, what="weight decay")[0].best == "3.2e-05"
+
+
 def test_the_largest_lr_within_the_band_wins_and_bad_shapes_never_tie() -> None:
     from tunekit.core.decisions import choose_largest_within
 

@@ -184,11 +184,14 @@ def choose_largest_within(
     band: float | Mapping[str, float],
     unit: str = "validation loss",
     side: TieSide = "largest",
+    by_shape: bool = True,
 ) -> Choice:
     """Among candidates ranked as :func:`choose_candidate` ranks them, the one with the largest value
     (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's (one band for
     all, or label → its own) and which ranks in the same class (ran to the end or was stopped; neither
     overfitting nor diverging, or the same) — the smallest such value with ``side="smallest"``.
+    ``by_shape=False``: only a stop or a divergence sets a candidate apart, not its diagnosis (runs
+    diagnosed on a few noisy epochs, where a rise is the schedule's climb as often as overfitting).
 
     A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it; where
     more regularisation is not wanted (:func:`tie_side`) it goes to the smaller."""
@@ -204,7 +207,7 @@ def choose_largest_within(
         return band.get(c.label, 0.0) if isinstance(band, Mapping) else band
 
     def klass(c: Candidate) -> tuple[bool, int]:
-        return bool(c.stopped_by), rank_key(c.loss, c.shape)[0]
+        return bool(c.stopped_by), rank_key(c.loss, c.shape if by_shape or c.shape is Shape.DIVERGING else Shape.UNKNOWN)[0]
 
     tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
     chosen = (max if larger else min)(tied, key=lambda c: values[c.label])
@@ -342,7 +345,9 @@ def choose_lr(
     whichever is widest. Returns the choice and the chosen LR's band. ``lrs`` may hold another
     hyper-parameter named ``what`` (the momentum phase's ``prefer: largest`` reads momenta so);
     ``side="smallest"`` takes the smallest within the band instead (:func:`tie_side`); ``window``: the runs are
-    judged by the median of their last ``window`` epochs, whose noise the band reads (:func:`tie_band`)."""
+    judged by the median of their last ``window`` epochs, whose noise the band reads (:func:`tie_band`), and
+    whose shape, diagnosed on those few epochs, is noise too: only a stop or a divergence keeps a run out of
+    the tie then."""
     best = choose_candidate(candidates, what).best  # the lowest loss, as the tie rule ranks it
     if best is None:
         return choose_largest_within(candidates, lrs, what, 0.0, side=side), 0.0
@@ -350,7 +355,7 @@ def choose_lr(
     known = errors or {}
     bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
     bands[best] = base  # the lowest against itself: no sampling difference
-    choice = choose_largest_within(candidates, lrs, what, bands, side=side)
+    choice = choose_largest_within(candidates, lrs, what, bands, side=side, by_shape=window is None)
     return choice, bands.get(choice.best or "", base)
 
 

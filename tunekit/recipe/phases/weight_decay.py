@@ -8,7 +8,8 @@ its validation loss runs horizontal, then continues every value ``epochs`` more 
 (:mod:`tunekit.searchers.snapshot`), each judged by the median of those epochs. With ``prefer: largest``
 (the default) the largest weight decay whose loss ties the lowest wins: within the validation sample's band,
 or twice the noise of the judged epochs — in the climbing middle of the cycle a continuation's epochs jump by
-more than the weight decays differ (:func:`~tunekit.core.decisions.tie_band` with the judge's window). Where the
+more than the weight decays differ (:func:`~tunekit.core.decisions.tie_band` with the judge's window) — and a
+continuation's shape, diagnosed on those few epochs, does not keep it out of the tie (only a divergence does). Where the
 learning_rate phase then chooses a smaller LR, it scales this value up to keep
 max_lr × weight decay (:func:`~tunekit.core.decisions.balanced_weight_decay`).
 """
