@@ -298,6 +298,30 @@ def test_the_learning_rate_searchers_tie_side_follows_the_lowest_runs_overfittin
 
 
 @pytest.mark.parametrize(
+    ("fitted", "chosen"), [("with-the-validation-loss", 0.8), ("as-well", 0.4)], ids=["regularises", "does-not-regularise"]
+)
+def test_the_learning_rate_searcher_gives_a_tie_to_a_larger_lr_only_where_it_regularises(fitted: str, chosen: float) -> None:
+    """Every run overfits (its validation loss far above its training loss), so a tie goes to the larger LR. 0.4
+    has the lowest loss (0.44), 0.8 ties it (0.455, within √2 × 0.02). Where 0.8's training loss rises with its
+    validation loss it regularises, and wins; where every run fits the training set as well (0.01), 0.8 only
+    generalises worse, and the lowest, 0.4, is chosen — live, as the phase decides from the records."""
+    searcher = LearningRateSearcher([1.6, 0.8, 0.4], floor=0.05, base_config={}, judge=Judge("val_loss", "min", window=1))
+    losses = {1.6: 1.0, 0.8: 0.455, 0.4: 0.44, 0.2: 0.50}
+    tried: list[float] = []
+    while (config := searcher.suggest(f"t{len(tried)}")) != Searcher.FINISHED:
+        assert isinstance(config, dict), "one run at a time here: nothing is left running"
+        lr = float(config["policy.max_lr"])
+        tried.append(lr)
+        train = losses[lr] - 0.2 if fitted == "with-the-validation-loss" else 0.01
+        row = {"val_loss": losses[lr], "train_loss": train, "val_loss_se": 0.02, "training_iteration": 3}
+        searcher.on_trial_result(f"t{len(tried) - 1}", row)
+        searcher.on_trial_complete(f"t{len(tried) - 1}", row)
+    assert tried == [1.6, 0.8, 0.4, 0.2]
+    assert searcher.side()[0] == "largest"
+    assert searcher.lrs()[searcher.choice().best] == chosen  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
     ("balanced_loss", "middle_loss", "proposed", "chosen"),
     [
         (0.455, None, [(0.4, None), (0.2, None), (0.1, None), (0.2, 4e-3)], 4e-3),  # ties the judged: the balance holds

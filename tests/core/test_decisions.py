@@ -440,6 +440,49 @@ def test_a_tie_goes_to_the_larger_lr_only_where_the_lowest_run_overfits() -> Non
     assert tie_side(0.50, math.nan, 0.03) == ("largest", "")  # no training loss reported: the larger, as before
 
 
+def test_a_larger_lr_that_shows_no_regularisation_does_not_win_a_tie() -> None:
+    """The suite's own runs (search seed 0, 2026-12-07). The MNIST-1D MLP's lowest run, 0.1834, overfits; 0.3669
+    lies 0.014 above it in validation loss and 0.266 above it in training loss — it regularises, ties and wins.
+    AdamW digits' lowest, 0.01608, overfits too; 0.03216 lies 0.0385 above it in validation loss (within the
+    band, 0.0773) but only 0.0084 in training loss: it fits as well and generalises worse, so it cannot win the
+    tie, and the lowest is chosen. Without training losses the larger wins, as before."""
+    from tunekit.core.decisions import choose_lr, unregularised
+
+    mlp = [Candidate("0.09172", 1.0061, Shape.UNDERFITTING), Candidate("0.1834", 0.9642, Shape.UNDERFITTING)]
+    mlp.append(Candidate("0.3669", 0.9786, Shape.UNDERFITTING))
+    mlp_lrs = {c.label: float(c.label) for c in mlp}
+    mlp_train = {"0.09172": 0.7474, "0.1834": 0.7411, "0.3669": 1.0072}
+    mlp_errors = {"0.09172": 0.0507, "0.1834": 0.0577, "0.3669": 0.0518}
+    assert unregularised(mlp, mlp_lrs, mlp_train) == {}
+    choice, _ = choose_lr(mlp, mlp_lrs, [], 0.0, mlp_errors, train_losses=mlp_train)
+    assert choice.best == "0.3669"
+
+    adamw = [
+        Candidate("0.008039", 0.1419, Shape.HORIZONTAL),
+        Candidate("0.01608", 0.1378, Shape.HORIZONTAL),
+        Candidate("0.03216", 0.1763, Shape.HORIZONTAL),
+        Candidate("0.06431", 0.6937, Shape.OVERFITTING, "overfitting"),
+    ]
+    lrs = {c.label: float(c.label) for c in adamw}
+    train = {"0.008039": 0.0187, "0.01608": 0.0098, "0.03216": 0.0182, "0.06431": 0.3787}
+    errors = {"0.008039": 0.0406, "0.01608": 0.0442, "0.03216": 0.0635, "0.06431": 0.1701}
+    out = unregularised(adamw, lrs, train)
+    assert set(out) == {"0.03216", "0.06431"}  # 0.06431: 0.556 above in validation loss, 0.369 in training loss
+    assert "its validation loss is 0.0385 above the lowest's, its training loss +0.0084" in out["0.03216"]
+    assert choose_lr(adamw, lrs, [], 0.0, errors)[0].best == "0.03216"  # no training losses: the larger, as before
+    choice, band = choose_lr(adamw, lrs, [], 0.0, errors, train_losses=train)
+    assert (choice.best, round(band, 4)) == ("0.01608", 0.0)
+    assert "no larger one within its band that regularises" in choice.reason
+    assert "max_lr 0.03216 shows no regularisation" in choice.reason
+    assert "0.06431 shows" not in choice.reason  # stopped: never in the tie, so not named as kept out
+    # ties to the smaller LR read no regularisation: 0.008039 is within the band and wins
+    assert choose_lr(adamw, lrs, [], 0.0, errors, side="smallest", train_losses=train)[0].best == "0.008039"
+    # a larger LR whose training loss rises with its validation loss regularises: it ties and wins
+    assert choose_lr(adamw, lrs, [], 0.0, errors, train_losses={**train, "0.03216": 0.0567})[0].best == "0.03216"
+    # the lowest run without a training loss: nothing to compare with, the larger wins as before
+    assert unregularised(adamw, lrs, {**train, "0.01608": math.nan}) == {}
+
+
 def test_the_weight_decay_keeps_max_lr_times_weight_decay_where_the_lr_falls() -> None:
     """The suite's AdamW digits MLP (2026-12-06): weight decay 0.032 was judged at the range test's max_lr
     0.1387; the learning_rate phase chose 0.01734, 8× smaller. Scaled by 8 the weight decay is 0.256 —

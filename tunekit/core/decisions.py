@@ -16,7 +16,8 @@ the same function serves a search that ran straight through, one resumed after a
   ties the best (within :func:`tie_band`: the runs' noise, or a fraction of the loss;
   :func:`sampling_band`: the validation split's sampling error); :func:`choose_lr` is the
   learning_rate phase's use of it, :func:`tie_side` says which side a tie goes to (the larger LR
-  only where the lowest run overfits), and :func:`next_lower_lr` extends its candidates downward
+  only where the lowest run overfits, and not to one that shows no regularisation: :func:`unregularised`),
+  and :func:`next_lower_lr` extends its candidates downward
   while the smallest LR tried has the lowest loss (or is the choice, where ties go to the smaller);
 * :func:`walk_start` and :func:`walk_next` — which momenta run: the current one and its neighbour on
   the side ties go to, then one further while an edge of those tried wins (the loss taken as
@@ -185,6 +186,7 @@ def choose_largest_within(
     unit: str = "validation loss",
     side: TieSide = "largest",
     by_shape: bool = True,
+    kept_out: Mapping[str, str] | None = None,
 ) -> Choice:
     """Among candidates ranked as :func:`choose_candidate` ranks them, the one with the largest value
     (``values``: label → value, e.g. the LR) whose loss is within ``band`` of the best's (one band for
@@ -192,6 +194,7 @@ def choose_largest_within(
     overfitting nor diverging, or the same) — the smallest such value with ``side="smallest"``.
     ``by_shape=False``: only a stop or a divergence sets a candidate apart, not its diagnosis (runs
     diagnosed on a few noisy epochs, where a rise is the schedule's climb as often as overfitting).
+    ``kept_out``: label → why that candidate cannot win a tie (:func:`unregularised`); the reason says it.
 
     A larger LR that trains as well regularises more (Sec. 4.1, 4.2), so a tie goes to it; where
     more regularisation is not wanted (:func:`tie_side`) it goes to the smaller."""
@@ -209,10 +212,12 @@ def choose_largest_within(
     def klass(c: Candidate) -> tuple[bool, int]:
         return bool(c.stopped_by), rank_key(c.loss, c.shape if by_shape or c.shape is Shape.DIVERGING else Shape.UNKNOWN)[0]
 
-    tied = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
+    within = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
+    out = {c.label: (kept_out or {})[c.label] for c in within if c.label in (kept_out or {}) and c is not best}
+    tied = [c for c in within if c.label not in out]
     chosen = (max if larger else min)(tied, key=lambda c: values[c.label])
     order = [chosen.label] + [label for label in first.order if label != chosen.label]
-    ranked = listing([by_label[label] for label in first.order])
+    ranked = listing([by_label[label] for label in first.order]) + "".join(f"; {why}" for why in out.values())
     if chosen is best:
         if isinstance(band, Mapping):
             beyond = sorted(
@@ -224,7 +229,8 @@ def choose_largest_within(
             return Choice(
                 chosen.label,
                 order,
-                f"{what} {best.label} has the lowest {unit}, no {word} one within its band ({bands}; {ranked})",
+                f"{what} {best.label} has the lowest {unit}, no {word} one within its band{' that regularises' if out else ''} "
+                f"({bands}; {ranked})",
             )
         return Choice(
             chosen.label, order, f"{what} {best.label} has the lowest {unit}, no {word} one within {band:.3g} ({ranked})"
@@ -255,6 +261,39 @@ def tie_side(val_loss: float, train_loss: float, error: float, multiple: float =
     if gap > limit:
         return "largest", f"the lowest run overfits ({said}, more than {limit:.3g} above): the larger max_lr wins a tie"
     return "smallest", f"the lowest run shows no overfitting ({said}, not {limit:.3g} above): the smaller max_lr wins a tie"
+
+
+def unregularised(
+    candidates: Sequence[Candidate], values: Mapping[str, float], train_losses: Mapping[str, float], what: str = "max_lr"
+) -> dict[str, str]:
+    """Label → why, for each run at a larger value than the lowest run's (``values``: label → the LR) that shows
+    no regularisation: its validation loss lies further above the lowest's than its training loss does —
+    it fits the training set as well or better and generalises worse. Runs without a finite training loss
+    (``train_losses``: label → the run's last) are left out, as is everything when the lowest run has none.
+
+    A larger LR that trains as well wins a tie because it regularises more (Sec. 4.1); where the lowest
+    run overfits, that is the regularisation wanted (:func:`tie_side`). Regularisation shows as a training
+    loss that rises with the validation loss: an MLP without BatchNorm on MNIST-1D, 0.18 → 0.37 raises its
+    training loss by 0.27 and its validation loss by 0.01 (it ties, and wins). AdamW, whose steps do not
+    grow with the LR, may fit as fast at twice the LR: on digits, 0.016 → 0.032 raises the validation loss by
+    0.038 and the training loss by 0.008 — the larger LR only overfits more (BENCHMARKS.md)."""
+    best = choose_candidate(candidates, what).best
+    base = train_losses.get(best or "", math.nan)
+    if best is None or not math.isfinite(base):
+        return {}
+    lowest = next(c for c in candidates if c.label == best)
+    out: dict[str, str] = {}
+    for c in candidates:
+        train = train_losses.get(c.label, math.nan)
+        if values[c.label] <= values[best] or not (math.isfinite(c.loss) and math.isfinite(train)):
+            continue
+        above, fit = c.loss - lowest.loss, train - base
+        if above > fit:
+            out[c.label] = (
+                f"{what} {c.label} shows no regularisation: its validation loss is {above:.3g} above the lowest's, "
+                f"its training loss {fit:+.3g} against the lowest's"
+            )
+    return out
 
 
 def balanced_weight_decay(weight_decay: float, judged_at: float, chosen: float) -> tuple[float, str]:
@@ -338,6 +377,7 @@ def choose_lr(
     what: str = "max_lr",
     side: TieSide = "largest",
     window: int | None = None,
+    train_losses: Mapping[str, float] | None = None,
 ) -> tuple[Choice, float]:
     """The learning_rate phase's rule: the largest (``side``) LR whose validation loss is within a band of the
     lowest: ``tolerance`` of it, the runs' own noise (:func:`tie_band`), or the standard error of its
@@ -347,7 +387,8 @@ def choose_lr(
     ``side="smallest"`` takes the smallest within the band instead (:func:`tie_side`); ``window``: the runs are
     judged by the median of their last ``window`` epochs, whose noise the band reads (:func:`tie_band`), and
     whose shape, diagnosed on those few epochs, is noise too: only a stop or a divergence keeps a run out of
-    the tie then."""
+    the tie then; ``train_losses`` (label → the run's last training loss): where ties go to the larger, a
+    larger LR that shows no regularisation (:func:`unregularised`) cannot win one."""
     best = choose_candidate(candidates, what).best  # the lowest loss, as the tie rule ranks it
     if best is None:
         return choose_largest_within(candidates, lrs, what, 0.0, side=side), 0.0
@@ -355,7 +396,8 @@ def choose_lr(
     known = errors or {}
     bands = {c.label: max(base, sampling_band(known.get(best, math.nan), known.get(c.label, math.nan))) for c in candidates}
     bands[best] = base  # the lowest against itself: no sampling difference
-    choice = choose_largest_within(candidates, lrs, what, bands, side=side, by_shape=window is None)
+    out = unregularised(candidates, lrs, train_losses, what) if train_losses and side == "largest" else {}
+    choice = choose_largest_within(candidates, lrs, what, bands, side=side, by_shape=window is None, kept_out=out)
     return choice, bands.get(choice.best or "", base)
 
 

@@ -260,16 +260,20 @@ def tie_choice(
     what: str,
     side: TieSide = "largest",
     window: int | None = None,
+    regularising: bool = False,
 ) -> tuple[Choice, float]:
     """:func:`~tunekit.core.decisions.choose_lr` on a phase's records: the largest of ``values`` (label →
     value) whose validation loss ties the lowest (the smallest, with ``side="smallest"``), read from the
     runs that did not raise — their validation-loss curves (their own noise) and each one's last
     ``val_loss_se`` (the split's); ``window``: the runs are judged by the median of their last ``window``
-    epochs, and their noise is read from those (:func:`~tunekit.core.decisions.tie_band`)."""
+    epochs, and their noise is read from those (:func:`~tunekit.core.decisions.tie_band`); ``regularising``: a
+    larger value wins a tie only where its run shows regularisation, read from each run's last ``train_loss``
+    (:func:`~tunekit.core.decisions.unregularised`)."""
     ran = [r for r in records if not r.error]
     curves = [r.curve("epoch", "val_loss")[1] for r in ran]
     errors = {label(r): number(r.last.get("val_loss_se")) for r in ran}
-    return choose_lr(candidates, values, curves, tolerance, errors, what=what, side=side, window=window)
+    train = {label(r): number(r.last.get("train_loss")) for r in ran} if regularising else None
+    return choose_lr(candidates, values, curves, tolerance, errors, what=what, side=side, window=window, train_losses=train)
 
 
 def failures_of(candidates: Sequence[Candidate]) -> dict[str, str]:

@@ -294,7 +294,7 @@ class LearningRateSearcher(CandidateSearcher):
         if not values:
             return Choice(None, [], "no weight decay checked")
         own = weight_decay_label(self.balance[0]) if self.balance else ""
-        done, curves, errors = self._judged({label: self.choice().best or "" if label == own else label for label in values})
+        done, curves, errors, _ = self._judged({label: self.choice().best or "" if label == own else label for label in values})
         return choose_lr(done, values, curves, 0.0, errors, what="weight decay")[0]
 
     def side(self) -> tuple[TieSide, str]:
@@ -306,13 +306,13 @@ class LearningRateSearcher(CandidateSearcher):
     def choice(self) -> Choice:
         """What the phase decides from these runs (the LR on the tie side within the band of the lowest loss)."""
         lrs = self.lrs()
-        done, curves, errors = self._judged({label: label for label in lrs})
-        return choose_lr(done, lrs, curves, self.tolerance, errors, side=self.side()[0])[0]
+        done, curves, errors, train = self._judged({label: label for label in lrs})
+        return choose_lr(done, lrs, curves, self.tolerance, errors, side=self.side()[0], train_losses=train)[0]
 
-    def _judged(self, runs: dict[str, str]) -> tuple[list[Candidate], list[list[float]], dict[str, float]]:
+    def _judged(self, runs: dict[str, str]) -> tuple[list[Candidate], list[list[float]], dict[str, float], dict[str, float]]:
         """For label → the candidate whose run it reads, as the phase reads the records: the finished ones judged
-        (under the label), the validation curves of those that did not fail (their noise) and each one's last
-        ``val_loss_se``."""
+        (under the label), the validation curves of those that did not fail (their noise), and each one's last
+        ``val_loss_se`` and ``train_loss``."""
         trials = {self.trial_values[t]: t for t in self.finished}
         scored = list(self.scores)  # in the order they finished, as before the checks
         finished = sorted(
@@ -323,8 +323,10 @@ class LearningRateSearcher(CandidateSearcher):
         kept = [label for label in ran if not self.scores[runs[label]].failed]
         metric = self.judge.metric
         curves = [[float(row[metric]) for row in self.rows.get(ran[label], []) if metric in row] for label in kept]
-        errors = {label: number((self.rows.get(ran[label]) or [{}])[-1].get("val_loss_se")) for label in kept}
-        return done, curves, errors
+        last = {label: (self.rows.get(ran[label]) or [{}])[-1] for label in kept}
+        errors = {label: number(row.get("val_loss_se")) for label, row in last.items()}
+        train = {label: number(row.get("train_loss")) for label, row in last.items()}
+        return done, curves, errors, train
 
     def _best_label(self) -> str | None:
         lrs = self.lrs()

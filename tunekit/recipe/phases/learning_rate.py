@@ -17,8 +17,11 @@ its validation loss more than two standard errors above its training loss). Regu
 balanced (Sec. 3, Remark 6): a larger LR regularises more (Sec. 4.1-4.2), which pays where the short
 runs already overfit (the MNIST-1D MLP: the larger LR, behind after five epochs, is ahead after
 forty) and costs where they do not (the BatchNorm CNNs: ahead after three epochs, behind after
-twenty). On the smaller side, halving goes on while the smallest LR tried still ties.
-``min_lr`` stays ``max_lr / div``.
+twenty). A larger LR wins that tie only where its run shows the regularisation it is kept for
+(:func:`~tunekit.core.decisions.unregularised`): its training loss above the lowest run's by at least as much as
+its validation loss. AdamW's steps do not grow with the LR, and on the suite's AdamW digits twice the LR fitted
+the training set as well and generalised worse. On the smaller side, halving goes on while the smallest LR
+tried still ties. ``min_lr`` stays ``max_lr / div``.
 
 Where the chosen LR is below the range test's max_lr — the LR the weight_decay phase judged at —
 the weight decay is scaled up by their ratio, keeping max_lr × weight decay
@@ -150,7 +153,7 @@ class LearningRate(Phase):
         lrs = {_label(r): float(r.config["policy.max_lr"]) for r in runs}
         lowest = context.judge.choose(candidates, "max_lr").best  # the lowest loss: its run says which way a tie goes
         side, why = tie_side_of(next((r.last for r in runs if _label(r) == lowest and not r.error), {}))
-        choice, band = tie_choice(runs, _label, candidates, lrs, section.tolerance, "max_lr", side)
+        choice, band = tie_choice(runs, _label, candidates, lrs, section.tolerance, "max_lr", side, regularising=True)
         if choice.best is None:
             raise SearchError(f"phase learning_rate: {choice.reason}; lower search.range_test.max_lr or check the data")
         chosen, turn_up = lrs[choice.best], _policy(preset).max_lr
@@ -179,7 +182,8 @@ class LearningRate(Phase):
         sign = {"largest": ", the lowest run overfits", "smallest": ", the lowest run does not overfit"}[side] if why else ""
         title = (
             "learning rate: which max_lr? short 1cycle runs at fractions of the range test's max_lr\n"
-            f"the {side} max_lr within noise of the lowest validation loss wins (chosen: ±{band:.3g}){sign}; "
+            f"the {side} max_lr within noise of the lowest validation loss wins{' if it regularises' if why and side == 'largest' else ''} "
+            f"(chosen: ±{band:.3g}){sign}; "
             f"halved while the smallest {'is lowest' if side == 'largest' else 'ties'}"
         )
         figure = curves_figure_of(records, _label, title, candidates=shown, order=ranked, chosen=choice.best, name="max_lr")
