@@ -213,8 +213,7 @@ def choose_largest_within(
         return bool(c.stopped_by), rank_key(c.loss, c.shape if by_shape or c.shape is Shape.DIVERGING else Shape.UNKNOWN)[0]
 
     within = [c for c in candidates if klass(c) == klass(best) and math.isfinite(c.loss) and c.loss <= best.loss + band_of(c)]
-    kept = kept_out or {}
-    out = {c.label: kept[c.label] for c in within if c.label in kept and c is not best}
+    out = {c.label: (kept_out or {})[c.label] for c in within if c.label in (kept_out or {}) and c is not best}
     tied = [c for c in within if c.label not in out]
     chosen = (max if larger else min)(tied, key=lambda c: values[c.label])
     order = [chosen.label] + [label for label in first.order if label != chosen.label]
