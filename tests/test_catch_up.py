@@ -46,11 +46,13 @@ def run(searcher: Any, trial_id: str, complete: bool = True) -> None:
         searcher.on_trial_complete(trial_id, results[-1])
 
 
-def save_folder(folder: Path, searcher: Any, statuses: dict[str, str]) -> None:
-    """What the kill left: the searcher's pickle, the experiment state with ``statuses``, each trial's results."""
+def save_folder(folder: Path, searcher: Any, statuses: dict[str, str], configs: dict[str, dict[str, Any]] | None = None) -> None:
+    """What the kill left: the searcher's pickle, the experiment state with ``statuses`` (and ``configs``), each
+    trial's results."""
     folder.mkdir(exist_ok=True)
     searcher.save(str(folder / SAVED))
-    trial_data = [[json.dumps({"trial_id": t, "status": s}), "{}"] for t, s in statuses.items()]
+    configs = configs or {}
+    trial_data = [[json.dumps({"trial_id": t, "status": s, "config": configs.get(t, {})}), "{}"] for t, s in statuses.items()]
     (folder / "experiment_state-2026-12-05_14-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
     for trial_id in statuses:
         (folder / f"trial_{trial_id}").mkdir(exist_ok=True)
@@ -66,8 +68,12 @@ def restored(folder: Path, searcher: Any) -> Any:
 
 def test_out_of_step() -> None:
     statuses = {"a": "TERMINATED", "b": "ERROR", "c": "RUNNING"}
-    assert out_of_step({"a", "b", "c"}, {"a", "b", "c", "d"}, statuses) == (["a", "b"], ["d"])
-    assert out_of_step({"c"}, {"a", "b", "c"}, statuses) == ([], [])  # in step: nothing to do
+    assert out_of_step({"a", "b", "c"}, {"a", "b", "c", "d"}, statuses) == (["a", "b"], ["d"], [])
+    assert out_of_step({"c"}, {"a", "b", "c"}, statuses) == ([], [], [])  # in step: nothing to do
+    # Tune recorded b and c after the searcher's file was saved: adopted in Tune's order
+    assert out_of_step({"a"}, {"a"}, statuses) == (["a"], [], ["b", "c"])
+    # a trial the searcher suggested and no longer counts (a snapshot's base run) is known: not adopted
+    assert out_of_step({"c"}, {"b", "c"}, statuses, known={"a"}) == ([], [], [])
 
 
 def test_an_end_the_saved_searcher_missed_is_read_from_the_trials_folder(tmp_path: Path) -> None:
@@ -111,6 +117,59 @@ def test_a_suggestion_tune_never_recorded_is_suggested_again(tmp_path: Path, end
     assert again.bisection.observations == before
     assert again.suggest("f") == proposed
     assert again.trial_values["f"] == 3.2e-05
+
+
+def killed_before_an_end_tune_then_suggested_past(tmp_path: Path, tune_config: dict[str, Any], status: str) -> tuple[Any, Any]:
+    """The searcher's file was saved before d's end; Tune's state is two events newer: d ended, and e, the value the
+    searcher suggested after it, recorded with ``tune_config`` (what the kill in tests/test_recipe.py's resume
+    test left, where e then ran a second time beside the value suggested again). Returns (uninterrupted, killed)."""
+    uninterrupted, killed = bisection(), bisection()
+    for searcher in (uninterrupted, killed):
+        for t in "abcd":
+            searcher.suggest(t)
+    for t in "abcd":
+        run(uninterrupted, t)
+        run(killed, t, complete=t != "d")
+    assert uninterrupted.suggest("e") == {"preset": {}, "weight_decay": 3.2e-05}
+    run(uninterrupted, "e", complete=status == "TERMINATED")
+    save_folder(tmp_path, killed, {**dict.fromkeys("abcd", "TERMINATED"), "e": status}, {"e": tune_config})
+    return uninterrupted, killed
+
+
+@pytest.mark.parametrize("status", ["PENDING", "RUNNING", "TERMINATED"])
+def test_a_trial_tune_recorded_after_the_searchers_file_was_saved_is_adopted(tmp_path: Path, status: str) -> None:
+    uninterrupted, _ = killed_before_an_end_tune_then_suggested_past(tmp_path, {"preset": {}, "weight_decay": 3.2e-05}, status)
+    notes = catch_up_saved_searcher(str(tmp_path), bisection())
+    assert "trial d had ended (3 results)" in notes[0]
+    assert "trial e was recorded by Tune after the searcher's state was last saved: the searcher takes it" in notes[1]
+    assert len(notes) == 2
+    caught_up = restored(tmp_path, bisection())
+    assert caught_up.trial_values == uninterrupted.trial_values  # e is the searcher's: its value is not suggested again
+    if status == "TERMINATED":
+        assert "its end read (3 results)" in notes[1]
+        assert caught_up.bisection.observations == uninterrupted.bisection.observations
+        assert caught_up.suggest("f") == uninterrupted.suggest("f")
+    else:
+        assert caught_up.awaited() == {"e"}
+        assert caught_up.suggest("f") is None  # waits for e, which Tune runs (it suggested e's value again before)
+    state = json.loads(next(tmp_path.glob("experiment_state-*.json")).read_text())
+    assert [json.loads(t[0])["trial_id"] for t in state["trial_data"]] == list("abcde")  # Tune's trials untouched
+    assert catch_up_saved_searcher(str(tmp_path), bisection()) == []
+
+
+def test_a_trial_tune_recorded_that_the_searcher_would_not_suggest_is_dropped_from_tunes_trials(tmp_path: Path) -> None:
+    killed_before_an_end_tune_then_suggested_past(tmp_path, {"preset": {}, "weight_decay": 5e-05}, "RUNNING")
+    notes = catch_up_saved_searcher(str(tmp_path), bisection())
+    assert (
+        "trial e was recorded by Tune after the searcher's state was last saved, and is not what the searcher suggests"
+        in notes[1]
+    )
+    state = json.loads(next(tmp_path.glob("experiment_state-*.json")).read_text())
+    assert [json.loads(t[0])["trial_id"] for t in state["trial_data"]] == list("abcd")  # Tune does not run e again
+    caught_up = restored(tmp_path, bisection())
+    assert "e" not in caught_up.trial_values
+    assert caught_up.suggest("f") == {"preset": {}, "weight_decay": 3.2e-05}
+    assert catch_up_saved_searcher(str(tmp_path), bisection()) == []
 
 
 def test_candidates_and_a_reused_one(tmp_path: Path) -> None:

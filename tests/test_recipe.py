@@ -338,7 +338,8 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
 
     After the kill, the searcher's saved state is put back to a version from before that trial's end, as a kill
     between Tune's copies of the experiment state and of the searcher's leaves it: the resumed searcher must read
-    the end it missed from the trial's folder (a restored searcher used to wait for it for ever)."""
+    the end it missed from the trial's folder (a restored searcher used to wait for it for ever), and take as its own
+    the trial Tune recorded after it (it used to suggest that trial's value again, and the value ran twice)."""
     storage = tmp_path / "runs"
     directory = storage / "killed"
     env = {**os.environ, "RAY_AIR_NEW_OUTPUT": "0", "PYTHONUNBUFFERED": "1"}
@@ -370,6 +371,10 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
     result = cli("resume", str(directory), "--json")
     assert re.search(
         r"\[2/5 weight_decay\] trial \w+ had ended \(\d+ results\) after the searcher's state was last saved", result.output
+    )
+    assert re.search(
+        r"\[2/5 weight_decay\] trial \w+ was recorded by Tune after the searcher's state was last saved: the searcher takes it",
+        result.output,
     )
     resumed = json.loads(result.stdout)
 
@@ -403,10 +408,11 @@ def test_a_sigkilled_driver_resumes_without_rerunning_finished_trials(reference:
 def _wait_for_a_finished_bisection_trial(
     directory: Path, driver: subprocess.Popen[bytes], timeout_s: float = 300
 ) -> tuple[set[str], tuple[Path, bytes]]:
-    """Poll the weight-decay phase's saved experiment state until one trial is TERMINATED and another is not.
+    """Poll the weight-decay phase's saved experiment state until one trial is TERMINATED and another is not, and
+    Tune holds a trial suggested after the latest version of the searcher's saved state in which one of the
+    finished trials had not ended yet.
 
-    Returns the finished trials' folders, and the searcher's saved state: its file, and the latest version of it
-    seen in which one of those trials had not ended yet."""
+    Returns the finished trials' folders, and the searcher's saved state: its file, and that version."""
     folder = directory / "weight_decay"
     versions: list[tuple[Path, bytes]] = []  # every version of the searcher's file seen, oldest first
     deadline = time.monotonic() + timeout_s
@@ -426,7 +432,9 @@ def _wait_for_a_finished_bisection_trial(
             for saved, data in reversed(versions):
                 searcher = pickle.loads(data)
                 if ended & (set(searcher["trial_values"]) - searcher["finished"]):
-                    return {f"trial_{t}" for t in ended}, (saved, data)
+                    if {t["trial_id"] for t in trials} - set(searcher["trial_values"]):
+                        return {f"trial_{t}" for t in ended}, (saved, data)
+                    break  # the searcher's next suggestion is not in Tune's saved state yet
         time.sleep(0.05)
     pytest.fail("the weight-decay phase never had a finished trial next to an unfinished one")
 

@@ -8,15 +8,20 @@ file at a time. A driver killed between two of those copies leaves the files one
   still awaits — Tune never reports that end again, and a searcher waiting for it (a bisection
   before its next value) waits for ever, with no trial running;
 * a trial the searcher **suggested** that the experiment state does not hold — Tune never runs
-  it, and the searcher waits for it just the same.
+  it, and the searcher waits for it just the same;
+* a trial the experiment state holds that the saved searcher **never suggested** (its file was
+  saved before the suggestion) — Tune runs it again, the searcher ignores its end, and suggests
+  its value a second time.
 
 The first is caught up (the searcher reads the trial's end from its folder); the second is
-forgotten (its value is suggested again, as a new trial).
+forgotten (its value is suggested again, as a new trial); the third is adopted, in Tune's order,
+where it is what the caught-up searcher suggests next, and dropped from Tune's trials where not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 #: Tune's saved state files, each ``<prefix><session time>.<ext>``: every trial's status (written in place,
 #: the one file that can be read half-written), the searcher's pickle, and the rest (and ``tuner.pkl``).
@@ -35,9 +40,22 @@ TUNE_STATE_FILES = (
 ENDED = frozenset({"TERMINATED", "ERROR"})
 
 
-def out_of_step(awaited: Iterable[str], suggested: Iterable[str], statuses: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """``(catch_up, forget)``: the trials the searcher awaits that Tune has ended, and the trials it suggested
-    that Tune does not know (``statuses``: trial id → Tune's status, from the experiment state)."""
+class OutOfStep(NamedTuple):
+    """What to do to a saved searcher before ``Tuner.restore`` reads it; all empty when it is in step."""
+
+    catch_up: list[str]  # awaited by the searcher, ended by Tune: read their ends
+    forget: list[str]  # suggested by the searcher, unknown to Tune: suggest their values again
+    adopt: list[str]  # recorded by Tune, never suggested by the searcher: in Tune's order
+
+
+def out_of_step(
+    awaited: Iterable[str], suggested: Iterable[str], statuses: Mapping[str, str], known: Iterable[str] = ()
+) -> OutOfStep:
+    """The trials the searcher awaits that Tune has ended, those it suggested that Tune does not know, and those
+    Tune recorded that it never suggested (``statuses``: trial id → Tune's status, in the experiment state's
+    order; ``known``: every trial the searcher suggested, those it no longer counts as suggested too)."""
+    suggested = set(suggested)
     catch_up = sorted(t for t in awaited if statuses.get(t) in ENDED)
     forget = sorted(t for t in suggested if t not in statuses)
-    return catch_up, forget
+    ours = suggested | set(known)
+    return OutOfStep(catch_up, forget, [t for t in statuses if t not in ours])

@@ -184,14 +184,15 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
 
     ``searcher`` is a fresh one of the phase's searcher class (the phase's plan builds it); it is given the saved
     state, takes the end of every trial Tune ended from that trial's ``result.json``, forgets every trial Tune never
-    recorded, and its state is written back in place of the saved one. An experiment state that does not parse (on
-    object storage, copied while Tune rewrote it) is renamed aside with the rest of the saved state: there is
-    nothing to restore, and the phase starts again.
+    recorded, adopts every trial Tune recorded that it had not suggested yet (where it is what the searcher suggests
+    next; Tune's record of any other is dropped, and its value is suggested again), and its state is written back in
+    place of the saved one. An experiment state that does not parse (on object storage, copied while Tune rewrote
+    it) is renamed aside with the rest of the saved state: there is nothing to restore, and the phase starts again.
     """
     import pickle
 
     from tunekit import storage
-    from tunekit.core.resume import EXPERIMENT_STATE, SEARCHER_STATE, TUNE_STATE_FILES, out_of_step
+    from tunekit.core.resume import ENDED, EXPERIMENT_STATE, SEARCHER_STATE, TUNE_STATE_FILES, out_of_step
 
     names = storage.names_in(path)
     experiment, saved = newest_saved(names, *EXPERIMENT_STATE), newest_saved(names, *SEARCHER_STATE)
@@ -201,7 +202,8 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
     if not state:
         return []
     try:
-        trials = [json.loads(t[0]) for t in json.loads(storage.read_text(join(path, experiment)) or "{}").get("trial_data", [])]
+        document = json.loads(storage.read_text(join(path, experiment)) or "{}")
+        trials = [json.loads(t[0]) for t in document.get("trial_data", [])]
     except ValueError:  # on object storage: copied while Tune rewrote it (tunekit.whole_files keeps it whole on a disk)
         # Tune would restore the searcher and callbacks but no trial, and decide from what runs after; instead the
         # phase starts again, its trials run again, and the state that could not be read is kept beside
@@ -211,18 +213,41 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
         return [
             f"{experiment} was saved cut short (Tune was rewriting it): the phase runs again from its start; its saved state is kept as {CUT}*"
         ]
-    statuses = {str(t["trial_id"]): str(t["status"]) for t in trials}
+    statuses = {str(t["trial_id"]): str(t["status"]) for t in trials}  # in Tune's order
+    configs = {str(t["trial_id"]): t.get("config") or {} for t in trials}
     searcher.set_state(pickle.loads(state))
-    catch_up, forget = out_of_step(searcher.awaited(), searcher.suggested(), statuses)
-    notes: list[str] = []
-    for trial_id in catch_up:
+    catch_up, forget, adopt = out_of_step(searcher.awaited(), searcher.suggested(), statuses, searcher.known())
+
+    def read_end(trial_id: str) -> int:
         text = storage.read_text(join(path, trial_folder(trial_id), "result.json")) or ""
         rows = last_attempt([json.loads(line) for line in text.splitlines() if line.strip()])
         searcher.catch_up(trial_id, rows, error=statuses[trial_id] == "ERROR")
-        notes.append(f"trial {trial_id} had ended ({len(rows)} results) after the searcher's state was last saved: read its end")
+        return len(rows)
+
+    notes: list[str] = []
+    for trial_id in catch_up:
+        notes.append(
+            f"trial {trial_id} had ended ({read_end(trial_id)} results) after the searcher's state was last saved: read its end"
+        )
     for trial_id in forget:
         searcher.forget(trial_id)
         notes.append(f"trial {trial_id} was suggested but never recorded by Tune: its value is suggested again")
+    dropped: set[str] = set()
+    for trial_id in adopt:
+        if not dropped and searcher.adopt(trial_id, configs[trial_id]):
+            ended = f", and its end read ({read_end(trial_id)} results)" if statuses[trial_id] in ENDED else ""
+            notes.append(
+                f"trial {trial_id} was recorded by Tune after the searcher's state was last saved: the searcher takes it as its suggestion{ended}"
+            )
+        else:  # not what the searcher suggests next (nor is any trial after it): Tune would run it for no one
+            dropped.add(trial_id)
+            notes.append(
+                f"trial {trial_id} was recorded by Tune after the searcher's state was last saved, and is not what the searcher "
+                "suggests next: Tune's record of it is dropped (its folder is left as it is)"
+            )
+    if dropped:
+        document["trial_data"] = [t for t in document["trial_data"] if str(json.loads(t[0])["trial_id"]) not in dropped]
+        storage.write_text(join(path, experiment), json.dumps(document))
     if notes:
         storage.write_bytes(join(path, saved), pickle.dumps(searcher.get_state()))  # as PickledState.save writes it
     return notes

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
@@ -116,12 +118,30 @@ class TunekitSearcher(PickledState, Searcher):
         """The suggested trials whose end this searcher still waits for."""
         return {t for t in self.suggested() if t not in self.finished}
 
+    def known(self) -> set[str]:
+        """Every trial this searcher suggested, those it no longer counts among :meth:`suggested` too."""
+        return self.suggested()
+
     def catch_up(self, trial_id: str, results: list[dict[str, Any]], error: bool) -> None:
         """Take the end of a trial Tune ended but whose end this (saved) searcher missed, from its ``results``."""
         self.rows.pop(trial_id, None)  # what it saw before is among them
         for result in results:
             self.on_trial_result(trial_id, result)
         self.on_trial_complete(trial_id, results[-1] if results else None, error=error or not results)
+
+    def adopt(self, trial_id: str, config: Mapping[str, Any]) -> bool:
+        """Take a trial Tune recorded after this (saved) searcher's state was saved as its own suggestion, if
+        ``config`` (the trial's, as Tune saved it) is what it suggests next; else leave it as it was (False)."""
+        from ray.tune.utils.serialization import TuneFunctionEncoder
+
+        before = self.get_state()
+        suggestion = self.suggest(trial_id)
+        if isinstance(suggestion, dict):
+            saved = json.loads(json.dumps(suggestion, cls=TuneFunctionEncoder))  # as Tune saves a config: lists, not tuples
+            if all(k in config and config[k] == v for k, v in saved.items()):
+                return True
+        self.set_state(before)
+        return False
 
     def forget(self, trial_id: str) -> None:
         """Drop a suggested trial Tune never recorded, as if it had never been suggested (the phase decides from

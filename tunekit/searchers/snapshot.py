@@ -134,6 +134,9 @@ class SnapshotContinuationSearcher(ExponentBisectionSearcher):
     def awaited(self) -> set[str]:
         return super().awaited() | self._base_awaited()
 
+    def known(self) -> set[str]:
+        return super().known() | ({self.base_trial} if self.base_trial else set())
+
     def forget(self, trial_id: str) -> None:
         if trial_id == self.base_trial:
             self.base_trial = None  # the base run is suggested again
