@@ -180,6 +180,27 @@ def driver() -> Iterator[Any]:
         browser.quit()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_ui(driver: Any, logged: Logged) -> None:
+    """Load the UI once before the tests time their waits: on a loaded 2-core machine the first load of MLflow's
+    JavaScript (fetched, parsed, cached by this browser) took more than a test's 60 s (the experiment's page never
+    left ``#/experiments/2``); every later load reads it from the browser's cache."""
+    from selenium.webdriver.common.by import By
+
+    driver.set_page_load_timeout(3 * WAIT_S)
+    try:
+        first_visit(driver, logged.url)
+        driver.get(f"{logged.url}/#/experiments")
+        wait_for(
+            driver,
+            lambda d: d.find_elements(By.XPATH, "//*[@role='button'][normalize-space()='Model training']"),
+            "the UI's experiments list did not load",
+            timeout=3 * WAIT_S,
+        )
+    finally:
+        driver.set_page_load_timeout(WAIT_S)
+
+
 @pytest.fixture
 def screenshots() -> Path | None:
     folder = os.environ.get("TUNEKIT_SCREENSHOTS")
