@@ -76,14 +76,21 @@ def test_out_of_step() -> None:
     assert out_of_step({"c"}, {"b", "c"}, statuses, known={"a"}) == ([], [], [])
 
 
-def test_an_end_the_saved_searcher_missed_is_read_from_the_trials_folder(tmp_path: Path) -> None:
+def killed_before_d_ended() -> tuple[ExponentBisectionSearcher, ExponentBisectionSearcher]:
+    """(uninterrupted, killed): both suggested a, b, c, d and saw them run; ``killed`` missed d's end (its file was
+    saved one event before Tune's)."""
     uninterrupted, killed = bisection(), bisection()
     for searcher in (uninterrupted, killed):
         for t in "abcd":
             searcher.suggest(t)
     for t in "abcd":
         run(uninterrupted, t)
-        run(killed, t, complete=t != "d")  # Tune saved d TERMINATED; the searcher's file was one event older
+        run(killed, t, complete=t != "d")
+    return uninterrupted, killed
+
+
+def test_an_end_the_saved_searcher_missed_is_read_from_the_trials_folder(tmp_path: Path) -> None:
+    uninterrupted, killed = killed_before_d_ended()  # Tune saved d TERMINATED; the searcher's file was one event older
     save_folder(tmp_path, killed, dict.fromkeys("abcd", "TERMINATED"))
     assert restored(tmp_path, bisection()).suggest("e") is None  # the hang: waiting for d, which Tune will not run
 
@@ -123,13 +130,7 @@ def killed_before_an_end_tune_then_suggested_past(tmp_path: Path, tune_config: d
     """The searcher's file was saved before d's end; Tune's state is two events newer: d ended, and e, the value the
     searcher suggested after it, recorded with ``tune_config`` (what the kill in tests/test_recipe.py's resume
     test left, where e then ran a second time beside the value suggested again). Returns (uninterrupted, killed)."""
-    uninterrupted, killed = bisection(), bisection()
-    for searcher in (uninterrupted, killed):
-        for t in "abcd":
-            searcher.suggest(t)
-    for t in "abcd":
-        run(uninterrupted, t)
-        run(killed, t, complete=t != "d")
+    uninterrupted, killed = killed_before_d_ended()
     assert uninterrupted.suggest("e") == {"preset": {}, "weight_decay": 3.2e-05}
     run(uninterrupted, "e", complete=status == "TERMINATED")
     save_folder(tmp_path, killed, {**dict.fromkeys("abcd", "TERMINATED"), "e": status}, {"e": tune_config})
