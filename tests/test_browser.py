@@ -6,8 +6,8 @@ search and, expanded, its trial runs; filtering on ``tags.tunekit.best = "true"`
 the parent run's ``report.html`` opens in the Artifacts tab with every decision and its plot.
 ``TUNEKIT_SCREENSHOTS=<folder>`` keeps ``experiment.png`` and ``report.png`` there.
 
-On a first visit MLflow 3.17's UI opens every experiment on the GenAI overview (the control test shows
-it), tunekit's ``mlflow.experimentKind = custom_model_development`` tag or not: the landing view follows
+On a first visit MLflow 3.17's and 3.18's UI opens every experiment on the GenAI overview (the control test
+shows it), tunekit's ``mlflow.experimentKind = custom_model_development`` tag or not: the landing view follows
 the sidebar's GenAI / Model training switch, or the URL's ``?workflowType=machine_learning``. So the
 store is served the way a user serves it, with ``tunekit ui``, and the link it prints must open the
 runs table.
@@ -51,8 +51,9 @@ SEARCH = {
     "momentum": {**RECIPE_SEARCH["momentum"], "epochs": 3},
     "final": {"epochs": 6, "replicates": 1},
 }
-#: Only in the GenAI overview (traces and token usage), never in the runs table.
-GENAI_OVERVIEW_TEXT = "Token Usage"
+#: Only in the GenAI overview, never in the runs table: its token-usage charts (MLflow 3.17), or, in an
+#: experiment without traces, its first-trace guide (3.18).
+GENAI_OVERVIEW_TEXTS = ("Token Usage", "Send your first trace to MLflow in just a minute")
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -180,27 +181,6 @@ def driver() -> Iterator[Any]:
         browser.quit()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def warm_ui(driver: Any, logged: Logged) -> None:
-    """Load the UI once before the tests time their waits: on a loaded 2-core machine the first load of MLflow's
-    JavaScript (fetched, parsed, cached by this browser) took more than a test's 60 s (the experiment's page never
-    left ``#/experiments/2``); every later load reads it from the browser's cache."""
-    from selenium.webdriver.common.by import By
-
-    driver.set_page_load_timeout(3 * WAIT_S)
-    try:
-        first_visit(driver, logged.url)
-        driver.get(f"{logged.url}/#/experiments")
-        wait_for(
-            driver,
-            lambda d: d.find_elements(By.XPATH, "//*[@role='button'][normalize-space()='Model training']"),
-            "the UI's experiments list did not load",
-            timeout=3 * WAIT_S,
-        )
-    finally:
-        driver.set_page_load_timeout(WAIT_S)
-
-
 @pytest.fixture
 def screenshots() -> Path | None:
     folder = os.environ.get("TUNEKIT_SCREENSHOTS")
@@ -220,13 +200,15 @@ def wait_for(driver: Any, condition: Callable[[Any], Any], what: str, timeout: f
         ElementClickInterceptedException,
         NoSuchElementException,
         StaleElementReferenceException,
+        TimeoutException,
     )
     from selenium.webdriver.support.ui import WebDriverWait
 
     ignored = (NoSuchElementException, StaleElementReferenceException, ElementClickInterceptedException)
-    return WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=ignored).until(
-        condition, f"{what} (waited {timeout} s; at {driver.current_url})"
-    )
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.25, ignored_exceptions=ignored).until(condition)
+    except TimeoutException:  # where the page is when the wait gives up, not where it was when the wait began
+        raise TimeoutException(f"{what} (waited {timeout} s; at {driver.current_url})") from None
 
 
 def click(driver: Any, xpath: str, what: str) -> None:
@@ -269,8 +251,8 @@ def opened_view(driver: Any) -> str | None:
         By.XPATH, "//*[@role='columnheader'][normalize-space()='Run Name']"
     ):
         return "runs table"
-    if re.fullmatch(r"/experiments/[^/]+/overview(/.*)?", path) and driver.find_elements(
-        By.XPATH, f"//*[normalize-space(text())='{GENAI_OVERVIEW_TEXT}']"
+    if re.fullmatch(r"/experiments/[^/]+/overview(/.*)?", path) and any(
+        driver.find_elements(By.XPATH, f"//*[normalize-space(text())='{text}']") for text in GENAI_OVERVIEW_TEXTS
     ):
         return "GenAI overview"
     return None
