@@ -21,7 +21,7 @@ where it is what the caught-up searcher suggests next, and dropped from Tune's t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 #: Tune's saved state files, each ``<prefix><session time>.<ext>``: every trial's status (written in place,
 #: the one file that can be read half-written), the searcher's pickle, and the rest (and ``tuner.pkl``).
@@ -59,3 +59,9 @@ def out_of_step(
     forget = sorted(t for t in suggested if t not in statuses)
     ours = suggested | set(known)
     return OutOfStep(catch_up, forget, [t for t in statuses if t not in ours])
+
+
+def recorded_as_suggested(suggestion: Mapping[str, Any], recorded: Mapping[str, Any]) -> bool:
+    """Whether the config Tune recorded for a trial (``recorded``, read back from its JSON) holds every key of a
+    searcher's ``suggestion`` (as Tune's encoder writes it: lists, not tuples) with the same value."""
+    return all(k in recorded and recorded[k] == v for k, v in suggestion.items())

@@ -246,7 +246,9 @@ def catch_up_saved_searcher(path: str, searcher: Any) -> list[str]:
                 "suggests next: Tune's record of it is dropped (its folder is left as it is)"
             )
     if dropped:
-        document["trial_data"] = [t for t in document["trial_data"] if str(json.loads(t[0])["trial_id"]) not in dropped]
+        document["trial_data"] = [
+            raw for raw, t in zip(document["trial_data"], trials, strict=True) if str(t["trial_id"]) not in dropped
+        ]
         storage.write_text(join(path, experiment), json.dumps(document))
     if notes:
         storage.write_bytes(join(path, saved), pickle.dumps(searcher.get_state()))  # as PickledState.save writes it

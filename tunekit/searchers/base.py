@@ -134,11 +134,13 @@ class TunekitSearcher(PickledState, Searcher):
         ``config`` (the trial's, as Tune saved it) is what it suggests next; else leave it as it was (False)."""
         from ray.tune.utils.serialization import TuneFunctionEncoder
 
+        from tunekit.core.resume import recorded_as_suggested
+
         before = self.get_state()
         suggestion = self.suggest(trial_id)
         if isinstance(suggestion, dict):
-            saved = json.loads(json.dumps(suggestion, cls=TuneFunctionEncoder))  # as Tune saves a config: lists, not tuples
-            if all(k in config and config[k] == v for k, v in saved.items()):
+            saved = json.loads(json.dumps(suggestion, cls=TuneFunctionEncoder))  # as Tune saves a config
+            if recorded_as_suggested(saved, config):
                 return True
         self.set_state(before)
         return False
